@@ -1,0 +1,64 @@
+# hwgate — the two commands: `make run` and `make test`. Both set up what they
+# need (Debian packages, .venv) idempotently and are quick when already done.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TESTBED_DIR ?= $(CURDIR)/.testbed
+APT_PACKAGES := pcscd vsmartcard-vpcd softhsm2 opensc p11-kit libpcsclite-dev \
+	libsystemd-dev pkg-config swig gcc python3-dev
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: run test lint protos protos-check bench fuzz setup system-deps venv pcscd clean
+
+run: setup ## set up, bring the test bed up, run hwgated on it in the foreground
+	$(BIN)/hwgate-testbed up --dir $(TESTBED_DIR)
+	exec $(BIN)/hwgated --testbed --testbed-dir $(TESTBED_DIR)
+
+test: setup ## set up, then the whole pytest suite
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+setup: system-deps venv
+
+system-deps: ## Debian packages the daemon and the test bed need (root)
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev,systemd]'
+	touch $@
+
+protos: venv ## regenerate clients/hwgate/v1 from protos/
+	rm -f clients/hwgate/v1/*_pb2*.py clients/hwgate/v1/*_pb2*.pyi
+	$(BIN)/python -m grpc_tools.protoc -I protos \
+		--python_out=clients --pyi_out=clients --grpc_python_out=clients \
+		protos/hwgate/v1/*.proto
+	touch clients/hwgate/v1/py.typed
+
+protos-check: protos ## fail if the committed stubs differ from a fresh generation
+	git diff --exit-code -- clients/hwgate/v1 || { echo "generated stubs are stale: run make protos"; exit 1; }
+	test -z "$$(git status --porcelain -- clients/hwgate/v1)" || { git status --porcelain -- clients/hwgate/v1; echo "untracked generated files"; exit 1; }
+
+lint: setup ## ruff, mypy, buf lint, stub drift
+	$(BIN)/ruff check daemon clients testbed tests bench
+	$(BIN)/ruff format --check daemon clients testbed tests bench
+	$(BIN)/mypy
+	cd protos && ../$(BIN)/buf lint
+	$(MAKE) --no-print-directory protos-check
+
+bench: setup
+	$(BIN)/python -m bench
+
+fuzz: setup ## long property-based run of every parser (HYPOTHESIS_PROFILE=fuzz)
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -m fuzz -p no:cacheprovider tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,243 @@
+from hwgate.v1 import common_pb2 as _common_pb2
+from hwgate.v1 import error_pb2 as _error_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class KeyClass(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    KEY_CLASS_UNSPECIFIED: _ClassVar[KeyClass]
+    KEY_CLASS_KEY_PAIR: _ClassVar[KeyClass]
+    KEY_CLASS_SECRET_KEY: _ClassVar[KeyClass]
+    KEY_CLASS_PUBLIC_KEY: _ClassVar[KeyClass]
+
+class KeyUsage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    KEY_USAGE_UNSPECIFIED: _ClassVar[KeyUsage]
+    KEY_USAGE_SIGN: _ClassVar[KeyUsage]
+    KEY_USAGE_VERIFY: _ClassVar[KeyUsage]
+    KEY_USAGE_DERIVE: _ClassVar[KeyUsage]
+    KEY_USAGE_ENCRYPT: _ClassVar[KeyUsage]
+    KEY_USAGE_DECRYPT: _ClassVar[KeyUsage]
+    KEY_USAGE_WRAP: _ClassVar[KeyUsage]
+    KEY_USAGE_UNWRAP: _ClassVar[KeyUsage]
+
+class DeriveMechanism(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DERIVE_MECHANISM_UNSPECIFIED: _ClassVar[DeriveMechanism]
+    DERIVE_MECHANISM_ECDH: _ClassVar[DeriveMechanism]
+    DERIVE_MECHANISM_AES_ECB_ENCRYPT_DATA: _ClassVar[DeriveMechanism]
+    DERIVE_MECHANISM_AES_CBC_ENCRYPT_DATA: _ClassVar[DeriveMechanism]
+KEY_CLASS_UNSPECIFIED: KeyClass
+KEY_CLASS_KEY_PAIR: KeyClass
+KEY_CLASS_SECRET_KEY: KeyClass
+KEY_CLASS_PUBLIC_KEY: KeyClass
+KEY_USAGE_UNSPECIFIED: KeyUsage
+KEY_USAGE_SIGN: KeyUsage
+KEY_USAGE_VERIFY: KeyUsage
+KEY_USAGE_DERIVE: KeyUsage
+KEY_USAGE_ENCRYPT: KeyUsage
+KEY_USAGE_DECRYPT: KeyUsage
+KEY_USAGE_WRAP: KeyUsage
+KEY_USAGE_UNWRAP: KeyUsage
+DERIVE_MECHANISM_UNSPECIFIED: DeriveMechanism
+DERIVE_MECHANISM_ECDH: DeriveMechanism
+DERIVE_MECHANISM_AES_ECB_ENCRYPT_DATA: DeriveMechanism
+DERIVE_MECHANISM_AES_CBC_ENCRYPT_DATA: DeriveMechanism
+
+class KeyRef(_message.Message):
+    __slots__ = ("token", "label", "id", "uri")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    URI_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    label: str
+    id: bytes
+    uri: str
+    def __init__(self, token: _Optional[str] = ..., label: _Optional[str] = ..., id: _Optional[bytes] = ..., uri: _Optional[str] = ...) -> None: ...
+
+class KeyInfo(_message.Message):
+    __slots__ = ("token", "label", "id", "uri", "key_class", "algorithm", "size_bits", "usages", "sensitive", "extractable", "local", "persistent")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    URI_FIELD_NUMBER: _ClassVar[int]
+    KEY_CLASS_FIELD_NUMBER: _ClassVar[int]
+    ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BITS_FIELD_NUMBER: _ClassVar[int]
+    USAGES_FIELD_NUMBER: _ClassVar[int]
+    SENSITIVE_FIELD_NUMBER: _ClassVar[int]
+    EXTRACTABLE_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_FIELD_NUMBER: _ClassVar[int]
+    PERSISTENT_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    label: str
+    id: bytes
+    uri: str
+    key_class: KeyClass
+    algorithm: _common_pb2.KeyAlgorithm
+    size_bits: int
+    usages: _containers.RepeatedScalarFieldContainer[KeyUsage]
+    sensitive: bool
+    extractable: bool
+    local: bool
+    persistent: bool
+    def __init__(self, token: _Optional[str] = ..., label: _Optional[str] = ..., id: _Optional[bytes] = ..., uri: _Optional[str] = ..., key_class: _Optional[_Union[KeyClass, str]] = ..., algorithm: _Optional[_Union[_common_pb2.KeyAlgorithm, str]] = ..., size_bits: _Optional[int] = ..., usages: _Optional[_Iterable[_Union[KeyUsage, str]]] = ..., sensitive: _Optional[bool] = ..., extractable: _Optional[bool] = ..., local: _Optional[bool] = ..., persistent: _Optional[bool] = ...) -> None: ...
+
+class ListKeysRequest(_message.Message):
+    __slots__ = ("token", "label_pattern")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    LABEL_PATTERN_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    label_pattern: str
+    def __init__(self, token: _Optional[str] = ..., label_pattern: _Optional[str] = ...) -> None: ...
+
+class ListKeysResponse(_message.Message):
+    __slots__ = ("keys",)
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedCompositeFieldContainer[KeyInfo]
+    def __init__(self, keys: _Optional[_Iterable[_Union[KeyInfo, _Mapping]]] = ...) -> None: ...
+
+class GetPublicKeyRequest(_message.Message):
+    __slots__ = ("key",)
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    key: KeyRef
+    def __init__(self, key: _Optional[_Union[KeyRef, _Mapping]] = ...) -> None: ...
+
+class GetPublicKeyResponse(_message.Message):
+    __slots__ = ("der", "pem", "algorithm", "key")
+    DER_FIELD_NUMBER: _ClassVar[int]
+    PEM_FIELD_NUMBER: _ClassVar[int]
+    ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    der: bytes
+    pem: str
+    algorithm: _common_pb2.KeyAlgorithm
+    key: KeyInfo
+    def __init__(self, der: _Optional[bytes] = ..., pem: _Optional[str] = ..., algorithm: _Optional[_Union[_common_pb2.KeyAlgorithm, str]] = ..., key: _Optional[_Union[KeyInfo, _Mapping]] = ...) -> None: ...
+
+class SignRequest(_message.Message):
+    __slots__ = ("key", "algorithm", "digest", "data")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    key: KeyRef
+    algorithm: _common_pb2.SignatureAlgorithm
+    digest: bytes
+    data: bytes
+    def __init__(self, key: _Optional[_Union[KeyRef, _Mapping]] = ..., algorithm: _Optional[_Union[_common_pb2.SignatureAlgorithm, str]] = ..., digest: _Optional[bytes] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class SignResponse(_message.Message):
+    __slots__ = ("signature", "key_uri")
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    KEY_URI_FIELD_NUMBER: _ClassVar[int]
+    signature: bytes
+    key_uri: str
+    def __init__(self, signature: _Optional[bytes] = ..., key_uri: _Optional[str] = ...) -> None: ...
+
+class SignStreamRequest(_message.Message):
+    __slots__ = ("request_id", "key", "algorithm", "digest", "data")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    request_id: int
+    key: KeyRef
+    algorithm: _common_pb2.SignatureAlgorithm
+    digest: bytes
+    data: bytes
+    def __init__(self, request_id: _Optional[int] = ..., key: _Optional[_Union[KeyRef, _Mapping]] = ..., algorithm: _Optional[_Union[_common_pb2.SignatureAlgorithm, str]] = ..., digest: _Optional[bytes] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class SignStreamResponse(_message.Message):
+    __slots__ = ("request_id", "signature", "error")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    request_id: int
+    signature: bytes
+    error: _error_pb2.StreamError
+    def __init__(self, request_id: _Optional[int] = ..., signature: _Optional[bytes] = ..., error: _Optional[_Union[_error_pb2.StreamError, _Mapping]] = ...) -> None: ...
+
+class DerivedKeyTemplate(_message.Message):
+    __slots__ = ("label", "id", "algorithm", "extractable", "persistent")
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    EXTRACTABLE_FIELD_NUMBER: _ClassVar[int]
+    PERSISTENT_FIELD_NUMBER: _ClassVar[int]
+    label: str
+    id: bytes
+    algorithm: _common_pb2.KeyAlgorithm
+    extractable: bool
+    persistent: bool
+    def __init__(self, label: _Optional[str] = ..., id: _Optional[bytes] = ..., algorithm: _Optional[_Union[_common_pb2.KeyAlgorithm, str]] = ..., extractable: _Optional[bool] = ..., persistent: _Optional[bool] = ...) -> None: ...
+
+class DeriveRequest(_message.Message):
+    __slots__ = ("base_key", "mechanism", "peer_public_key", "data", "iv", "template", "return_value")
+    BASE_KEY_FIELD_NUMBER: _ClassVar[int]
+    MECHANISM_FIELD_NUMBER: _ClassVar[int]
+    PEER_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    IV_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    RETURN_VALUE_FIELD_NUMBER: _ClassVar[int]
+    base_key: KeyRef
+    mechanism: DeriveMechanism
+    peer_public_key: bytes
+    data: bytes
+    iv: bytes
+    template: DerivedKeyTemplate
+    return_value: bool
+    def __init__(self, base_key: _Optional[_Union[KeyRef, _Mapping]] = ..., mechanism: _Optional[_Union[DeriveMechanism, str]] = ..., peer_public_key: _Optional[bytes] = ..., data: _Optional[bytes] = ..., iv: _Optional[bytes] = ..., template: _Optional[_Union[DerivedKeyTemplate, _Mapping]] = ..., return_value: _Optional[bool] = ...) -> None: ...
+
+class DeriveResponse(_message.Message):
+    __slots__ = ("key", "value")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    key: KeyInfo
+    value: bytes
+    def __init__(self, key: _Optional[_Union[KeyInfo, _Mapping]] = ..., value: _Optional[bytes] = ...) -> None: ...
+
+class GenerateKeyPairRequest(_message.Message):
+    __slots__ = ("token", "label", "id", "algorithm", "usages", "ephemeral", "extractable")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    USAGES_FIELD_NUMBER: _ClassVar[int]
+    EPHEMERAL_FIELD_NUMBER: _ClassVar[int]
+    EXTRACTABLE_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    label: str
+    id: bytes
+    algorithm: _common_pb2.KeyAlgorithm
+    usages: _containers.RepeatedScalarFieldContainer[KeyUsage]
+    ephemeral: bool
+    extractable: bool
+    def __init__(self, token: _Optional[str] = ..., label: _Optional[str] = ..., id: _Optional[bytes] = ..., algorithm: _Optional[_Union[_common_pb2.KeyAlgorithm, str]] = ..., usages: _Optional[_Iterable[_Union[KeyUsage, str]]] = ..., ephemeral: _Optional[bool] = ..., extractable: _Optional[bool] = ...) -> None: ...
+
+class GenerateKeyPairResponse(_message.Message):
+    __slots__ = ("key",)
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    key: KeyInfo
+    def __init__(self, key: _Optional[_Union[KeyInfo, _Mapping]] = ...) -> None: ...
+
+class DeleteKeyRequest(_message.Message):
+    __slots__ = ("key",)
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    key: KeyRef
+    def __init__(self, key: _Optional[_Union[KeyRef, _Mapping]] = ...) -> None: ...
+
+class DeleteKeyResponse(_message.Message):
+    __slots__ = ("deleted_objects",)
+    DELETED_OBJECTS_FIELD_NUMBER: _ClassVar[int]
+    deleted_objects: int
+    def __init__(self, deleted_objects: _Optional[int] = ...) -> None: ...

@@ -1,0 +1,5 @@
+import sys
+
+from hwgated.main import main
+
+sys.exit(main())

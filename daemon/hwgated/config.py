@@ -1,0 +1,513 @@
+"""hwgated.toml: load, validate and resolve the daemon configuration.
+
+The whole file is checked before anything starts: an unknown key, a wrong
+type, a missing TLS or PIN file or an unwritable socket directory is a
+:class:`ConfigError` naming the file and the dotted key, and ``hwgated`` exits
+with status 2. Relative paths are resolved against the config file's
+directory, so a test bed's config can be moved as a whole. The schema is
+documented in the README (and docs/config-schema.md).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+T = TypeVar("T")
+
+
+class ConfigError(Exception):
+    """A configuration problem, already phrased for the operator."""
+
+
+@dataclass(frozen=True)
+class ListenerConfig:
+    """One socket the daemon binds: a Unix path or a TCP address."""
+
+    unix: Path | None = None
+    tcp: str | None = None
+    mode: int = 0o660
+    group: str | None = None
+    role: str | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    client_ca: Path | None = None
+    insecure: bool = False
+
+    @property
+    def target(self) -> str:
+        """The gRPC address this listener binds."""
+        return f"unix:{self.unix}" if self.unix is not None else str(self.tcp)
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.tcp is not None and not self.insecure
+
+
+@dataclass(frozen=True)
+class DaemonSettings:
+    log_level: str = "info"
+    grace_period: float = 5.0
+    max_message_bytes: int = 1 << 20
+    metrics: str | None = None
+
+
+@dataclass(frozen=True)
+class PcscConfig:
+    readers: tuple[str, ...] = ("*",)
+    max_session_ttl: float = 30.0
+    max_apdus_per_transmit: int = 64
+    journal_size: int = 1024
+    subscriber_queue: int = 256
+
+
+@dataclass(frozen=True)
+class TokenSettings:
+    """One ``[[hsm.token]]`` table; the PIN source is a reference, never the PIN."""
+
+    name: str
+    module: Path
+    token_label: str | None = None
+    token_serial: str | None = None
+    pin_file: Path | None = None
+    pin_env: str | None = None
+    pin_credential: str | None = None
+    workers: int = 2
+    op_timeout: float = 10.0
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RoleConfig:
+    allow: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class IdentityRule:
+    """Maps an mTLS client certificate (SAN URI or subject CN) to a role."""
+
+    role: str
+    san_uri: str | None = None
+    cn: str | None = None
+
+
+@dataclass(frozen=True)
+class ResourceRule:
+    """Which roles may use keys (or readers) whose name matches ``pattern``."""
+
+    pattern: str
+    roles: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    roles: Mapping[str, RoleConfig] = field(default_factory=dict)
+    identities: tuple[IdentityRule, ...] = ()
+    keys: tuple[ResourceRule, ...] = ()
+    readers: tuple[ResourceRule, ...] = ()
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    file: Path | None = None  # None: journald under systemd, else stderr
+    to_stderr: bool = False
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    verify_pin_per_minute: int = 10
+    max_sessions_per_identity: int = 4
+    max_streams_per_connection: int = 100
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path | None
+    daemon: DaemonSettings
+    listeners: tuple[ListenerConfig, ...]
+    pcsc: PcscConfig
+    tokens: tuple[TokenSettings, ...]
+    policy: PolicyConfig
+    audit: AuditConfig
+    limits: LimitsConfig
+
+
+class _Table:
+    """A TOML table being consumed key by key, so leftovers are unknown keys."""
+
+    def __init__(self, data: Mapping[str, Any], where: str, source: str, base: Path) -> None:
+        self._data = dict(data)
+        self.where = where
+        self.source = source
+        self.base = base
+
+    def error(self, key: str | None, message: str) -> ConfigError:
+        name = f"{self.where}.{key}" if key and self.where else (key or self.where or "(top)")
+        return ConfigError(f"{self.source}: {name}: {message}")
+
+    def take(self, key: str, kind: type[T] | tuple[type, ...], default: Any = None) -> Any:
+        if key not in self._data:
+            return default
+        value = self._data.pop(key)
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        # bool is an int in Python; TOML keeps them apart, so do we.
+        if isinstance(value, bool) and bool not in kinds:
+            raise self.error(key, f"expected {_kind_name(kinds)}, got a boolean")
+        if not isinstance(value, kinds):
+            raise self.error(key, f"expected {_kind_name(kinds)}, got {_toml_type(value)}")
+        return value
+
+    def take_number(self, key: str, default: float, minimum: float = 0.0) -> float:
+        value = float(self.take(key, (int, float), default))
+        if value < minimum:
+            raise self.error(key, f"must be >= {minimum}")
+        return value
+
+    def take_int(self, key: str, default: int, minimum: int = 1) -> int:
+        value = int(self.take(key, int, default))
+        if value < minimum:
+            raise self.error(key, f"must be >= {minimum}")
+        return value
+
+    def take_strings(self, key: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
+        value = self.take(key, list, None)
+        if value is None:
+            return default
+        if not all(isinstance(item, str) for item in value):
+            raise self.error(key, "expected a list of strings")
+        return tuple(value)
+
+    def take_path(self, key: str) -> Path | None:
+        value = self.take(key, str)
+        if value is None:
+            return None
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else self.base / path
+
+    def take_table(self, key: str) -> _Table:
+        value = self.take(key, dict, {})
+        return self.child(value, key)
+
+    def take_tables(self, key: str) -> list[_Table]:
+        value = self.take(key, list, [])
+        tables = []
+        for index, item in enumerate(value):
+            if not isinstance(item, dict):
+                raise self.error(f"{key}[{index}]", "expected a table")
+            tables.append(self.child(item, f"{key}[{index}]"))
+        return tables
+
+    def child(self, data: Mapping[str, Any], key: str) -> _Table:
+        where = f"{self.where}.{key}" if self.where else key
+        return _Table(data, where, self.source, self.base)
+
+    def names(self) -> list[str]:
+        return list(self._data)
+
+    def done(self) -> None:
+        if self._data:
+            unknown = ", ".join(sorted(self._data))
+            name = self.where or "top level"
+            raise ConfigError(f"{self.source}: {name}: unknown key(s): {unknown}")
+
+
+def _kind_name(kinds: tuple[type, ...]) -> str:
+    names = {
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "a boolean",
+        list: "an array",
+        dict: "a table",
+    }
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _toml_type(value: object) -> str:
+    return _kind_name((type(value),))
+
+
+def load_config(path: Path | str) -> Config:
+    """Read and validate *path*; raises :class:`ConfigError` on any problem."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse_config(raw, source=str(path), base=path.resolve().parent, path=path)
+
+
+def parse_config(
+    raw: Mapping[str, Any],
+    *,
+    source: str = "<config>",
+    base: Path | None = None,
+    path: Path | None = None,
+) -> Config:
+    """Validate an already-parsed TOML document (used by tests and the fuzzer)."""
+    top = _Table(raw, "", source, base or Path.cwd())
+    daemon = _daemon(top.take_table("daemon"))
+    listeners = tuple(_listener(t) for t in top.take_tables("listen"))
+    if not listeners:
+        raise top.error("listen", "at least one [[listen]] table is required")
+    pcsc = _pcsc(top.take_table("pcsc"))
+    hsm = top.take_table("hsm")
+    tokens = tuple(_token(t) for t in hsm.take_tables("token"))
+    hsm.done()
+    names = [t.name for t in tokens]
+    if len(set(names)) != len(names):
+        raise hsm.error("token", "token names must be unique")
+    policy = _policy(top.take_table("policy"))
+    audit = _audit(top.take_table("audit"))
+    limits = _limits(top.take_table("limits"))
+    top.done()
+    _check_roles(listeners, policy, top)
+    return Config(path, daemon, listeners, pcsc, tokens, policy, audit, limits)
+
+
+def _daemon(t: _Table) -> DaemonSettings:
+    level = t.take("log_level", str, "info").lower()
+    if level not in LOG_LEVELS:
+        raise t.error("log_level", f"must be one of {', '.join(LOG_LEVELS)}")
+    settings = DaemonSettings(
+        log_level=level,
+        grace_period=t.take_number("grace_period", 5.0),
+        max_message_bytes=t.take_int("max_message_bytes", 1 << 20, minimum=1024),
+        metrics=t.take("metrics", str),
+    )
+    if settings.metrics is not None:
+        _split_host_port(settings.metrics, t, "metrics")
+    t.done()
+    return settings
+
+
+def _listener(t: _Table) -> ListenerConfig:
+    unix = t.take_path("unix")
+    tcp = t.take("tcp", str)
+    if (unix is None) == (tcp is None):
+        raise t.error(None, "set exactly one of 'unix' or 'tcp'")
+    mode_text = t.take("mode", str, "0660")
+    try:
+        mode = int(mode_text, 8)
+    except ValueError:
+        raise t.error("mode", f"not an octal mode: {mode_text!r}") from None
+    if not 0 <= mode <= 0o777:
+        raise t.error("mode", f"not a file mode: {mode_text!r}")
+    listener = ListenerConfig(
+        unix=unix,
+        tcp=tcp,
+        mode=mode,
+        group=t.take("group", str),
+        role=t.take("role", str),
+        tls_cert=t.take_path("tls_cert"),
+        tls_key=t.take_path("tls_key"),
+        client_ca=t.take_path("client_ca"),
+        insecure=t.take("insecure", bool, False),
+    )
+    t.done()
+    if unix is not None:
+        _check_unix_listener(listener, t)
+    else:
+        _check_tcp_listener(listener, t)
+    return listener
+
+
+def _check_unix_listener(listener: ListenerConfig, t: _Table) -> None:
+    assert listener.unix is not None
+    if listener.tls_cert or listener.tls_key or listener.client_ca or listener.insecure:
+        raise t.error(None, "TLS settings and 'insecure' apply to tcp listeners only")
+    if listener.role is None:
+        raise t.error("role", "a unix listener needs a role")
+    parent = listener.unix.parent
+    if not parent.is_dir():
+        # The daemon creates one missing level (systemd's RuntimeDirectory does the same).
+        if not parent.parent.is_dir() or not os.access(parent.parent, os.W_OK | os.X_OK):
+            raise t.error("unix", f"socket directory {parent} does not exist and cannot be made")
+    elif not os.access(parent, os.W_OK | os.X_OK):
+        raise t.error("unix", f"socket directory {parent} is not writable")
+    if listener.group is not None:
+        import grp
+
+        try:
+            grp.getgrnam(listener.group)
+        except KeyError:
+            raise t.error("group", f"no such group: {listener.group}") from None
+
+
+def _check_tcp_listener(listener: ListenerConfig, t: _Table) -> None:
+    assert listener.tcp is not None
+    host, _ = _split_host_port(listener.tcp, t, "tcp")
+    if listener.group is not None:
+        raise t.error("group", "applies to unix listeners only")
+    if listener.insecure:
+        if not _is_loopback(host):
+            raise t.error("insecure", f"plain TCP is allowed only on loopback, not {host}")
+        if listener.role is None:
+            raise t.error("role", "an insecure tcp listener needs a role")
+        return
+    if listener.role is not None:
+        raise t.error("role", "with TLS the role comes from the client certificate")
+    for key in ("tls_cert", "tls_key", "client_ca"):
+        file = getattr(listener, key)
+        if file is None:
+            raise t.error(key, "required for a TLS listener (or set insecure = true on loopback)")
+        if not file.is_file():
+            raise t.error(key, f"no such file: {file}")
+        if not os.access(file, os.R_OK):
+            raise t.error(key, f"not readable: {file}")
+
+
+def _split_host_port(text: str, t: _Table, key: str) -> tuple[str, int]:
+    host, sep, port_text = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise t.error(key, f"expected host:port, got {text!r}")
+    return host, int(port_text)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _pcsc(t: _Table) -> PcscConfig:
+    cfg = PcscConfig(
+        readers=t.take_strings("readers", ("*",)),
+        max_session_ttl=t.take_number("max_session_ttl", 30.0, minimum=0.1),
+        max_apdus_per_transmit=t.take_int("max_apdus_per_transmit", 64),
+        journal_size=t.take_int("journal_size", 1024),
+        subscriber_queue=t.take_int("subscriber_queue", 256),
+    )
+    t.done()
+    return cfg
+
+
+def _token(t: _Table) -> TokenSettings:
+    name = t.take("name", str)
+    module = t.take_path("module")
+    if not name:
+        raise t.error("name", "required")
+    if module is None:
+        raise t.error("module", "required")
+    env = t.take("env", dict, {})
+    if not all(isinstance(v, str) for v in env.values()):
+        raise t.error("env", "values must be strings")
+    resolved_env = {k: _resolve_env_path(v, t.base) for k, v in env.items()}
+    token = TokenSettings(
+        name=name,
+        module=module,
+        token_label=t.take("token_label", str),
+        token_serial=t.take("token_serial", str),
+        pin_file=t.take_path("pin_file"),
+        pin_env=t.take("pin_env", str),
+        pin_credential=t.take("pin_credential", str),
+        workers=t.take_int("workers", 2),
+        op_timeout=t.take_number("op_timeout", 10.0, 0.1),
+        env=resolved_env,
+    )
+    t.done()
+    if (token.token_label is None) == (token.token_serial is None):
+        raise t.error(None, "set exactly one of 'token_label' or 'token_serial'")
+    sources = [s for s in (token.pin_file, token.pin_env, token.pin_credential) if s]
+    if len(sources) != 1:
+        raise t.error(None, "set exactly one of 'pin_file', 'pin_env' or 'pin_credential'")
+    if token.pin_file is not None and not token.pin_file.is_file():
+        raise t.error("pin_file", f"no such file: {token.pin_file}")
+    return token
+
+
+def _resolve_env_path(value: str, base: Path) -> str:
+    """Relative values that name an existing file next to the config become absolute."""
+    candidate = base / value
+    return str(candidate) if not os.path.isabs(value) and candidate.exists() else value
+
+
+def _policy(t: _Table) -> PolicyConfig:
+    roles_table = t.take_table("roles")
+    roles: dict[str, RoleConfig] = {}
+    for name in roles_table.names():
+        role = roles_table.take_table(name)
+        roles[name] = RoleConfig(allow=role.take_strings("allow"))
+        role.done()
+    roles_table.done()
+    identities = []
+    for it in t.take_tables("identity"):
+        rule = IdentityRule(
+            role=it.take("role", str), san_uri=it.take("san_uri", str), cn=it.take("cn", str)
+        )
+        it.done()
+        if not rule.role:
+            raise it.error("role", "required")
+        if (rule.san_uri is None) == (rule.cn is None):
+            raise it.error(None, "set exactly one of 'san_uri' or 'cn'")
+        identities.append(rule)
+    policy = PolicyConfig(
+        roles=roles,
+        identities=tuple(identities),
+        keys=tuple(_resource_rule(r) for r in t.take_tables("keys")),
+        readers=tuple(_resource_rule(r) for r in t.take_tables("readers")),
+    )
+    t.done()
+    return policy
+
+
+def _resource_rule(t: _Table) -> ResourceRule:
+    pattern = t.take("pattern", str)
+    if not pattern:
+        raise t.error("pattern", "required")
+    rule = ResourceRule(pattern=pattern, roles=t.take_strings("roles"))
+    t.done()
+    return rule
+
+
+def _audit(t: _Table) -> AuditConfig:
+    file = t.take("file", str)
+    t.done()
+    if file == "-":
+        return AuditConfig(file=None, to_stderr=True)
+    if file is None:
+        return AuditConfig()
+    path = Path(file).expanduser()
+    return AuditConfig(file=path if path.is_absolute() else t.base / path)
+
+
+def _limits(t: _Table) -> LimitsConfig:
+    limits = LimitsConfig(
+        verify_pin_per_minute=t.take_int("verify_pin_per_minute", 10),
+        max_sessions_per_identity=t.take_int("max_sessions_per_identity", 4),
+        max_streams_per_connection=t.take_int("max_streams_per_connection", 100),
+    )
+    t.done()
+    return limits
+
+
+def _check_roles(listeners: tuple[ListenerConfig, ...], policy: PolicyConfig, top: _Table) -> None:
+    """Every role named anywhere must be defined under [policy.roles] (when any are)."""
+    if not policy.roles:
+        return
+    named: list[tuple[str, str]] = [
+        (f"listen ({lst.target})", lst.role) for lst in listeners if lst.role
+    ]
+    named += [("policy.identity", rule.role) for rule in policy.identities]
+    for rule in (*policy.keys, *policy.readers):
+        named += [(f"policy rule {rule.pattern!r}", role) for role in rule.roles]
+    for where, role in named:
+        if role not in policy.roles:
+            raise ConfigError(
+                f"{top.source}: {where}: role {role!r} is not defined in [policy.roles]"
+            )

@@ -1,0 +1,1 @@
+"""The hwgate test bed: a virtual PIV card on real pcscd + vpcd and a SoftHSM2 token."""

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from piv_fakes import ScriptedCard
+
 from hwgated.piv.apdu import (
     MAX_RESPONSE_ROUNDS,
     ApduError,
@@ -12,9 +16,6 @@ from hwgated.piv.apdu import (
     transceive,
 )
 from hwgated.piv.errors import PivParseError
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from piv_fakes import ScriptedCard
 
 CASES = [
     # (apdu, hex)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from hwgated.piv import commands
 from hwgated.piv.commands import PinFormatError
 from hwgated.piv.objects import Algorithm, Slot

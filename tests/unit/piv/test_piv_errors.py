@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from hwgated.piv import errors
 from hwgated.piv.apdu import ResponseApdu
 from hwgated.piv.errors import check_sw

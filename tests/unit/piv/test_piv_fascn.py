@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from hwgated.piv.errors import PivParseError
-from hwgated.piv.fascn import Fascn, FascnError
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from hwgated.piv.errors import PivParseError
+from hwgated.piv.fascn import Fascn, FascnError
 
 TIG = Fascn("0032", "0001", "092446", "0", "1", "1112223333", "1", "1223", "2")
 TIG_BYTES = bytes.fromhex(

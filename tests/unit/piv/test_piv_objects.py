@@ -9,6 +9,9 @@ import uuid
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from hwgated.piv.errors import PivParseError
 from hwgated.piv.fascn import Fascn, FascnError
 from hwgated.piv.objects import (
@@ -26,8 +29,6 @@ from hwgated.piv.objects import (
     parse_certificate_object,
 )
 from hwgated.piv.tlv import Tlv
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 FASCN = Fascn("9999", "9999", "999999", "0", "1", "0000000000", "3", "0000", "1")
 GUID = uuid.UUID("3b5c0d3e-6f7a-4b8c-9d0e-1f2a3b4c5d6e")

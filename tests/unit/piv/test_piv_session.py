@@ -6,13 +6,14 @@ import datetime
 import uuid
 
 import pytest
+from piv_fakes import ScriptedCard
+
 from hwgated.piv import commands, errors
 from hwgated.piv.apdu import CommandApdu
 from hwgated.piv.fascn import Fascn
 from hwgated.piv.objects import Algorithm, Chuid, Slot, build_certificate_object
 from hwgated.piv.session import PivCard
 from hwgated.piv.tlv import Tlv
-from piv_fakes import ScriptedCard
 
 SELECT = "00A404000BA00000030800001000010000"
 APT = "61164F0BA0000003080000100001007907 4F05A000000308"

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from hwgated.piv.errors import PivParseError
-from hwgated.piv.tlv import Tlv, TlvError, encode_length, iter_tlvs, read_header
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from hwgated.piv.errors import PivParseError
+from hwgated.piv.tlv import Tlv, TlvError, encode_length, iter_tlvs, read_header
 
 
 @pytest.mark.parametrize(

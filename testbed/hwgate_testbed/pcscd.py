@@ -1,0 +1,175 @@
+"""pcscd for the test bed: detect a running one, start one if none answers, stop
+only the one we started, and wait for reader state changes.
+
+There is one pcscd per machine (its socket path is compiled in), so a pcscd
+that already serves the vpcd readers is used as is and never stopped here.
+Reader changes are awaited with `SCardGetStatusChange` and a timeout: the PC/SC
+event itself, not a loop of sleeps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from smartcard import scard
+
+from hwgate_testbed import procs
+from hwgate_testbed.paths import VPCD_READER_PREFIX, TestbedPaths
+
+PCSCD_MARKER = ("pcscd", "-f")
+_PROBE_INTERVAL = 0.02  # between readiness probes of a pcscd we just started
+_LIVENESS_INTERVAL = 0.25  # how often a reader wait re-checks its give-up condition
+
+
+class PcscError(RuntimeError):
+    """pcscd is missing, did not come up, or a reader did not reach a state in time."""
+
+
+@dataclass(frozen=True)
+class ReaderState:
+    """One reader as pcscd reports it."""
+
+    name: str
+    present: bool
+    atr: bytes
+    flags: int
+
+
+@dataclass(frozen=True)
+class PcscdStatus:
+    """Whether pcscd answers and whether this test bed started it."""
+
+    running: bool
+    started_here: bool
+    pid: int | None
+
+
+@contextlib.contextmanager
+def _context() -> Iterator[int]:
+    hr, ctx = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+    if hr != scard.SCARD_S_SUCCESS:
+        raise PcscError(f"pcscd unavailable: {scard.SCardGetErrorMessage(hr)}")
+    try:
+        yield ctx
+    finally:
+        scard.SCardReleaseContext(ctx)
+
+
+def list_readers() -> list[str] | None:
+    """Reader names, or None when pcscd does not answer."""
+    try:
+        with _context() as ctx:
+            hr, readers = scard.SCardListReaders(ctx, [])
+    except PcscError:
+        return None
+    if hr == scard.SCARD_E_NO_READERS_AVAILABLE:
+        return []
+    return list(readers) if hr == scard.SCARD_S_SUCCESS else None
+
+
+def vpcd_answers() -> bool:
+    """True when a pcscd answers and lists the vpcd readers."""
+    readers = list_readers() or []
+    return any(r.startswith(VPCD_READER_PREFIX) for r in readers)
+
+
+def reader_states() -> list[ReaderState]:
+    """Current state of every reader (empty list when pcscd does not answer)."""
+    names = list_readers()
+    if not names:
+        return []
+    with _context() as ctx:
+        hr, states = scard.SCardGetStatusChange(
+            ctx, 0, [(n, scard.SCARD_STATE_UNAWARE) for n in names]
+        )
+    if hr != scard.SCARD_S_SUCCESS:
+        raise PcscError(f"SCardGetStatusChange: {scard.SCardGetErrorMessage(hr)}")
+    return [
+        ReaderState(name, bool(flags & scard.SCARD_STATE_PRESENT), bytes(atr), flags)
+        for name, flags, atr in states
+    ]
+
+
+def card_present(reader: str) -> bool:
+    """Whether pcscd currently reports a card in `reader`."""
+    return any(s.present for s in reader_states() if s.name == reader)
+
+
+def wait_for_reader_state(
+    reader: str,
+    present: bool,
+    deadline: float,
+    give_up: Callable[[], str | None] | None = None,
+) -> float:
+    """Block until pcscd reports `reader` with a card (`present`) or empty.
+
+    `deadline` is a `time.monotonic()` value. `give_up` is called every quarter
+    second and ends the wait early with its message (e.g. "card process died").
+    Returns the monotonic time at which the state was observed.
+    Raises PcscError on timeout, on give-up, or when pcscd fails.
+    """
+    with _context() as ctx:
+        current = scard.SCARD_STATE_UNAWARE
+        while True:
+            remaining = deadline - time.monotonic()
+            slice_s = remaining if give_up is None else min(remaining, _LIVENESS_INTERVAL)
+            timeout_ms = max(0, int(slice_s * 1000))
+            hr, states = scard.SCardGetStatusChange(ctx, timeout_ms, [(reader, current)])
+            seen = time.monotonic()
+            if hr == scard.SCARD_S_SUCCESS:
+                flags = states[0][1]
+                if flags & scard.SCARD_STATE_UNKNOWN:
+                    raise PcscError(f"no reader named {reader!r}")
+                if bool(flags & scard.SCARD_STATE_PRESENT) == present:
+                    return seen
+                current = flags & ~scard.SCARD_STATE_CHANGED
+            elif hr != scard.SCARD_E_TIMEOUT:
+                raise PcscError(f"SCardGetStatusChange: {scard.SCardGetErrorMessage(hr)}")
+            if give_up is not None and (why := give_up()):
+                raise PcscError(f"{reader}: {why}")
+            if seen >= deadline:
+                want = "a card" if present else "no card"
+                raise PcscError(f"{reader}: timed out waiting for {want}")
+
+
+def _our_pid(paths: TestbedPaths) -> int | None:
+    pid = procs.read_pid(paths.pcscd_pid)
+    return pid if pid is not None and procs.is_running(pid, PCSCD_MARKER) else None
+
+
+def status(paths: TestbedPaths) -> PcscdStatus:
+    """Whether pcscd answers, and whether it is the one this test bed started."""
+    ours = _our_pid(paths)
+    return PcscdStatus(running=vpcd_answers(), started_here=ours is not None, pid=ours)
+
+
+def ensure_running(paths: TestbedPaths, deadline: float) -> PcscdStatus:
+    """Use the pcscd that serves the vpcd readers, or start one (`pcscd -f`, never
+    --auto-exit: vpcd's readers die with it) and wait until it lists them."""
+    if vpcd_answers():
+        return status(paths)
+    exe = shutil.which("pcscd") or "/usr/sbin/pcscd"
+    # -i: info level, so the log shows reader start-up and "daemon ready".
+    pid = procs.spawn_detached([exe, "-f", "-i"], paths.pcscd_log)
+    procs.write_pid(paths.pcscd_pid, pid)
+    # pcscd has no readiness notification outside systemd: probe its socket,
+    # pausing on the process's pidfd so an early exit ends the wait at once.
+    while not vpcd_answers():
+        if procs.wait_exit_or(pid, _PROBE_INTERVAL):
+            paths.pcscd_pid.unlink(missing_ok=True)
+            raise PcscError(f"pcscd exited during start-up; see {paths.pcscd_log}")
+        if time.monotonic() >= deadline:
+            raise PcscError(f"pcscd did not list the vpcd readers in time; see {paths.pcscd_log}")
+    return PcscdStatus(running=True, started_here=True, pid=pid)
+
+
+def stop_ours(paths: TestbedPaths, deadline: float) -> bool:
+    """Stop pcscd only if this test bed started it; True if one was stopped."""
+    pid = _our_pid(paths)
+    stopped = pid is not None and procs.terminate(pid, PCSCD_MARKER, deadline)
+    paths.pcscd_pid.unlink(missing_ok=True)
+    return stopped

@@ -1,0 +1,114 @@
+"""Card processes: one virtual card process per vpcd slot.
+
+Inserting a card = starting `python -m hwgate_testbed.vcard` for its profile on
+the slot's vpcd port; removing it = stopping that process. Both return only
+once pcscd itself reports the new reader state, so callers never race pcscd's
+~400 ms presence polling.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from hwgate_testbed import pcscd, procs
+from hwgate_testbed.paths import TestbedPaths, vpcd_port, vpcd_reader
+
+VCARD_MODULE = "hwgate_testbed.vcard"
+INSERT_TIMEOUT = 10.0
+REMOVE_TIMEOUT = 10.0
+
+
+class SlotBusy(RuntimeError):
+    """The slot already holds a card."""
+
+
+@dataclass(frozen=True)
+class CardHandle:
+    """A card inserted in a slot by this test bed."""
+
+    slot: int
+    name: str
+    reader: str
+    port: int
+    pid: int
+    card_dir: Path
+    log: Path
+
+
+def card_argv(card_dir: Path, port: int) -> list[str]:
+    return [sys.executable, "-m", VCARD_MODULE, "--card-dir", str(card_dir), "--port", str(port)]
+
+
+def _marker(slot: int) -> tuple[str, ...]:
+    return (VCARD_MODULE, "--port", str(vpcd_port(slot)))
+
+
+def occupant(paths: TestbedPaths, slot: int) -> CardHandle | None:
+    """The live card process this test bed started for `slot`, if any."""
+    pid = procs.read_pid(paths.slot_pid(slot))
+    if pid is None or not procs.is_running(pid, _marker(slot)):
+        return None
+    try:
+        name = paths.slot_card(slot).read_text().strip()
+    except FileNotFoundError:
+        name = "?"
+    return CardHandle(slot, name, vpcd_reader(slot), vpcd_port(slot), pid,
+                      paths.card_dir(name), paths.slot_log(slot))  # fmt: skip
+
+
+def known_slots(paths: TestbedPaths) -> list[int]:
+    """Slots that have a pid file in this test bed."""
+    if not paths.slots.is_dir():
+        return []
+    return sorted(int(p.stem) for p in paths.slots.glob("*.pid") if p.stem.isdigit())
+
+
+def _forget(paths: TestbedPaths, slot: int) -> None:
+    paths.slot_pid(slot).unlink(missing_ok=True)
+    paths.slot_card(slot).unlink(missing_ok=True)
+
+
+def insert(
+    paths: TestbedPaths, slot: int, name: str, timeout: float = INSERT_TIMEOUT
+) -> CardHandle:
+    """Start the card process for `name` in `slot`; return once pcscd sees the card."""
+    reader = vpcd_reader(slot)
+    if (busy := occupant(paths, slot)) is not None:
+        raise SlotBusy(f"slot {slot} already holds card {busy.name!r} (pid {busy.pid})")
+    _forget(paths, slot)
+    if pcscd.card_present(reader):
+        raise SlotBusy(f"slot {slot} ({reader}) holds a card this test bed did not insert")
+    card_dir = paths.card_dir(name)
+    pid = procs.spawn_detached(card_argv(card_dir, vpcd_port(slot)), paths.slot_log(slot))
+    procs.write_pid(paths.slot_pid(slot), pid)
+    paths.slot_card(slot).write_text(name + "\n")
+
+    def died() -> str | None:
+        if procs.is_running(pid, _marker(slot)):
+            return None
+        return f"card process exited; see {paths.slot_log(slot)}"
+
+    try:
+        pcscd.wait_for_reader_state(reader, True, time.monotonic() + timeout, give_up=died)
+    except pcscd.PcscError:
+        procs.terminate(pid, _marker(slot), time.monotonic() + REMOVE_TIMEOUT)
+        _forget(paths, slot)
+        raise
+    return CardHandle(slot, name, reader, vpcd_port(slot), pid, card_dir, paths.slot_log(slot))
+
+
+def remove(paths: TestbedPaths, slot: int, timeout: float = REMOVE_TIMEOUT) -> CardHandle | None:
+    """Stop the slot's card process and wait until pcscd reports the reader empty.
+    Returns the card that was removed, or None if the slot held none of ours."""
+    card = occupant(paths, slot)
+    _forget(paths, slot)
+    if card is None:
+        return None
+    deadline = time.monotonic() + timeout
+    procs.terminate(card.pid, _marker(slot), deadline)
+    if pcscd.list_readers():  # pcscd gone (e.g. during down): nothing to wait for
+        pcscd.wait_for_reader_state(card.reader, False, deadline)
+    return card

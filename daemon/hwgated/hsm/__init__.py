@@ -1,0 +1,58 @@
+"""The HSM layer: PKCS#11 tokens served by restartable worker processes.
+
+Only this package imports ``pkcs11``. The gRPC servicer uses ``HsmPool`` (one
+per ``[[hsm.token]]``) and maps ``HsmError.reason`` to status codes.
+"""
+
+from hwgated.hsm.config import TokenConfig, read_pin
+from hwgated.hsm.errors import (
+    AlgorithmMismatch,
+    HsmError,
+    HsmLoginFailed,
+    HsmUnavailable,
+    HsmWorkerLost,
+    InvalidArgument,
+    InvalidDigest,
+    KeyExists,
+    KeyNotFound,
+    MechanismNotSupported,
+)
+from hwgated.hsm.keyref import KeyClass, KeyRef
+from hwgated.hsm.pool import HsmPool, PoolState
+from hwgated.hsm.types import (
+    DerivedKey,
+    DiversifyMechanism,
+    KeyAlgorithm,
+    KeyInfo,
+    KeyPairSpec,
+    KeyUsage,
+    SecretKeySpec,
+    SignAlgorithm,
+)
+
+__all__ = [
+    "AlgorithmMismatch",
+    "DerivedKey",
+    "DiversifyMechanism",
+    "HsmError",
+    "HsmLoginFailed",
+    "HsmPool",
+    "HsmUnavailable",
+    "HsmWorkerLost",
+    "InvalidArgument",
+    "InvalidDigest",
+    "KeyAlgorithm",
+    "KeyClass",
+    "KeyExists",
+    "KeyInfo",
+    "KeyNotFound",
+    "KeyPairSpec",
+    "KeyRef",
+    "KeyUsage",
+    "MechanismNotSupported",
+    "PoolState",
+    "SecretKeySpec",
+    "SignAlgorithm",
+    "TokenConfig",
+    "read_pin",
+]

@@ -1,0 +1,86 @@
+"""Signing with a found key: one SignAlgorithm -> one PKCS#11 call per digest.
+
+Runs inside a worker. SoftHSM (and many HSMs) offer only raw CKM_ECDSA and
+CKM_RSA_PKCS over precomputed input, which is exactly what a digest-in API needs:
+ECDSA signs the (truncated) digest and returns raw r||s, which is DER-encoded
+here; PKCS#1 v1.5 signs DigestInfo(prefix || digest); PSS passes the hash in the
+mechanism parameters and signs the digest itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from pkcs11 import MGF, Mechanism
+
+from hwgated.hsm.algorithms import DIGEST_INFO_PREFIX, algorithm_spec, truncate_for_curve
+from hwgated.hsm.errors import AlgorithmMismatch
+from hwgated.hsm.p11keys import FoundKey
+from hwgated.hsm.types import KeyAlgorithm, SignAlgorithm
+
+Signer = Callable[[bytes], bytes]
+
+_PSS_PARAMS = {
+    "sha256": (Mechanism.SHA256, MGF.SHA256, 32),
+    "sha384": (Mechanism.SHA384, MGF.SHA384, 48),
+    "sha512": (Mechanism.SHA512, MGF.SHA512, 64),
+}
+_HMAC_KEY_TYPES = (KeyAlgorithm.GENERIC_SECRET, KeyAlgorithm.OTHER)
+
+
+def make_signer(key: FoundKey, algorithm: SignAlgorithm) -> Signer:
+    """A function signing one input with ``key``; AlgorithmMismatch if the key cannot."""
+    spec = algorithm_spec(algorithm)
+    obj = key.obj
+    if algorithm is SignAlgorithm.HMAC_SHA256:
+        _require(key, algorithm, key.key_type in _HMAC_KEY_TYPES)
+        return lambda data: bytes(obj.sign(data, mechanism=Mechanism.SHA256_HMAC))
+    _require(key, algorithm, key.key_type is spec.key_type)
+    if spec.key_type is KeyAlgorithm.EC:
+        if key.curve is None:
+            raise AlgorithmMismatch("EC key on a curve this gateway does not support")
+        bits = key.curve.bits
+
+        def ecdsa(digest: bytes) -> bytes:
+            raw = obj.sign(truncate_for_curve(digest, bits), mechanism=Mechanism.ECDSA)
+            return der_ecdsa_signature(raw)
+
+        return ecdsa
+    if algorithm.value.startswith("RSA_PSS_"):
+        params = _PSS_PARAMS[spec.hash_name]
+        return lambda digest: bytes(
+            obj.sign(digest, mechanism=Mechanism.RSA_PKCS_PSS, mechanism_param=params)
+        )
+    prefix = DIGEST_INFO_PREFIX[spec.hash_name]
+    return lambda digest: bytes(obj.sign(prefix + digest, mechanism=Mechanism.RSA_PKCS))
+
+
+def _require(key: FoundKey, algorithm: SignAlgorithm, ok: bool) -> None:
+    if not ok:
+        raise AlgorithmMismatch(f"{algorithm.value} needs another key type than {key.key_type}")
+
+
+def der_ecdsa_signature(raw: bytes) -> bytes:
+    """PKCS#11 r||s (two equal halves) -> DER SEQUENCE { INTEGER r, INTEGER s }.
+
+    Written out instead of pkcs11.util.ec.encode_ecdsa_signature because it runs
+    once per signature on the hot path and the asn1crypto round trip is slower.
+    """
+    half = len(raw) // 2
+    body = _der_integer(raw[:half]) + _der_integer(raw[half:])
+    return b"\x30" + _der_length(len(body)) + body
+
+
+def _der_integer(value: bytes) -> bytes:
+    value = value.lstrip(b"\x00") or b"\x00"
+    if value[0] & 0x80:
+        value = b"\x00" + value
+    return b"\x02" + _der_length(len(value)) + value
+
+
+def _der_length(n: int) -> bytes:
+    if n < 0x80:
+        return bytes((n,))
+    if n < 0x100:
+        return bytes((0x81, n))
+    return bytes((0x82, n >> 8, n & 0xFF))

@@ -1,0 +1,184 @@
+"""The worker process: one PKCS#11 application with one logged-in session for its life.
+
+Started by the pool with the "spawn" context (a fresh interpreter: nothing of
+the daemon's threads or gRPC state is inherited). It reads its init frame and
+the PIN frame from its socket, loads the module, finds the token, logs in,
+wipes the PIN and reports ready (or why not). Then it serves requests one at a
+time: python-pkcs11 initializes the module without OS locking, so one thread
+per process is what keeps the module safe. A crash or hang here costs this
+process only; the pool replaces it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pkcs11
+from pkcs11 import exceptions as p11
+
+from hwgated.hsm import p11derive, p11manage
+from hwgated.hsm.errors import HsmError, HsmUnavailable, InvalidArgument
+from hwgated.hsm.keyref import KeyClass, KeyRef
+from hwgated.hsm.p11errors import STALE_HANDLE, is_fatal, translate, translate_login
+from hwgated.hsm.p11keys import KeyStore, public_key_der
+from hwgated.hsm.p11sign import make_signer
+from hwgated.hsm.types import SignAlgorithm
+from hwgated.hsm.wire import STARTUP_ID, recv_frame, recv_message, send_message
+
+EXIT_SESSION_LOST = 3
+_SIGN_CLASSES = (KeyClass.PRIVATE, KeyClass.SECRET)
+
+
+@dataclass(frozen=True)
+class WorkerInit:
+    """What a worker needs besides the PIN (which comes in its own frame)."""
+
+    module: str
+    token_label: str | None
+    token_serial: str | None
+    env: dict[str, str] = field(default_factory=dict)
+    unset_env: tuple[str, ...] = ()  # e.g. the pin_env variable, inherited from the daemon
+
+
+def worker_main(sock: socket.socket) -> None:
+    """Process entry point (the pool's Process target)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the daemon decides when we stop
+    # The pool going away (closed, or it killed us) leaves nobody to report to.
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        _serve(sock)
+
+
+def _serve(sock: socket.socket) -> None:
+    init = recv_message(sock)
+    pin = recv_frame(sock)
+    if init is None or pin is None:
+        return
+    try:
+        session, token = _open_session(init, pin)
+    except HsmError as exc:
+        send_message(sock, (STARTUP_ID, False, (exc.reason, exc.message)))
+        return
+    finally:
+        pin[:] = bytes(len(pin))
+    info = {
+        "pid": os.getpid(),
+        "token_label": token.label,
+        "token_serial": _serial_text(token.serial),
+        "model": token.model,
+        "manufacturer": token.manufacturer_id,
+    }
+    send_message(sock, (STARTUP_ID, True, info))
+    code = WorkerServer(session, sock).serve()
+    sys.exit(code)
+
+
+def _open_session(init: WorkerInit, pin: bytearray) -> tuple[Any, Any]:
+    for name in init.unset_env:
+        os.environ.pop(name, None)
+    os.environ.update(init.env)  # before C_Initialize: modules read their config there
+    try:
+        lib = pkcs11.lib(init.module)
+    except Exception as exc:  # any loader failure means "module unusable"
+        raise HsmUnavailable(f"cannot load PKCS#11 module {init.module}: {exc}") from None
+    try:
+        if init.token_serial is not None:
+            token = lib.get_token(token_serial=init.token_serial.encode())
+        else:
+            token = lib.get_token(token_label=init.token_label)
+    except (p11.NoSuchToken, p11.MultipleTokensReturned) as exc:
+        which = init.token_label or init.token_serial
+        raise HsmUnavailable(f"token {which!r}: {type(exc).__name__}") from None
+    except p11.PKCS11Error as exc:
+        raise HsmUnavailable(f"cannot list tokens ({type(exc).__name__})") from None
+    # python-pkcs11 takes the PIN as str; that immutable copy lives until this frame ends.
+    try:
+        session = token.open(rw=True, user_pin=pin.decode())
+    except UnicodeDecodeError:
+        raise HsmUnavailable("the PIN is not UTF-8") from None
+    except p11.PKCS11Error as exc:
+        raise translate_login(exc) from None
+    return session, token
+
+
+def _serial_text(serial: Any) -> str:
+    return serial.decode(errors="replace") if isinstance(serial, bytes) else str(serial)
+
+
+class WorkerServer:
+    """The request loop: decode, run the op, reply; translate every failure."""
+
+    def __init__(self, session: Any, sock: socket.socket) -> None:
+        self._session = session
+        self._sock = sock
+        self._store = KeyStore(session)
+        self._ops: dict[str, Callable[..., Any]] = {
+            "sign": self.sign,
+            "sign_many": self.sign_many,
+            "get_public_key": lambda ref: public_key_der(self._store, ref),
+            "list_keys": lambda: p11manage.list_keys(self._store),
+            "derive_ecdh": lambda *a, **k: p11derive.derive_ecdh(self._store, *a, **k),
+            "derive_diversified": lambda *a, **k: p11derive.derive_diversified(
+                self._store, *a, **k
+            ),
+            "generate_key_pair": lambda *a: p11manage.generate_key_pair(
+                self._session, self._store, *a
+            ),
+            "generate_secret_key": lambda *a: p11manage.generate_secret_key(
+                self._session, self._store, *a
+            ),
+            "delete_key": lambda ref: p11manage.delete_key(self._store, ref),
+            "invalidate": self._store.invalidate,
+            "ping": lambda: os.getpid(),
+        }
+
+    def serve(self) -> int:
+        """Serve until the parent closes the socket; the exit code for the process."""
+        while True:
+            message = recv_message(self._sock)
+            if message is None:
+                return 0
+            request_id, op, args, kwargs = message
+            reply, fatal = self._run(op, args, kwargs)
+            if request_id is not None:
+                send_message(self._sock, (request_id, *reply))
+            if fatal:
+                return EXIT_SESSION_LOST
+
+    def _run(self, op: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, bool]:
+        handler = self._ops.get(op)
+        if handler is None:
+            return (False, ("INVALID_ARGUMENT", f"unknown worker op {op!r}")), False
+        for attempt in (1, 2):
+            try:
+                return (True, handler(*args, **kwargs)), False
+            except HsmError as exc:
+                return (False, (exc.reason, exc.message)), False
+            except STALE_HANDLE:
+                # Another worker deleted the object behind a cached handle.
+                self._store.invalidate()
+                if attempt == 2:
+                    return (False, ("KEY_NOT_FOUND", "the key was deleted")), False
+            except p11.PKCS11Error as exc:
+                error = translate(exc)
+                return (False, (error.reason, error.message)), is_fatal(exc)
+            except Exception as exc:  # a bug must not kill the session
+                # Only the type: an exception text could quote request data.
+                print(f"hwgate hsm worker: {op} failed: {type(exc).__name__}", file=sys.stderr)
+                return (False, ("HSM_ERROR", f"internal error ({type(exc).__name__})")), False
+        raise AssertionError("unreachable")
+
+    def sign(self, ref: KeyRef, algorithm: SignAlgorithm, data: bytes) -> bytes:
+        return make_signer(self._store.find(ref, _SIGN_CLASSES), algorithm)(data)
+
+    def sign_many(self, ref: KeyRef, algorithm: SignAlgorithm, items: list[bytes]) -> list[bytes]:
+        if not items:
+            raise InvalidArgument("empty batch")
+        signer = make_signer(self._store.find(ref, _SIGN_CLASSES), algorithm)
+        return [signer(item) for item in items]

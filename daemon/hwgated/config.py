@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from hwgated.hsm.config import TokenConfig
+
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 T = TypeVar("T")
@@ -69,22 +71,6 @@ class PcscConfig:
 
 
 @dataclass(frozen=True)
-class TokenSettings:
-    """One ``[[hsm.token]]`` table; the PIN source is a reference, never the PIN."""
-
-    name: str
-    module: Path
-    token_label: str | None = None
-    token_serial: str | None = None
-    pin_file: Path | None = None
-    pin_env: str | None = None
-    pin_credential: str | None = None
-    workers: int = 2
-    op_timeout: float = 10.0
-    env: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
 class RoleConfig:
     allow: tuple[str, ...] = ()
 
@@ -133,7 +119,7 @@ class Config:
     daemon: DaemonSettings
     listeners: tuple[ListenerConfig, ...]
     pcsc: PcscConfig
-    tokens: tuple[TokenSettings, ...]
+    tokens: tuple[TokenConfig, ...]
     policy: PolicyConfig
     audit: AuditConfig
     limits: LimitsConfig
@@ -397,7 +383,7 @@ def _pcsc(t: _Table) -> PcscConfig:
     return cfg
 
 
-def _token(t: _Table) -> TokenSettings:
+def _token(t: _Table) -> TokenConfig:
     name = t.take("name", str)
     module = t.take_path("module")
     if not name:
@@ -408,12 +394,13 @@ def _token(t: _Table) -> TokenSettings:
     if not all(isinstance(v, str) for v in env.values()):
         raise t.error("env", "values must be strings")
     resolved_env = {k: _resolve_env_path(v, t.base) for k, v in env.items()}
-    token = TokenSettings(
+    pin_file = t.take_path("pin_file")
+    token = TokenConfig(
         name=name,
-        module=module,
+        module=str(module),
         token_label=t.take("token_label", str),
         token_serial=t.take("token_serial", str),
-        pin_file=t.take_path("pin_file"),
+        pin_file=str(pin_file) if pin_file is not None else None,
         pin_env=t.take("pin_env", str),
         pin_credential=t.take("pin_credential", str),
         workers=t.take_int("workers", 2),
@@ -426,7 +413,9 @@ def _token(t: _Table) -> TokenSettings:
     sources = [s for s in (token.pin_file, token.pin_env, token.pin_credential) if s]
     if len(sources) != 1:
         raise t.error(None, "set exactly one of 'pin_file', 'pin_env' or 'pin_credential'")
-    if token.pin_file is not None and not token.pin_file.is_file():
+    if token.workers > 64:
+        raise t.error("workers", "must be <= 64")
+    if token.pin_file is not None and not Path(token.pin_file).is_file():
         raise t.error("pin_file", f"no such file: {token.pin_file}")
     return token
 

@@ -1,7 +1,9 @@
-"""The daemon's gRPC server: listeners, services, health, reflection, shutdown.
+"""The daemon: subsystems, one gRPC server per listener, health, reflection, shutdown.
 
+Each listener gets its own ``grpc.aio`` server so every call knows which
+listener (hence which local role) it came in on; the servicers are shared.
 Only messages move on the asyncio loop; blocking PC/SC and PKCS#11 work runs in
-the reader worker threads and HSM worker processes (later layers).
+the reader worker threads and HSM worker processes.
 """
 
 from __future__ import annotations
@@ -14,60 +16,100 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
-from hwgate.v1 import card_pb2, card_pb2_grpc, hsm_pb2, hsm_pb2_grpc, piv_pb2, piv_pb2_grpc
 
+from hwgate.v1 import card_pb2, card_pb2_grpc, hsm_pb2, hsm_pb2_grpc, piv_pb2, piv_pb2_grpc
+from hwgated.api.card_service import CardServicer
+from hwgated.api.hsm_service import HsmServicer
+from hwgated.api.piv_service import PivServicer
 from hwgated.auth import listeners
-from hwgated.config import Config
+from hwgated.auth.interceptor import IdentityInterceptor
+from hwgated.config import Config, ListenerConfig, PolicyConfig
+from hwgated.hsm import HsmPool, PoolState
+from hwgated.pcsc.manager import CardManager
 
 log = logging.getLogger(__name__)
 
 CARD_SERVICE = card_pb2.DESCRIPTOR.services_by_name["CardService"].full_name
 PIV_SERVICE = piv_pb2.DESCRIPTOR.services_by_name["PivService"].full_name
 HSM_SERVICE = hsm_pb2.DESCRIPTOR.services_by_name["HsmService"].full_name
+HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 SERVICES = (CARD_SERVICE, PIV_SERVICE, HSM_SERVICE)
+
+HSM_READY_TIMEOUT = 10.0
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 class Daemon:
-    """One running hwgated: owns the gRPC server and, later, the hardware subsystems."""
+    """One running hwgated."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
+        self.policy: PolicyConfig = config.policy
         self.health = HealthServicer()
+        self.cards = CardManager(
+            config.pcsc,
+            max_sessions_per_owner=config.limits.max_sessions_per_identity,
+            on_health=self._card_health,
+        )
+        self.hsm = {
+            token.name: HsmPool(token, on_state=self._hsm_health) for token in config.tokens
+        }
         self._stopped = asyncio.Event()
-        self._server: grpc.aio.Server | None = None
+        self._servers: list[grpc.aio.Server] = []
 
-    def _build_server(self) -> grpc.aio.Server:
+    def _card_health(self, serving: bool) -> None:
+        status = SERVING if serving else NOT_SERVING
+        for service in (CARD_SERVICE, PIV_SERVICE):
+            asyncio.get_running_loop().create_task(self.health.set(service, status))
+
+    def _hsm_health(self, _state: PoolState | None = None) -> None:
+        """HsmService serves when every configured token has a serving worker."""
+        serving = bool(self.hsm) and all(pool.healthy for pool in self.hsm.values())
+        status = SERVING if serving else NOT_SERVING
+        asyncio.get_running_loop().create_task(self.health.set(HSM_SERVICE, status))
+
+    def _build_server(self, listener: ListenerConfig) -> grpc.aio.Server:
         size = self.config.daemon.max_message_bytes
         server = grpc.aio.server(
+            interceptors=[IdentityInterceptor(listener, lambda: self.policy)],
             options=[
                 ("grpc.max_receive_message_length", size),
                 ("grpc.max_send_message_length", size),
                 ("grpc.so_reuseport", 0),
-            ]
+            ],
         )
-        # Until their issues land, the hwgate.v1 services answer UNIMPLEMENTED:
-        # the generated base servicers do exactly that for every method.
-        card_pb2_grpc.add_CardServiceServicer_to_server(card_pb2_grpc.CardServiceServicer(), server)
-        piv_pb2_grpc.add_PivServiceServicer_to_server(piv_pb2_grpc.PivServiceServicer(), server)
-        hsm_pb2_grpc.add_HsmServiceServicer_to_server(hsm_pb2_grpc.HsmServiceServicer(), server)
+        card_pb2_grpc.add_CardServiceServicer_to_server(
+            CardServicer(self.cards, self.config.pcsc.max_apdus_per_transmit), server
+        )
+        piv_pb2_grpc.add_PivServiceServicer_to_server(PivServicer(self.cards), server)
+        hsm_pb2_grpc.add_HsmServiceServicer_to_server(HsmServicer(self.hsm), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
-            (
-                *SERVICES,
-                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                reflection.SERVICE_NAME,
-            ),
-            server,
+            (*SERVICES, HEALTH_SERVICE, reflection.SERVICE_NAME), server
         )
         return server
 
     async def start(self) -> None:
-        server = self._build_server()
-        bound = [listeners.bind(server, listener) for listener in self.config.listeners]
-        await server.start()
-        self._server = server
-        for service in ("", *SERVICES):
-            await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        for service in (CARD_SERVICE, PIV_SERVICE):
+            await self.health.set(service, NOT_SERVING)
+        await self.health.set(HSM_SERVICE, NOT_SERVING)
+        await self.health.set("", SERVING)
+        await self.cards.start()
+        for pool in self.hsm.values():
+            await pool.start()
+        # READY only after each subsystem made its first attempt (pcscd, token login).
+        await self.cards.wait_first_attempt()
+        await asyncio.gather(*(pool.wait_ready(HSM_READY_TIMEOUT) for pool in self.hsm.values()))
+        self._hsm_health()
+        bound = []
+        for listener in self.config.listeners:
+            server = self._build_server(listener)
+            bound.append(listeners.bind(server, listener))
+            self._servers.append(server)
+        for server in self._servers:
+            await server.start()
         log.info("hwgated serving on %s", ", ".join(bound))
 
     def request_stop(self) -> None:
@@ -78,12 +120,13 @@ class Daemon:
 
     async def stop(self) -> None:
         """Stop accepting, give in-flight RPCs the grace period, remove socket files."""
-        if self._server is None:
-            return
         log.info("stopping (grace %.1fs)", self.config.daemon.grace_period)
         await self.health.enter_graceful_shutdown()
-        await self._server.stop(self.config.daemon.grace_period)
-        self._server = None
+        grace = self.config.daemon.grace_period
+        await asyncio.gather(*(server.stop(grace) for server in self._servers))
+        self._servers.clear()
+        await self.cards.stop()
+        await asyncio.gather(*(pool.close() for pool in self.hsm.values()))
         listeners.remove_unix_sockets(self.config.listeners)
         log.info("stopped")
 

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from hwgated.config import ConfigError, load_config
 
 
@@ -86,7 +87,7 @@ def test_good_config_loads_with_paths_resolved(tmp_path: Path) -> None:
     assert config.pcsc.readers == ("Virtual PCD*",)
     assert config.pcsc.max_apdus_per_transmit == 64  # default
     token = config.tokens[0]
-    assert token.pin_file == tmp_path / "pin"
+    assert token.pin_file == str(tmp_path / "pin")
     assert token.env["SOFTHSM2_CONF"] == str(tmp_path / "softhsm2.conf")
     assert config.audit.file == tmp_path / "audit.jsonl"
     assert config.policy.identities[0].role == "enrollment"

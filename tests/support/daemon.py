@@ -48,3 +48,37 @@ def start_daemon(config: Path, socket: Path, log: Path) -> DaemonProc:
         daemon.stop(signal.SIGKILL)
         raise AssertionError(f"hwgated did not come up:\n{log.read_text()}") from None
     return daemon
+
+
+def write_config(
+    directory: Path, *, pcsc: str = "", extra: str = "", log_level: str = "debug"
+) -> tuple[Path, Path, Path]:
+    """A daemon config with a kiosk and an admin Unix socket in *directory*.
+
+    Returns (config, kiosk socket, admin socket).
+    """
+    kiosk, admin = directory / "hwgate.sock", directory / "admin.sock"
+    config = directory / "hwgated.toml"
+    config.write_text(
+        f'[daemon]\nlog_level = "{log_level}"\ngrace_period = 1\n'
+        f'[[listen]]\nunix = "{kiosk}"\nrole = "kiosk"\n'
+        f'[[listen]]\nunix = "{admin}"\nmode = "0600"\nrole = "admin"\n'
+        f"[pcsc]\n{pcsc}\n{extra}"
+    )
+    return config, kiosk, admin
+
+
+def error_info(err: grpc.RpcError) -> tuple[grpc.StatusCode, str, dict[str, str]]:
+    """(code, ErrorInfo.reason, ErrorInfo.metadata) of a failed call."""
+    from google.rpc import error_details_pb2
+    from grpc_status import rpc_status
+
+    status = rpc_status.from_call(err)  # type: ignore[arg-type]
+    assert status is not None, f"no rich status on {err}"
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            assert info.domain == "hwgate.v1"
+            return err.code(), info.reason, dict(info.metadata)
+    raise AssertionError(f"no ErrorInfo in {status}")

@@ -27,7 +27,7 @@ import multiprocessing
 import os
 import socket
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from hwgated.hsm.algorithms import algorithm_spec, check_batch, check_sign_input
@@ -82,8 +82,10 @@ class HsmPool:
         start_timeout: float | None = None,
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
+        on_state: Callable[[PoolState], None] | None = None,
     ) -> None:
         config.validate()
+        self._on_state = on_state
         self.config = config
         self._depth = max(1, pipeline_depth)
         self._start_timeout = start_timeout or max(30.0, config.op_timeout)
@@ -568,6 +570,8 @@ class HsmPool:
                     self._last_error.message if self._last_error else "unknown",
                 )
             self._state = state
+            if self._on_state is not None:
+                self._on_state(state)
         self._state_changed.set()
         self._state_changed = asyncio.Event()
 

@@ -1,0 +1,136 @@
+"""hwgate.v1.CardService: readers, events, sessions and raw APDUs."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from google.protobuf import duration_pb2
+
+from hwgate.v1 import card_pb2, card_pb2_grpc
+from hwgated import errors
+from hwgated.api import convert
+from hwgated.api.errors import stream, timeout_of, unary
+from hwgated.auth.identity import current_caller
+from hwgated.pcsc.events import EventFilter, EventType
+from hwgated.pcsc.manager import CardManager
+from hwgated.pcsc.worker import CardLink
+from hwgated.piv.apdu import CommandApdu, ResponseApdu, transceive
+from hwgated.piv.errors import PivParseError
+
+Context = Any  # grpc.aio.ServicerContext
+
+
+def _event_types(values: Any) -> frozenset[EventType]:
+    types = set()
+    for value in values:
+        name = card_pb2.EventType.Name(value).removeprefix("EVENT_TYPE_")
+        if name == "UNSPECIFIED":
+            raise errors.InvalidArgument("event type must be set", field="types")
+        types.add(EventType[name])
+    return frozenset(types)
+
+
+def parse_apdus(apdus: Any, limit: int) -> list[CommandApdu]:
+    """Validate every APDU before any reaches the card."""
+    if not apdus:
+        raise errors.InvalidArgument("apdus is empty", field="apdus")
+    if len(apdus) > limit:
+        raise errors.TooManyApdus(f"at most {limit} APDUs per Transmit", max=limit)
+    commands = []
+    for index, raw in enumerate(apdus):
+        try:
+            commands.append(CommandApdu.decode(bytes(raw)))
+        except PivParseError as exc:
+            raise errors.ApduInvalid(f"APDU {index}: {exc}", index=index) from None
+    return commands
+
+
+def _run_batch(
+    commands: list[CommandApdu], auto_response: bool, link: CardLink
+) -> list[ResponseApdu]:
+    responses = []
+    for command in commands:
+        if auto_response:
+            responses.append(transceive(link.transmit_raw, command))
+        else:
+            raw = link.transmit_raw(command.encode())
+            if len(raw) < 2:
+                raise errors.CardError("the card answered with fewer than 2 bytes")
+            responses.append(ResponseApdu.parse(raw))
+    return responses
+
+
+class CardServicer(card_pb2_grpc.CardServiceServicer):
+    def __init__(self, manager: CardManager, max_apdus: int) -> None:
+        self._manager = manager
+        self._max_apdus = max_apdus
+
+    @unary
+    async def ListReaders(
+        self, request: card_pb2.ListReadersRequest, context: Context
+    ) -> card_pb2.ListReadersResponse:
+        if not self._manager.available:
+            raise errors.PcscUnavailable("pcscd is not available")
+        return card_pb2.ListReadersResponse(
+            readers=[convert.reader(slot) for slot in self._manager.readers()]
+        )
+
+    @stream
+    async def WatchEvents(
+        self, request: card_pb2.WatchEventsRequest, context: Context
+    ) -> AsyncIterator[card_pb2.WatchEventsResponse]:
+        event_filter = EventFilter(tuple(request.reader_patterns), _event_types(request.types))
+        initial, subscription = self._manager.subscribe(request.after_sequence, event_filter)
+        try:
+            for event in initial:
+                yield convert.event(event)
+            while True:
+                yield convert.event(await subscription.get())
+        finally:
+            subscription.close()
+
+    @unary
+    async def OpenSession(
+        self, request: card_pb2.OpenSessionRequest, context: Context
+    ) -> card_pb2.OpenSessionResponse:
+        if not request.reader:
+            raise errors.InvalidArgument("reader is required", field="reader")
+        ttl = request.ttl.ToTimedelta().total_seconds() if request.HasField("ttl") else None
+        if ttl is not None and ttl <= 0:
+            raise errors.InvalidArgument("ttl must be positive", field="ttl")
+        session = await self._manager.open_session(
+            request.reader, ttl, owner=current_caller().owner, timeout=timeout_of(context)
+        )
+        granted = duration_pb2.Duration()
+        granted.FromNanoseconds(int(session.ttl * 1e9))
+        return card_pb2.OpenSessionResponse(
+            session_id=session.id,
+            ttl=granted,
+            expires_at=convert.timestamp(time.time() + session.ttl),
+        )
+
+    @unary
+    async def CloseSession(
+        self, request: card_pb2.CloseSessionRequest, context: Context
+    ) -> card_pb2.CloseSessionResponse:
+        await self._manager.close_session(request.session_id, current_caller().owner)
+        return card_pb2.CloseSessionResponse()
+
+    @unary
+    async def Transmit(
+        self, request: card_pb2.TransmitRequest, context: Context
+    ) -> card_pb2.TransmitResponse:
+        commands = parse_apdus(request.apdus, self._max_apdus)
+        auto = request.auto_response
+        responses = await self._manager.run(
+            lambda link: _run_batch(commands, auto, link),
+            owner=current_caller().owner,
+            reader=request.reader or None,
+            session_id=request.session_id or None,
+            timeout=timeout_of(context),
+        )
+        return card_pb2.TransmitResponse(
+            responses=[card_pb2.ResponseApdu(data=r.data, sw=r.sw) for r in responses]
+        )

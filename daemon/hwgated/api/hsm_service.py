@@ -1,0 +1,13 @@
+"""hwgate.v1.HsmService: sign, derive and manage keys in the configured PKCS#11 tokens."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from hwgate.v1 import hsm_pb2_grpc
+from hwgated.hsm import HsmPool
+
+
+class HsmServicer(hsm_pb2_grpc.HsmServiceServicer):
+    def __init__(self, pools: Mapping[str, HsmPool]) -> None:
+        self._pools = pools

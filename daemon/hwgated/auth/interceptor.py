@@ -1,0 +1,106 @@
+"""Server interceptor: resolve the caller for every RPC before the servicer runs.
+
+grpc.aio interceptors run outside the handler's task, so a context variable set
+there would not reach the servicer; instead the handler's behaviour is wrapped
+and the identity is set inside the call itself.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from hwgated.api import errors as api_errors
+from hwgated.auth.identity import reset_caller, resolve_caller, set_caller
+from hwgated.config import ListenerConfig, PolicyConfig
+
+Check = Callable[[Any, str], None]
+
+
+class IdentityInterceptor(grpc.aio.ServerInterceptor):
+    """Binds each call to a :class:`~hwgated.auth.identity.Caller`; optional method check."""
+
+    def __init__(
+        self,
+        listener: ListenerConfig,
+        policy: Callable[[], PolicyConfig],
+        check: Check | None = None,
+    ) -> None:
+        self._listener = listener
+        self._policy = policy
+        self._check = check
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method = handler_call_details.method
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                self._wrap_unary(handler.unary_unary, method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                self._wrap_stream(handler.unary_stream, method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.stream_stream is not None:
+            return grpc.stream_stream_rpc_method_handler(
+                self._wrap_stream(handler.stream_stream, method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.stream_unary is not None:
+            return grpc.stream_unary_rpc_method_handler(
+                self._wrap_unary(handler.stream_unary, method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+    def _enter(self, context: Any, method: str) -> Any:
+        caller = resolve_caller(self._listener, self._policy(), context)
+        if self._check is not None:
+            self._check(caller, method)
+        return set_caller(caller)
+
+    def _wrap_unary(self, behavior: Any, method: str) -> Any:
+        async def wrapped(request: Any, context: Any) -> Any:
+            try:
+                token = self._enter(context, method)
+            except Exception as exc:
+                await api_errors.abort(context, exc)
+            try:
+                return await behavior(request, context)
+            finally:
+                reset_caller(token)
+
+        return wrapped
+
+    def _wrap_stream(self, behavior: Any, method: str) -> Any:
+        if not inspect.isasyncgenfunction(behavior):
+            # A streaming handler that writes with context.write (e.g. Health.Watch).
+            return self._wrap_unary(behavior, method)
+
+        async def wrapped(request: Any, context: Any) -> AsyncIterator[Any]:
+            try:
+                token = self._enter(context, method)
+            except Exception as exc:
+                await api_errors.abort(context, exc)
+            try:
+                async for item in behavior(request, context):
+                    yield item
+            finally:
+                reset_caller(token)
+
+        return wrapped

@@ -1,0 +1,187 @@
+"""One worker thread per reader: it owns the card connection and runs jobs FIFO.
+
+A job is a callable that receives a :class:`CardLink` and runs to completion
+before the next one starts, so APDUs of two clients never interleave. The
+worker has its own PC/SC context (pcsc-lite serializes calls per context, and
+the monitor's context is blocked in SCardGetStatusChange). Each job names the
+card insertion it was meant for: if the card was swapped in between, the job
+fails with CARD_REMOVED instead of running against someone else's card.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from hwgated import errors
+from hwgated.pcsc import scard
+from hwgated.piv.session import PivCard
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+INS_VERIFY = 0x20
+
+
+@dataclass
+class InsertionState:
+    """What the worker knows about the card of one insertion."""
+
+    insertion: int
+    atr: bytes = b""
+    cache: dict[str, Any] = field(default_factory=dict)
+
+
+class CardLink:
+    """A job's view of the card: raw transmit, the PIV application, per-card cache.
+
+    ``piv`` re-selects the PIV application only when something may have changed
+    the selection (a raw Transmit, a reset, a fresh connection): an extra SELECT
+    between VERIFY and a "PIN always" signature would void the PIN on real cards.
+    """
+
+    def __init__(self, reader: str, card: scard.Card, state: InsertionState) -> None:
+        self.reader = reader
+        self._card = card
+        self.state = state
+        self._piv = PivCard(self._transmit)
+        self._piv_selected = False
+        self.last_was_verify = False
+
+    @property
+    def cache(self) -> dict[str, Any]:
+        return self.state.cache
+
+    def _transmit(self, apdu: bytes) -> bytes:
+        self.last_was_verify = len(apdu) >= 2 and apdu[1] == INS_VERIFY
+        return self._card.transmit(apdu)
+
+    def transmit_raw(self, apdu: bytes) -> bytes:
+        """A client's own APDU: afterwards nothing is known about the selection."""
+        self._piv_selected = False
+        return self._transmit(apdu)
+
+    def piv(self) -> PivCard:
+        if not self._piv_selected:
+            self._piv.select()  # NotFound (6A82) on a card without PIV
+            self._piv_selected = True
+        return self._piv
+
+    def reset(self) -> None:
+        """Warm reset: clears the PIN status of every application."""
+        self._piv_selected = False
+        self.last_was_verify = False
+        self._card.reset()
+
+
+@dataclass
+class _Job(Generic[T]):
+    fn: Callable[[CardLink], T]
+    future: concurrent.futures.Future[T]
+    insertion: int | None
+
+
+class ReaderWorker:
+    """The thread that owns one reader's card connection."""
+
+    def __init__(self, reader: str) -> None:
+        self.reader = reader
+        self.insertion = 0  # set by the manager (loop thread) on every insert/remove
+        self._jobs: queue.SimpleQueue[_Job[Any] | None] = queue.SimpleQueue()
+        self._context: scard.Context | None = None
+        self._card: scard.Card | None = None
+        self._link: CardLink | None = None
+        self.busy_since: float | None = None
+        self._thread = threading.Thread(target=self._run, name=f"reader:{reader}", daemon=True)
+        self._thread.start()
+
+    def submit(
+        self, fn: Callable[[CardLink], T], insertion: int | None = None
+    ) -> concurrent.futures.Future[T]:
+        """Queue *fn*; with *insertion*, it runs only on that insertion's card."""
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._jobs.put(_Job(fn, future, insertion))
+        return future
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._jobs.put(None)
+        self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _run(self) -> None:
+        try:
+            while (job := self._jobs.get()) is not None:
+                if job.future.set_running_or_notify_cancel():
+                    self._execute(job)
+        finally:
+            self._disconnect()
+            if self._context is not None:
+                self._context.release()
+
+    def _execute(self, job: _Job[Any]) -> None:
+        if job.insertion is not None and job.insertion != self.insertion:
+            job.future.set_exception(errors.CardRemoved("the card was removed", reader=self.reader))
+            return
+        try:
+            link = self._connect(job.insertion)
+            job.future.set_result(job.fn(link))
+        except scard.CardGone as exc:
+            self._disconnect()
+            job.future.set_exception(
+                errors.CardRemoved(
+                    f"the card was removed during the operation ({exc.call})", reader=self.reader
+                )
+            )
+        except scard.NoCard:
+            self._disconnect()
+            job.future.set_exception(
+                errors.CardNotPresent("no card in the reader", reader=self.reader)
+            )
+        except scard.ServiceUnavailable as exc:
+            self._drop_context()
+            job.future.set_exception(errors.PcscUnavailable(f"pcscd unavailable: {exc}"))
+        except scard.ReaderGone:
+            self._drop_context()
+            job.future.set_exception(
+                errors.ReaderNotFound("the reader is gone", reader=self.reader)
+            )
+        except scard.PcscError as exc:
+            self._disconnect()
+            job.future.set_exception(errors.CardUnresponsive(str(exc), reader=self.reader))
+        except BaseException as exc:  # the job's own error (PIV status words, bugs)
+            job.future.set_exception(exc)
+
+    def _connect(self, insertion: int | None) -> CardLink:
+        current = self.insertion
+        if insertion is not None and insertion != current:
+            raise scard.CardGone("connect", 0x80100069)
+        if self._link is not None and self._link.state.insertion == current:
+            return self._link
+        self._disconnect()
+        if self._context is None:
+            self._context = scard.Context()
+        card = self._context.connect(self.reader)
+        self._card = card
+        self._link = CardLink(self.reader, card, InsertionState(current, card.atr()))
+        return self._link
+
+    def _disconnect(self) -> None:
+        if self._card is not None:
+            self._card.disconnect()
+        self._card = None
+        self._link = None
+
+    def _drop_context(self) -> None:
+        self._disconnect()
+        if self._context is not None:
+            self._context.release()
+        self._context = None

@@ -21,9 +21,11 @@ from hwgate.v1 import card_pb2, card_pb2_grpc, hsm_pb2, hsm_pb2_grpc, piv_pb2, p
 from hwgated.api.card_service import CardServicer
 from hwgated.api.hsm_service import HsmServicer
 from hwgated.api.piv_service import PivServicer
-from hwgated.auth import listeners
+from hwgated.auth import audit, listeners
+from hwgated.auth.audit import AuditLog
 from hwgated.auth.interceptor import IdentityInterceptor
-from hwgated.config import Config, ListenerConfig, PolicyConfig
+from hwgated.auth.policy import Policy, PolicyHolder
+from hwgated.config import Config, ListenerConfig
 from hwgated.hsm import HsmPool, PoolState
 from hwgated.pcsc.manager import CardManager
 
@@ -46,7 +48,8 @@ class Daemon:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.policy: PolicyConfig = config.policy
+        self.policy = PolicyHolder(Policy(config.policy))
+        audit.install(AuditLog(config.audit.file))
         self.health = HealthServicer()
         self.cards = CardManager(
             config.pcsc,
@@ -73,7 +76,13 @@ class Daemon:
     def _build_server(self, listener: ListenerConfig) -> grpc.aio.Server:
         size = self.config.daemon.max_message_bytes
         server = grpc.aio.server(
-            interceptors=[IdentityInterceptor(listener, lambda: self.policy)],
+            interceptors=[
+                IdentityInterceptor(
+                    listener,
+                    lambda: self.policy.current.config,
+                    check=lambda caller, method: self.policy.current.check_method(caller, method),
+                )
+            ],
             options=[
                 ("grpc.max_receive_message_length", size),
                 ("grpc.max_send_message_length", size),
@@ -81,10 +90,10 @@ class Daemon:
             ],
         )
         card_pb2_grpc.add_CardServiceServicer_to_server(
-            CardServicer(self.cards, self.config.pcsc.max_apdus_per_transmit), server
+            CardServicer(self.cards, self.policy, self.config.pcsc.max_apdus_per_transmit), server
         )
-        piv_pb2_grpc.add_PivServiceServicer_to_server(PivServicer(self.cards), server)
-        hsm_pb2_grpc.add_HsmServiceServicer_to_server(HsmServicer(self.hsm), server)
+        piv_pb2_grpc.add_PivServiceServicer_to_server(PivServicer(self.cards, self.policy), server)
+        hsm_pb2_grpc.add_HsmServiceServicer_to_server(HsmServicer(self.hsm, self.policy), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (*SERVICES, HEALTH_SERVICE, reflection.SERVICE_NAME), server

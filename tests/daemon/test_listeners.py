@@ -8,12 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from support.daemon import DaemonProc, start_daemon
+from support.daemon import TEST_POLICY, DaemonProc, start_daemon
 
 
 def config_for(tmp_path: Path, sock: Path) -> Path:
     config = tmp_path / "hwgated.toml"
-    config.write_text(f'[daemon]\ngrace_period = 1\n[[listen]]\nunix = "{sock}"\nrole = "kiosk"\n')
+    config.write_text(
+        f'[daemon]\ngrace_period = 1\n[[listen]]\nunix = "{sock}"\nrole = "kiosk"\n' + TEST_POLICY
+    )
     return config
 
 

@@ -6,11 +6,12 @@ import signal
 import stat
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from hwgate.v1 import hsm_pb2, hsm_pb2_grpc
-from support.daemon import DaemonProc
+from support.daemon import DaemonProc, error_info
 
 
 def test_health_reports_each_service(bare_daemon: DaemonProc) -> None:
@@ -61,11 +62,13 @@ def test_unknown_method_is_unimplemented(bare_daemon: DaemonProc) -> None:
         raise AssertionError("an unknown method must fail")
 
 
-def test_rpc_without_implementation_is_unimplemented(bare_daemon: DaemonProc) -> None:
+def test_rpc_outside_the_role_is_policy_denied(bare_daemon: DaemonProc) -> None:
     stub = hsm_pb2_grpc.HsmServiceStub(bare_daemon.channel())
-    try:
-        stub.DeleteKey(hsm_pb2.DeleteKeyRequest(), timeout=5)
-    except grpc.RpcError as err:
-        assert err.code() in (grpc.StatusCode.UNIMPLEMENTED,)
-    else:
-        raise AssertionError("DeleteKey is not implemented yet")
+    with pytest.raises(grpc.RpcError) as err:
+        stub.ListKeys(hsm_pb2.ListKeysRequest(), timeout=5)
+    code, reason, metadata = error_info(err.value)
+    assert (code, reason, metadata) == (
+        grpc.StatusCode.PERMISSION_DENIED,
+        "POLICY_DENIED",
+        {"rule": "rpc"},
+    )

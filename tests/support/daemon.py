@@ -50,6 +50,17 @@ def start_daemon(config: Path, socket: Path, log: Path) -> DaemonProc:
     return daemon
 
 
+TEST_POLICY = """
+[policy.roles.kiosk]
+allow = ["hwgate.v1.CardService/*", "hwgate.v1.PivService/*"]
+[policy.roles.admin]
+allow = ["*"]
+[[policy.readers]]
+pattern = "*"
+roles = ["kiosk", "admin"]
+"""
+
+
 def write_config(
     directory: Path, *, pcsc: str = "", extra: str = "", log_level: str = "debug"
 ) -> tuple[Path, Path, Path]:
@@ -63,7 +74,7 @@ def write_config(
         f'[daemon]\nlog_level = "{log_level}"\ngrace_period = 1\n'
         f'[[listen]]\nunix = "{kiosk}"\nrole = "kiosk"\n'
         f'[[listen]]\nunix = "{admin}"\nmode = "0600"\nrole = "admin"\n'
-        f"[pcsc]\n{pcsc}\n{extra}"
+        f"[pcsc]\n{pcsc}\n{extra}\n{TEST_POLICY}"
     )
     return config, kiosk, admin
 

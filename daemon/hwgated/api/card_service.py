@@ -13,6 +13,7 @@ from hwgated import errors
 from hwgated.api import convert
 from hwgated.api.errors import stream, timeout_of, unary
 from hwgated.auth.identity import current_caller
+from hwgated.auth.policy import PolicyHolder
 from hwgated.pcsc.events import EventFilter, EventType
 from hwgated.pcsc.manager import CardManager
 from hwgated.pcsc.worker import CardLink
@@ -63,8 +64,9 @@ def _run_batch(
 
 
 class CardServicer(card_pb2_grpc.CardServiceServicer):
-    def __init__(self, manager: CardManager, max_apdus: int) -> None:
+    def __init__(self, manager: CardManager, policy: PolicyHolder, max_apdus: int) -> None:
         self._manager = manager
+        self._policy = policy
         self._max_apdus = max_apdus
 
     @unary
@@ -81,7 +83,12 @@ class CardServicer(card_pb2_grpc.CardServiceServicer):
     async def WatchEvents(
         self, request: card_pb2.WatchEventsRequest, context: Context
     ) -> AsyncIterator[card_pb2.WatchEventsResponse]:
-        event_filter = EventFilter(tuple(request.reader_patterns), _event_types(request.types))
+        role, policy = current_caller().role, self._policy
+        event_filter = EventFilter(
+            tuple(request.reader_patterns),
+            _event_types(request.types),
+            reader_allowed=lambda reader: policy.current.allows_reader(role, reader),
+        )
         initial, subscription = self._manager.subscribe(request.after_sequence, event_filter)
         try:
             for event in initial:
@@ -97,6 +104,7 @@ class CardServicer(card_pb2_grpc.CardServiceServicer):
     ) -> card_pb2.OpenSessionResponse:
         if not request.reader:
             raise errors.InvalidArgument("reader is required", field="reader")
+        self._policy.current.check_reader(request.reader)
         ttl = request.ttl.ToTimedelta().total_seconds() if request.HasField("ttl") else None
         if ttl is not None and ttl <= 0:
             raise errors.InvalidArgument("ttl must be positive", field="ttl")
@@ -123,6 +131,8 @@ class CardServicer(card_pb2_grpc.CardServiceServicer):
         self, request: card_pb2.TransmitRequest, context: Context
     ) -> card_pb2.TransmitResponse:
         commands = parse_apdus(request.apdus, self._max_apdus)
+        if request.reader:
+            self._policy.current.check_reader(request.reader)
         auto = request.auto_response
         responses = await self._manager.run(
             lambda link: _run_batch(commands, auto, link),

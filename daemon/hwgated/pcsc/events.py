@@ -55,10 +55,16 @@ class CardEvent:
     resync: bool = False
 
 
+def _any_reader(reader: str) -> bool:
+    return True
+
+
 @dataclass(frozen=True)
 class EventFilter:
     reader_patterns: tuple[str, ...] = ()
     types: frozenset[EventType] = frozenset()
+    # The policy's per-reader rule: events of readers the caller may not use are hidden.
+    reader_allowed: Callable[[str], bool] = _any_reader
 
     def accepts(self, event: CardEvent) -> bool:
         if event.type in SNAPSHOT_TYPES:
@@ -68,6 +74,8 @@ class EventFilter:
         return event.type in SERVICE_TYPES or self._reader_ok(event.reader)
 
     def _reader_ok(self, reader: str) -> bool:
+        if not self.reader_allowed(reader):
+            return False
         return not self.reader_patterns or any(
             fnmatch.fnmatchcase(reader, p) for p in self.reader_patterns
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import functools
 
 from google.protobuf import timestamp_pb2
 
@@ -84,7 +85,10 @@ def reader(slot: ReaderSlot) -> card_pb2.Reader:
     )
 
 
+@functools.lru_cache(maxsize=256)
 def event(value: CardEvent) -> card_pb2.WatchEventsResponse:
+    """Converted once per event, not once per subscriber (1000 streams share it).
+    Callers must not modify the returned message."""
     return card_pb2.WatchEventsResponse(
         sequence=value.sequence,
         time=timestamp(value.time),

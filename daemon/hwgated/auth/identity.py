@@ -43,12 +43,8 @@ def current_caller() -> Caller:
     return _CALLER.get(ANONYMOUS)
 
 
-def set_caller(caller: Caller) -> contextvars.Token[Caller]:
-    return _CALLER.set(caller)
-
-
-def reset_caller(token: contextvars.Token[Caller]) -> None:
-    _CALLER.reset(token)
+def set_caller(caller: Caller) -> None:
+    _CALLER.set(caller)
 
 
 def _text(value: Any) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 import grpc
 
 from hwgated.api import errors as api_errors
-from hwgated.auth.identity import reset_caller, resolve_caller, set_caller
+from hwgated.auth.identity import resolve_caller, set_caller
 from hwgated.config import ListenerConfig, PolicyConfig
 
 Check = Callable[[Any, str], None]
@@ -68,22 +68,25 @@ class IdentityInterceptor(grpc.aio.ServerInterceptor):
             )
         return handler
 
-    def _enter(self, context: Any, method: str) -> Any:
+    def _enter(self, context: Any, method: str) -> None:
+        """Resolve and check the caller, and bind it to this call.
+
+        Each RPC runs in its own task (its own context copy), so the variable is
+        never reset: an async generator may be finalized from another context,
+        where a reset would fail.
+        """
         caller = resolve_caller(self._listener, self._policy(), context)
         if self._check is not None:
             self._check(caller, method)
-        return set_caller(caller)
+        set_caller(caller)
 
     def _wrap_unary(self, behavior: Any, method: str) -> Any:
         async def wrapped(request: Any, context: Any) -> Any:
             try:
-                token = self._enter(context, method)
+                self._enter(context, method)
             except Exception as exc:
                 await api_errors.abort(context, exc)
-            try:
-                return await behavior(request, context)
-            finally:
-                reset_caller(token)
+            return await behavior(request, context)
 
         return wrapped
 
@@ -94,13 +97,10 @@ class IdentityInterceptor(grpc.aio.ServerInterceptor):
 
         async def wrapped(request: Any, context: Any) -> AsyncIterator[Any]:
             try:
-                token = self._enter(context, method)
+                self._enter(context, method)
             except Exception as exc:
                 await api_errors.abort(context, exc)
-            try:
-                async for item in behavior(request, context):
-                    yield item
-            finally:
-                reset_caller(token)
+            async for item in behavior(request, context):
+                yield item
 
         return wrapped

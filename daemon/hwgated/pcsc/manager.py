@@ -146,6 +146,11 @@ class CardManager:
     def monitor_alive(self) -> bool:
         return self._monitor is not None and self._monitor.alive
 
+    @property
+    def monitor(self) -> ReaderMonitor | None:
+        """The monitor thread's owner (watchdog liveness probe, test hooks)."""
+        return self._monitor
+
     # --- monitor notes, handled in order ------------------------------------------
 
     async def _dispatch(self) -> None:
@@ -294,8 +299,14 @@ class CardManager:
         if not reader:
             raise errors.InvalidArgument("a reader or a session_id is required", field="reader")
         slot = self._slot(reader)
+        # A job queued while a card is in the reader belongs to that card: if it is
+        # pulled before the job's turn, the job fails CARD_REMOVED like a running one.
+        queued_for = slot.insertion if slot.state is ReaderState.PRESENT else None
         await self._acquire(slot, timeout)
         try:
+            if queued_for is not None and slot.insertion != queued_for:
+                raise errors.CardRemoved("the card was removed while the job waited",
+                                         reader=slot.name)
             await self._require_card(slot, timeout)
             return await asyncio.wrap_future(slot.worker.submit(fn, slot.insertion))
         finally:

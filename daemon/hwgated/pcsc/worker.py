@@ -14,6 +14,7 @@ import concurrent.futures
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -27,6 +28,11 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 INS_VERIFY = 0x20
+
+# Called with the reader name after every APDU exchange (metrics); set by the daemon.
+# A plain hook keeps this layer free of any metrics library.
+apdu_observer: Callable[[str], None] | None = None
+VANISH_WAIT = 1.0  # seconds; longer than pcscd's ~400 ms presence polling
 
 
 @dataclass
@@ -60,7 +66,10 @@ class CardLink:
 
     def _transmit(self, apdu: bytes) -> bytes:
         self.last_was_verify = len(apdu) >= 2 and apdu[1] == INS_VERIFY
-        return self._card.transmit(apdu)
+        response = self._card.transmit(apdu)
+        if apdu_observer is not None:
+            apdu_observer(self.reader)
+        return response
 
     def transmit_raw(self, apdu: bytes) -> bytes:
         """A client's own APDU: afterwards nothing is known about the selection."""
@@ -156,9 +165,40 @@ class ReaderWorker:
             )
         except scard.PcscError as exc:
             self._disconnect()
-            job.future.set_exception(errors.CardUnresponsive(str(exc), reader=self.reader))
+            # A card pulled mid-APDU often surfaces as a generic transport failure
+            # (SCARD_E_NOT_TRANSACTED) before pcscd notices it is gone: ask pcscd.
+            if self._card_vanished():
+                job.future.set_exception(errors.CardRemoved(
+                    f"the card was removed during the operation ({exc.call})",
+                    reader=self.reader))
+            else:
+                job.future.set_exception(errors.CardUnresponsive(str(exc), reader=self.reader))
         except BaseException as exc:  # the job's own error (PIV status words, bugs)
             job.future.set_exception(exc)
+
+    def _card_vanished(self) -> bool:
+        """True if the card left (or was swapped) within VANISH_WAIT after a failure.
+
+        pcscd polls vpcd-style readers every ~400 ms, so its verdict may lag the
+        failure; this waits on the reader's state change with a deadline.
+        """
+        if self._context is None:
+            return False
+        deadline = time.monotonic() + VANISH_WAIT
+        try:
+            (first,) = self._context.get_status_change([(self.reader, scard.STATE_UNAWARE)], 0)
+            state = first
+            while state.present and state.event_count == first.event_count:
+                remaining_ms = int((deadline - time.monotonic()) * 1000)
+                if remaining_ms <= 0:
+                    return False
+                current = state.event_state & ~scard.STATE_CHANGED
+                (state,) = self._context.get_status_change([(self.reader, current)], remaining_ms)
+            return True
+        except scard.Timeout:
+            return False
+        except scard.PcscError:
+            return False
 
     def _connect(self, insertion: int | None) -> CardLink:
         current = self.insertion

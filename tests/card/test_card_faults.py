@@ -1,0 +1,87 @@
+"""Card pulled mid-batch, a subscriber that stops reading."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from support.daemon import DaemonProc, error_info, start_daemon, write_config
+from support.events import EventCollector, is_event
+
+from hwgate.v1 import card_pb2, card_pb2_grpc
+from hwgate_testbed.paths import vpcd_reader
+
+pytestmark = pytest.mark.testbed
+
+R0 = vpcd_reader(0)
+SELECT_PIV = bytes.fromhex("00A4040009A0000003080000100000")
+BIG_BATCH = 60000
+PIN_STATUS = bytes.fromhex("00200080")  # empty VERIFY: changes nothing, answers 63Cx
+
+
+@pytest.fixture
+def big_batch_daemon(testbed: object, tmp_path: Path) -> Iterator[DaemonProc]:
+    config, kiosk, _ = write_config(
+        tmp_path, pcsc=f"max_apdus_per_transmit = {BIG_BATCH}\nsubscriber_queue = 4"
+    )
+    daemon = start_daemon(config, kiosk, tmp_path / "hwgated.log")
+    yield daemon
+    daemon.stop(signal.SIGKILL)
+
+
+def admin_stub(daemon: DaemonProc) -> card_pb2_grpc.CardServiceStub:
+    channel = grpc.insecure_channel(f"unix:{daemon.socket.parent / 'admin.sock'}")
+    return card_pb2_grpc.CardServiceStub(channel)
+
+
+def test_card_pulled_during_a_long_batch_aborts_it_and_the_queued_job(
+    big_batch_daemon: DaemonProc, cards: object
+) -> None:
+    cards.insert(0, "alice")  # type: ignore[attr-defined]
+    stub = admin_stub(big_batch_daemon)
+    batch = card_pb2.TransmitRequest(reader=R0, apdus=[PIN_STATUS] * BIG_BATCH)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        running = pool.submit(stub.Transmit, batch, timeout=60)
+        queued = pool.submit(stub.Transmit, batch, timeout=60)
+        cards.remove(0)  # type: ignore[attr-defined]
+        for call in (running, queued):
+            with pytest.raises(grpc.RpcError) as err:
+                call.result(timeout=60)
+            assert error_info(err.value)[:2] == (grpc.StatusCode.ABORTED, "CARD_REMOVED"), err.value.details()
+
+
+def test_slow_subscriber_is_cut_off_while_a_fast_one_keeps_receiving(
+    big_batch_daemon: DaemonProc, cards: object
+) -> None:
+    # A tiny HTTP/2 window makes the slow client's stream back up after a few events.
+    slow_channel = grpc.insecure_channel(
+        big_batch_daemon.target,
+        options=[("grpc.http2.lookahead_bytes", 256), ("grpc.http2.bdp_probe", 0)],
+    )
+    slow_call = card_pb2_grpc.CardServiceStub(slow_channel).WatchEvents(
+        card_pb2.WatchEventsRequest()
+    )
+    fast = EventCollector(big_batch_daemon.channel())
+    fast.snapshot()
+    inserted = 0
+    for _ in range(12):
+        cards.insert(0, "alice")  # type: ignore[attr-defined]
+        cards.remove(0)  # type: ignore[attr-defined]
+        fast.wait_for(is_event("CARD_REMOVED", R0))
+        inserted += 1
+    # The fast subscriber saw every insertion; the slow one, once it reads, finds
+    # what was buffered and then RESOURCE_EXHAUSTED with where to resume.
+    assert sum(1 for e in fast.seen if e.type == card_pb2.EVENT_TYPE_CARD_INSERTED) == inserted
+    received = []
+    with pytest.raises(grpc.RpcError) as err:
+        for event in slow_call:
+            received.append(event)
+    code, reason, metadata = error_info(err.value)
+    assert (code, reason) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "SUBSCRIBER_TOO_SLOW")
+    assert int(metadata["last_sequence"]) == received[-1].sequence
+    assert len(received) < 2 * inserted + 3
+    fast.cancel()

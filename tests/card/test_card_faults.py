@@ -9,11 +9,11 @@ from pathlib import Path
 
 import grpc
 import pytest
-from support.daemon import DaemonProc, error_info, start_daemon, write_config
-from support.events import EventCollector, is_event
 
 from hwgate.v1 import card_pb2, card_pb2_grpc
 from hwgate_testbed.paths import vpcd_reader
+from support.daemon import DaemonProc, error_info, start_daemon, write_config
+from support.events import EventCollector, is_event
 
 pytestmark = pytest.mark.testbed
 
@@ -51,7 +51,9 @@ def test_card_pulled_during_a_long_batch_aborts_it_and_the_queued_job(
         for call in (running, queued):
             with pytest.raises(grpc.RpcError) as err:
                 call.result(timeout=60)
-            assert error_info(err.value)[:2] == (grpc.StatusCode.ABORTED, "CARD_REMOVED"), err.value.details()
+            assert error_info(err.value)[:2] == (grpc.StatusCode.ABORTED, "CARD_REMOVED"), (
+                err.value.details()
+            )
 
 
 def test_slow_subscriber_is_cut_off_while_a_fast_one_keeps_receiving(

@@ -265,3 +265,27 @@ def test_card_removal_ends_the_session(hwgated: DaemonProc, cards: object) -> No
         )
     assert error_info(err.value)[:2] == (grpc.StatusCode.NOT_FOUND, "SESSION_NOT_FOUND")
     watcher.cancel()
+
+
+def test_sessions_and_transmits_are_audited_with_the_caller(
+    hwgated: DaemonProc, cards: object
+) -> None:
+    import json
+
+    cards.insert(0, "alice")  # type: ignore[attr-defined]
+    kiosk = stub(hwgated.channel())
+    session = kiosk.OpenSession(card_pb2.OpenSessionRequest(reader=R0), timeout=5)
+    kiosk.Transmit(
+        card_pb2.TransmitRequest(session_id=session.session_id, apdus=[SELECT_PIV]), timeout=5
+    )
+    kiosk.CloseSession(card_pb2.CloseSessionRequest(session_id=session.session_id), timeout=5)
+    records = [
+        json.loads(line[line.index("{") :])
+        for line in hwgated.log.read_text().splitlines()
+        if "hwgated.audit" in line and "{" in line
+    ]
+    actions = [(r["action"], r["outcome"], r["role"]) for r in records]
+    assert ("card.session_open", "ok", "kiosk") in actions
+    assert ("card.transmit", "ok", "kiosk") in actions
+    assert ("card.session_close", "ok", "kiosk") in actions
+    assert all(session.session_id not in json.dumps(r) for r in records)

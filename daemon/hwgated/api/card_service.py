@@ -11,6 +11,7 @@ from google.protobuf import duration_pb2
 from hwgate.v1 import card_pb2, card_pb2_grpc
 from hwgated import errors
 from hwgated.api import convert
+from hwgated.api.auditing import audited
 from hwgated.api.errors import stream, timeout_of, unary
 from hwgated.auth.identity import current_caller
 from hwgated.auth.policy import PolicyHolder
@@ -104,13 +105,15 @@ class CardServicer(card_pb2_grpc.CardServiceServicer):
     ) -> card_pb2.OpenSessionResponse:
         if not request.reader:
             raise errors.InvalidArgument("reader is required", field="reader")
-        self._policy.current.check_reader(request.reader)
         ttl = request.ttl.ToTimedelta().total_seconds() if request.HasField("ttl") else None
         if ttl is not None and ttl <= 0:
             raise errors.InvalidArgument("ttl must be positive", field="ttl")
-        session = await self._manager.open_session(
-            request.reader, ttl, owner=current_caller().owner, timeout=timeout_of(context)
-        )
+        with audited("card.session_open", reader=request.reader) as record:
+            self._policy.current.check_reader(request.reader)
+            session = await self._manager.open_session(
+                request.reader, ttl, owner=current_caller().owner, timeout=timeout_of(context)
+            )
+            record["session"] = session.id[:8]
         granted = duration_pb2.Duration()
         granted.FromNanoseconds(int(session.ttl * 1e9))
         return card_pb2.OpenSessionResponse(
@@ -123,24 +126,27 @@ class CardServicer(card_pb2_grpc.CardServiceServicer):
     async def CloseSession(
         self, request: card_pb2.CloseSessionRequest, context: Context
     ) -> card_pb2.CloseSessionResponse:
-        await self._manager.close_session(request.session_id, current_caller().owner)
+        with audited("card.session_close", session=request.session_id[:8]):
+            await self._manager.close_session(request.session_id, current_caller().owner)
         return card_pb2.CloseSessionResponse()
 
     @unary
     async def Transmit(
         self, request: card_pb2.TransmitRequest, context: Context
     ) -> card_pb2.TransmitResponse:
-        commands = parse_apdus(request.apdus, self._max_apdus)
-        if request.reader:
-            self._policy.current.check_reader(request.reader)
-        auto = request.auto_response
-        responses = await self._manager.run(
-            lambda link: _run_batch(commands, auto, link),
-            owner=current_caller().owner,
-            reader=request.reader or None,
-            session_id=request.session_id or None,
-            timeout=timeout_of(context),
-        )
+        target = request.reader or f"session:{request.session_id[:8]}"
+        with audited("card.transmit", reader=target, apdus=len(request.apdus)):
+            commands = parse_apdus(request.apdus, self._max_apdus)
+            if request.reader:
+                self._policy.current.check_reader(request.reader)
+            auto = request.auto_response
+            responses = await self._manager.run(
+                lambda link: _run_batch(commands, auto, link),
+                owner=current_caller().owner,
+                reader=request.reader or None,
+                session_id=request.session_id or None,
+                timeout=timeout_of(context),
+            )
         return card_pb2.TransmitResponse(
             responses=[card_pb2.ResponseApdu(data=r.data, sw=r.sw) for r in responses]
         )

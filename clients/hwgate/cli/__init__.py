@@ -1,0 +1,1 @@
+"""The ``hwgate`` admin CLI (grpcurl conventions plus friendly verbs)."""

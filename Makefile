@@ -6,7 +6,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 TESTBED_DIR ?= $(CURDIR)/.testbed
 APT_PACKAGES := pcscd vsmartcard-vpcd softhsm2 opensc p11-kit libpcsclite-dev \
-	libsystemd-dev pkg-config swig gcc python3-dev iproute2 util-linux
+	libsystemd-dev pkg-config swig gcc python3-dev iproute2 util-linux \
+	systemd chromium zbar-tools
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
@@ -41,7 +42,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,systemd]'
+	$(BIN)/python -m pip install -q -e '.[dev,systemd,apps]'
 	touch $@
 
 protos: venv ## regenerate clients/hwgate/v1 from protos/
@@ -69,8 +70,38 @@ bench: setup ## every benchmark, side by side with its baseline (private pcscd a
 		$(BIN)/python -m bench; \
 	fi
 
-fuzz: setup ## long property-based run of every parser (HYPOTHESIS_PROFILE=fuzz)
-	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -m fuzz -p no:cacheprovider tests
+.PHONY: soak
+SOAK_SECONDS ?= 60
+soak: setup ## 50 mixed clients + card churn for SOAK_SECONDS (default 60); fails on errors/leaks
+	@if [ "$$(id -u)" = 0 ] && unshare -mn true 2>/dev/null; then \
+		testbed/isolated $(BIN)/python -m bench.soak --seconds $(SOAK_SECONDS); \
+	else \
+		$(BIN)/python -m bench.soak --seconds $(SOAK_SECONDS); \
+	fi
+
+# The RPC storm target starts a daemon on the test bed: private pcscd as root, like `test`.
+fuzz: setup ## long property-based run of every parser (HYPOTHESIS_PROFILE=fuzz, >=100k cases)
+	@if [ "$$(id -u)" = 0 ] && unshare -mn true 2>/dev/null; then \
+		HYPOTHESIS_PROFILE=fuzz testbed/isolated $(BIN)/python -m pytest -m fuzz -p no:cacheprovider tests/fuzz $(PYTEST_ARGS); \
+	else \
+		HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -m fuzz -p no:cacheprovider tests/fuzz $(PYTEST_ARGS); \
+	fi
+
+# Reference apps (clients/hwgate_apps): the SP 800-157 derived-credential flow.
+# `demo` drives the kiosk page in headless Chromium (Debian chromium, never a
+# downloaded browser) and writes docs/kiosk-qr.png; as root it runs against a
+# private pcscd like `test`. `kiosk` serves the same stack for a person
+# (http://127.0.0.1:8080; insert cards with hwgate-testbed insert --dir $(TESTBED_DIR)).
+.PHONY: demo kiosk
+demo: setup ## hwgated + enrollment server + kiosk, driven end to end in headless Chromium
+	@if [ "$$(id -u)" = 0 ] && unshare -mn true 2>/dev/null; then \
+		testbed/isolated $(BIN)/python -m hwgate_apps.demo --dir $(TESTBED_DIR)/demo --screenshot docs/kiosk-qr.png; \
+	else \
+		$(BIN)/python -m hwgate_apps.demo --dir $(TESTBED_DIR) --screenshot docs/kiosk-qr.png; \
+	fi
+
+kiosk: setup ## the same services, left running for a person to click through
+	$(BIN)/python -m hwgate_apps.demo --interactive --dir $(TESTBED_DIR)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

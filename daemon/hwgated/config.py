@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from hwgated.hsm.config import TokenConfig
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_TARGETS = ("auto", "journal", "stderr")
 
 T = TypeVar("T")
 
@@ -59,6 +60,7 @@ class DaemonSettings:
     grace_period: float = 5.0
     max_message_bytes: int = 1 << 20
     metrics: str | None = None
+    log_target: str = "auto"  # auto: journald when stderr is the journal stream
 
 
 @dataclass(frozen=True)
@@ -271,7 +273,10 @@ def _daemon(t: _Table) -> DaemonSettings:
         grace_period=t.take_number("grace_period", 5.0),
         max_message_bytes=t.take_int("max_message_bytes", 1 << 20, minimum=1024),
         metrics=t.take("metrics", str),
+        log_target=t.take("log_target", str, "auto"),
     )
+    if settings.log_target not in LOG_TARGETS:
+        raise t.error("log_target", f"must be one of {', '.join(LOG_TARGETS)}")
     if settings.metrics is not None:
         _split_host_port(settings.metrics, t, "metrics")
     t.done()

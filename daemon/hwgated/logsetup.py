@@ -1,9 +1,25 @@
-"""Logging: human-readable stderr by default (journald comes with the operations work)."""
+"""Logging: journald with structured fields under systemd, readable stderr otherwise.
+
+Under systemd (stderr is the journal stream named by ``JOURNAL_STREAM``, or
+``[daemon] log_target = "journal"``) records go to journald through
+systemd-python's JournalHandler, so operators can filter on fields instead of
+grepping text: ``journalctl HWGATE_READER="Virtual PCD 00 00"``. A record
+carries them as ``extra={"hwgate_reader": ...}`` (also ``hwgate_key``,
+``hwgate_peer``, ``hwgate_reason``). Audit records (logger ``hwgated.audit``,
+attribute ``hwgate_audit``) get the same fields from their entry and their own
+``SYSLOG_IDENTIFIER=hwgated-audit``, so ``journalctl -t hwgated-audit`` is the
+audit trail.
+"""
 
 from __future__ import annotations
 
+import importlib
 import logging
+import os
+import re
 import sys
+from collections.abc import Callable
+from typing import Any
 
 _LEVELS = {
     "debug": logging.DEBUG,
@@ -11,14 +27,125 @@ _LEVELS = {
     "warning": logging.WARNING,
     "error": logging.ERROR,
 }
+SYSLOG_IDENTIFIER = "hwgated"
+AUDIT_IDENTIFIER = "hwgated-audit"
+
+# record attribute → journal field
+RECORD_FIELDS = {
+    "hwgate_reader": "HWGATE_READER",
+    "hwgate_key": "HWGATE_KEY",
+    "hwgate_peer": "HWGATE_PEER",
+    "hwgate_reason": "HWGATE_REASON",
+}
+# audit entry key → journal field
+AUDIT_FIELDS = {
+    "reader": "HWGATE_READER",
+    "key": "HWGATE_KEY",
+    "subject": "HWGATE_PEER",
+    "action": "HWGATE_ACTION",
+    "role": "HWGATE_ROLE",
+    "outcome": "HWGATE_OUTCOME",
+    "listener": "HWGATE_LISTENER",
+}
+_FIELD_NAME = re.compile(r"[A-Z0-9][A-Z0-9_]*\Z")
+
+Sender = Callable[..., Any]
 
 
-def setup_logging(level: str) -> None:
-    """Configure the root logger once; later calls only change the level (SIGHUP)."""
+def journal_fields(record: logging.LogRecord) -> dict[str, str]:
+    """The HWGATE_* (and, for audit records, SYSLOG_IDENTIFIER) fields of *record*."""
+    fields = {
+        field: str(getattr(record, attr))
+        for attr, field in RECORD_FIELDS.items()
+        if getattr(record, attr, None) is not None
+    }
+    entry = getattr(record, "hwgate_audit", None)
+    if isinstance(entry, dict):
+        fields["SYSLOG_IDENTIFIER"] = AUDIT_IDENTIFIER
+        fields.update({AUDIT_FIELDS[k]: str(v) for k, v in entry.items() if k in AUDIT_FIELDS})
+        outcome = entry.get("outcome")
+        if outcome not in (None, "ok"):
+            fields.setdefault("HWGATE_REASON", str(outcome))
+    return fields
+
+
+class _JournalFields(logging.Filter):
+    """Puts the journal fields on the record, where JournalHandler picks them up."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for name, value in journal_fields(record).items():
+            setattr(record, name, value)
+        return True
+
+
+def _only_journal_fields(send: Sender) -> Sender:
+    """JournalHandler passes every record attribute; journald wants upper-case names."""
+
+    def sender(message: str, /, **fields: Any) -> Any:
+        return send(message, **{k: v for k, v in fields.items() if _FIELD_NAME.match(k)})
+
+    return sender
+
+
+def stderr_is_journal() -> bool:
+    """True when systemd connected our stderr to journald (JOURNAL_STREAM=dev:inode)."""
+    stream = os.environ.get("JOURNAL_STREAM", "")
+    dev, _, ino = stream.partition(":")
+    if not (dev.isdigit() and ino.isdigit()):
+        return False
+    try:
+        st = os.fstat(sys.stderr.fileno())
+    except (OSError, ValueError):
+        return False
+    return st.st_dev == int(dev) and st.st_ino == int(ino)
+
+
+def _journal_handler(sender: Sender | None) -> logging.Handler | None:
+    try:
+        journal = importlib.import_module("systemd.journal")  # by name: see ops/notify.py
+    except ImportError:
+        return None
+    handler = journal.JournalHandler(
+        sender_function=_only_journal_fields(sender or journal.send),
+        SYSLOG_IDENTIFIER=SYSLOG_IDENTIFIER,
+    )
+    handler.addFilter(_JournalFields())
+    return handler
+
+
+def _stderr_handler() -> logging.Handler:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    return handler
+
+
+def setup_logging(level: str, target: str = "auto", *, sender: Sender | None = None) -> str:
+    """Configure the root logger once; later calls only change the level (SIGHUP).
+
+    Returns where records go: ``"journal"`` or ``"stderr"``. *sender* replaces
+    ``systemd.journal.send`` (tests).
+    """
     root = logging.getLogger()
-    if not any(getattr(h, "_hwgate", False) for h in root.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
-        handler._hwgate = True  # type: ignore[attr-defined]
+    installed = [h for h in root.handlers if getattr(h, "_hwgate", None)]
+    if installed:
+        chosen = str(installed[0]._hwgate)  # type: ignore[attr-defined]
+    else:
+        handler = None
+        want_journal = target == "journal" or (target == "auto" and stderr_is_journal())
+        if want_journal:
+            handler = _journal_handler(sender)
+        chosen = "journal" if handler is not None else "stderr"
+        handler = handler or _stderr_handler()
+        handler._hwgate = chosen  # type: ignore[attr-defined]
         root.addHandler(handler)
+        if want_journal and chosen != "journal":
+            logging.getLogger("hwgated").warning(
+                "journald logging needs systemd-python; logging to stderr"
+            )
     root.setLevel(_LEVELS[level])
+    return chosen
+
+
+def set_level(level: str) -> None:
+    """Change the level of the running daemon's logging (SIGHUP)."""
+    logging.getLogger().setLevel(_LEVELS[level])

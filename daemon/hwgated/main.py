@@ -59,11 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"hwgated: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    setup_logging(args.log_level or config.daemon.log_level)
+    setup_logging(args.log_level or config.daemon.log_level, config.daemon.log_target)
     from hwgated.server import serve
 
     try:
-        asyncio.run(serve(config))
+        asyncio.run(serve(config, args.log_level))
     except (ListenerError, ConfigError) as exc:
         logging.getLogger("hwgated").error("%s", exc)
         return EXIT_CONFIG

@@ -4,12 +4,19 @@ Each listener gets its own ``grpc.aio`` server so every call knows which
 listener (hence which local role) it came in on; the servicers are shared.
 Only messages move on the asyncio loop; blocking PC/SC and PKCS#11 work runs in
 the reader worker threads and HSM worker processes.
+
+Life cycle as systemd sees it (hwgated.ops): READY=1 once the listeners are
+bound and the card and HSM subsystems made their first attempt; STATUS= as
+readers, cards and HSM state change; RELOADING=1 … READY=1 around SIGHUP;
+STOPPING=1 on SIGTERM/SIGINT, after which server streams end with UNAVAILABLE
+(SHUTTING_DOWN), unary calls get the grace period, and workers and sockets go.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 
 import grpc
@@ -27,6 +34,12 @@ from hwgated.auth.interceptor import IdentityInterceptor
 from hwgated.auth.policy import Policy, PolicyHolder
 from hwgated.config import Config, ListenerConfig
 from hwgated.hsm import HsmPool, PoolState
+from hwgated.logsetup import set_level
+from hwgated.ops.interceptor import OpsInterceptor
+from hwgated.ops.metrics import Metrics
+from hwgated.ops.notify import Notifier
+from hwgated.ops.reload import reload_config
+from hwgated.ops.runtime import Operations
 from hwgated.pcsc.manager import CardManager
 
 log = logging.getLogger(__name__)
@@ -46,8 +59,9 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 class Daemon:
     """One running hwgated."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, log_level_override: str | None = None) -> None:
         self.config = config
+        self._log_level_override = log_level_override
         self.policy = PolicyHolder(Policy(config.policy))
         audit.install(AuditLog(config.audit.file))
         self.health = HealthServicer()
@@ -60,23 +74,30 @@ class Daemon:
             token.name: HsmPool(token, on_state=self._hsm_health) for token in config.tokens
         }
         self._stopped = asyncio.Event()
+        self._shutting_down = asyncio.Event()
         self._servers: list[grpc.aio.Server] = []
+        self.notifier = Notifier()
+        self.metrics = Metrics()
+        self.ops = Operations(self.cards, self.hsm, self.metrics, self.notifier)
 
     def _card_health(self, serving: bool) -> None:
         status = SERVING if serving else NOT_SERVING
         for service in (CARD_SERVICE, PIV_SERVICE):
             asyncio.get_running_loop().create_task(self.health.set(service, status))
+        self.ops.refresh()
 
     def _hsm_health(self, _state: PoolState | None = None) -> None:
         """HsmService serves when every configured token has a serving worker."""
         serving = bool(self.hsm) and all(pool.healthy for pool in self.hsm.values())
         status = SERVING if serving else NOT_SERVING
         asyncio.get_running_loop().create_task(self.health.set(HSM_SERVICE, status))
+        self.ops.refresh()
 
     def _build_server(self, listener: ListenerConfig) -> grpc.aio.Server:
         size = self.config.daemon.max_message_bytes
         server = grpc.aio.server(
             interceptors=[
+                OpsInterceptor(self.metrics, self._shutting_down),
                 IdentityInterceptor(
                     listener,
                     lambda: self.policy.current.config,
@@ -92,7 +113,9 @@ class Daemon:
         card_pb2_grpc.add_CardServiceServicer_to_server(
             CardServicer(self.cards, self.policy, self.config.pcsc.max_apdus_per_transmit), server
         )
-        piv_pb2_grpc.add_PivServiceServicer_to_server(PivServicer(self.cards, self.policy), server)
+        piv_pb2_grpc.add_PivServiceServicer_to_server(
+            PivServicer(self.cards, self.policy, self.config.limits.verify_pin_per_minute), server
+        )
         hsm_pb2_grpc.add_HsmServiceServicer_to_server(HsmServicer(self.hsm, self.policy), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
@@ -105,6 +128,7 @@ class Daemon:
             await self.health.set(service, NOT_SERVING)
         await self.health.set(HSM_SERVICE, NOT_SERVING)
         await self.health.set("", SERVING)
+        self.ops.attach()
         await self.cards.start()
         for pool in self.hsm.values():
             await pool.start()
@@ -119,7 +143,28 @@ class Daemon:
             self._servers.append(server)
         for server in self._servers:
             await server.start()
+        self.ops.start(self.config.daemon.metrics)
         log.info("hwgated serving on %s", ", ".join(bound))
+        self.notifier.ready()
+
+    def reload(self) -> None:
+        """SIGHUP: apply the config file's policy and log level (see hwgated.ops.reload)."""
+        if self.config.path is None:
+            log.warning("reload: no config file to re-read")
+            return
+        self.notifier.reloading()
+        try:
+            outcome = reload_config(self.config.path, self.config, self.policy)
+            self.config = outcome.config
+            set_level(self._log_level_override or self.config.daemon.log_level)
+        finally:
+            self.notifier.ready()
+            self.ops.refresh()
+
+    def wedge_monitor(self) -> None:
+        """Test hook (HWGATE_TEST_HOOKS=1, SIGUSR2): hang the PC/SC monitor thread."""
+        if self.cards.monitor is not None:
+            self.cards.monitor.wedge()
 
     def request_stop(self) -> None:
         self._stopped.set()
@@ -130,6 +175,9 @@ class Daemon:
     async def stop(self) -> None:
         """Stop accepting, give in-flight RPCs the grace period, remove socket files."""
         log.info("stopping (grace %.1fs)", self.config.daemon.grace_period)
+        self.notifier.stopping()
+        self._shutting_down.set()  # server streams end with UNAVAILABLE / SHUTTING_DOWN
+        await self.ops.stop()
         await self.health.enter_graceful_shutdown()
         grace = self.config.daemon.grace_period
         await asyncio.gather(*(server.stop(grace) for server in self._servers))
@@ -140,12 +188,15 @@ class Daemon:
         log.info("stopped")
 
 
-async def serve(config: Config) -> None:
-    """Run the daemon until SIGTERM or SIGINT."""
-    daemon = Daemon(config)
+async def serve(config: Config, log_level_override: str | None = None) -> None:
+    """Run the daemon until SIGTERM or SIGINT; SIGHUP reloads the config."""
+    daemon = Daemon(config, log_level_override)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, daemon.request_stop)
+    loop.add_signal_handler(signal.SIGHUP, daemon.reload)
+    if os.environ.get("HWGATE_TEST_HOOKS") == "1":
+        loop.add_signal_handler(signal.SIGUSR2, daemon.wedge_monitor)
     try:
         await daemon.start()
         await daemon.wait_stopped()

@@ -134,6 +134,11 @@ class EventHub:
     def subscriber_count(self) -> int:
         return len(self._subscribers)
 
+    @property
+    def queue_depths(self) -> list[int]:
+        """Events waiting in each subscriber's queue (metrics)."""
+        return [s.depth for s in self._subscribers]
+
     def publish(self, event_type: EventType, **fields: object) -> CardEvent:
         self.sequence += 1
         event = CardEvent(self.sequence, time.time(), event_type, **fields)  # type: ignore[arg-type]

@@ -305,8 +305,9 @@ class CardManager:
         await self._acquire(slot, timeout)
         try:
             if queued_for is not None and slot.insertion != queued_for:
-                raise errors.CardRemoved("the card was removed while the job waited",
-                                         reader=slot.name)
+                raise errors.CardRemoved(
+                    "the card was removed while the job waited", reader=slot.name
+                )
             await self._require_card(slot, timeout)
             return await asyncio.wrap_future(slot.worker.submit(fn, slot.insertion))
         finally:

@@ -7,6 +7,15 @@ blocked call fails (SCARD_F_COMM_ERROR, then SCARD_E_NO_SERVICE); the context is
 then dead for good even though SCardIsValidContext would still say SUCCESS, so
 the monitor reports the service down and builds a new context with capped
 backoff until pcscd answers again.
+
+Liveness: the wait is not INFINITE but ``PROBE_INTERVAL`` long, and every
+return (a change, or SCARD_E_TIMEOUT) refreshes ``heartbeat``. A finite timeout
+was chosen over waking the thread with SCardCancel from outside: it needs no
+second thread or lock, it proves the whole round trip (our thread, the pyscard
+call, pcscd's answer) instead of only that a cancel was delivered, and one
+cheap status round trip a second costs nothing measurable. State is passed back
+in each call, so no change between two calls is lost. The systemd watchdog
+withholds its ping when the heartbeat goes stale (see hwgated.ops.watchdog).
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ log = logging.getLogger(__name__)
 
 BACKOFF_START = 0.05
 BACKOFF_CAP = 1.0
+PROBE_INTERVAL = 1.0  # seconds: longest wait in SCardGetStatusChange before a heartbeat
 
 
 class MonitorSink(Protocol):
@@ -49,6 +59,7 @@ class ReaderMonitor:
         self._thread = threading.Thread(target=self._run, name="pcsc-monitor", daemon=True)
         self.heartbeat = time.monotonic()  # last time the thread was seen working
         self.service_ok = False
+        self._wedged = threading.Event()
 
     def start(self) -> None:
         self._thread.start()
@@ -64,12 +75,28 @@ class ReaderMonitor:
     def alive(self) -> bool:
         return self._thread.is_alive()
 
+    def stale_for(self, now: float | None = None) -> float:
+        """Seconds since the thread last proved it runs (0 while fresh)."""
+        return max(0.0, (time.monotonic() if now is None else now) - self.heartbeat)
+
+    def wedge(self) -> None:
+        """Test hook: block the thread at its next wake-up until stop (watchdog tests)."""
+        log.warning("reader monitor: wedging on request (test hook)")
+        self._wedged.set()
+
+    def _beat(self) -> None:
+        if self._wedged.is_set():
+            self._stopping.wait()  # a deliberately hung thread: no more heartbeats
+            return
+        self.heartbeat = time.monotonic()
+
     def _wanted(self, name: str) -> bool:
         return any(fnmatch.fnmatchcase(name, p) for p in self._patterns)
 
     def _run(self) -> None:
         backoff = BACKOFF_START
         while not self._stopping.is_set():
+            self._beat()
             context: scard.Context | None = None
             try:
                 context = scard.Context()
@@ -107,15 +134,15 @@ class ReaderMonitor:
         while not self._stopping.is_set():
             query = [(scard.PNP_READER, pnp_state)]
             query += [(name, self._current(known.get(name))) for name in readers]
-            self.heartbeat = time.monotonic()
+            self._beat()
             try:
-                result = context.get_status_change(query)
-            except scard.Cancelled:
-                continue  # stop() or a re-list request; the loop condition decides
+                result = context.get_status_change(query, int(PROBE_INTERVAL * 1000))
+            except (scard.Cancelled, scard.Timeout):
+                continue  # stop(), or the liveness timeout; the loop condition decides
             except scard.ReaderGone:
                 readers = self._relist(context, known)
                 continue
-            self.heartbeat = time.monotonic()
+            self._beat()
             pnp, statuses = result[0], result[1:]
             for status in statuses:
                 self._compare(known.get(status.name), status, known)

@@ -168,9 +168,12 @@ class ReaderWorker:
             # A card pulled mid-APDU often surfaces as a generic transport failure
             # (SCARD_E_NOT_TRANSACTED) before pcscd notices it is gone: ask pcscd.
             if self._card_vanished():
-                job.future.set_exception(errors.CardRemoved(
-                    f"the card was removed during the operation ({exc.call})",
-                    reader=self.reader))
+                job.future.set_exception(
+                    errors.CardRemoved(
+                        f"the card was removed during the operation ({exc.call})",
+                        reader=self.reader,
+                    )
+                )
             else:
                 job.future.set_exception(errors.CardUnresponsive(str(exc), reader=self.reader))
         except BaseException as exc:  # the job's own error (PIV status words, bugs)

@@ -1,0 +1,191 @@
+"""The operations interceptor: RPC metrics, and ending server streams at shutdown.
+
+It sits first in the server's interceptor list, so it wraps everything the
+others do: a call the policy refuses is counted as PERMISSION_DENIED too.
+
+Server-streaming calls (WatchEvents) never end on their own, so a graceful stop
+would otherwise wait out the whole grace period and then cut them with
+CANCELLED. Instead, once ``shutdown`` is set, each stream stops at its next
+await and ends with UNAVAILABLE / SHUTTING_DOWN, which tells a client to
+reconnect (elsewhere). The wrapped generator runs step by step in one
+contextvars.Context of its own, so the identity the inner interceptor sets on
+the first step is still there (and resettable) on the last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import inspect
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from hwgated.api import errors as api_errors
+from hwgated.errors import ShuttingDown
+from hwgated.ops.metrics import Metrics
+
+HSM_PREFIX = "/hwgate.v1.HsmService/"
+
+
+def _code_name(context: Any, fallback: str) -> str:
+    """The status code the handler set (an abort sets it), else *fallback*."""
+    try:
+        code = context.code()
+    except Exception:
+        return fallback
+    if isinstance(code, grpc.StatusCode):
+        return code.name
+    for known in grpc.StatusCode:
+        if isinstance(code, int) and known.value[0] == code:
+            return known.name
+    return fallback
+
+
+def _mechanism(request: Any) -> str:
+    """The algorithm or mechanism an HsmService request names (enum value name)."""
+    descriptor = getattr(request, "DESCRIPTOR", None)
+    if descriptor is None:
+        return ""
+    for name in ("algorithm", "mechanism"):
+        field = descriptor.fields_by_name.get(name)
+        if field is not None and field.enum_type is not None:
+            value = field.enum_type.values_by_number.get(getattr(request, name))
+            return value.name if value is not None else str(getattr(request, name))
+    return ""
+
+
+class OpsInterceptor(grpc.aio.ServerInterceptor):
+    """Counts and times every RPC; ends server streams once ``shutdown`` is set."""
+
+    def __init__(self, metrics: Metrics, shutdown: asyncio.Event) -> None:
+        self._metrics = metrics
+        self._shutdown = shutdown
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method = handler_call_details.method
+        kinds = (
+            ("unary_unary", grpc.unary_unary_rpc_method_handler, False),
+            ("unary_stream", grpc.unary_stream_rpc_method_handler, True),
+            ("stream_unary", grpc.stream_unary_rpc_method_handler, False),
+            ("stream_stream", grpc.stream_stream_rpc_method_handler, False),
+        )
+        for attr, make, server_stream in kinds:
+            behavior = getattr(handler, attr)
+            if behavior is None:
+                continue
+            if inspect.isasyncgenfunction(behavior):
+                wrapped = self._wrap_stream(behavior, method, server_stream)
+            else:
+                wrapped = self._wrap_unary(behavior, method)
+            return make(
+                wrapped,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+    def _observe(self, method: str, code: str, started: float, request: Any) -> None:
+        elapsed = time.perf_counter() - started
+        self._metrics.rpcs.labels(method, code).inc()
+        self._metrics.rpc_seconds.labels(method, code).observe(elapsed)
+        if method.startswith(HSM_PREFIX):
+            mechanism = _mechanism(request)
+            self._metrics.hsm_seconds.labels(method, mechanism, code).observe(elapsed)
+
+    def _wrap_unary(self, behavior: Any, method: str) -> Any:
+        async def wrapped(request: Any, context: Any) -> Any:
+            started, code = time.perf_counter(), "UNKNOWN"
+            try:
+                result = await behavior(request, context)
+                code = _code_name(context, "OK")
+                return result
+            except grpc.aio.AbortError:
+                code = _code_name(context, "UNKNOWN")
+                raise
+            except asyncio.CancelledError:
+                code = "CANCELLED"
+                raise
+            finally:
+                self._observe(method, code, started, request)
+
+        return wrapped
+
+    def _wrap_stream(self, behavior: Any, method: str, end_on_shutdown: bool) -> Any:
+        async def wrapped(request: Any, context: Any) -> AsyncIterator[Any]:
+            started, code = time.perf_counter(), "UNKNOWN"
+            gauge = self._metrics.streams.labels(method)
+            gauge.inc()
+            try:
+                if end_on_shutdown:
+                    async for item in self._until_shutdown(behavior(request, context), context):
+                        yield item
+                else:
+                    async for item in behavior(request, context):
+                        yield item
+                code = _code_name(context, "OK")
+            except grpc.aio.AbortError:
+                code = _code_name(context, "UNKNOWN")
+                raise
+            except (asyncio.CancelledError, GeneratorExit):
+                code = "CANCELLED"
+                raise
+            finally:
+                gauge.dec()
+                self._observe(method, code, started, request)
+
+        return wrapped
+
+    async def _until_shutdown(self, stream: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
+        """Items of *stream* until it ends or the daemon shuts down (then UNAVAILABLE)."""
+        own = contextvars.copy_context()
+        loop = asyncio.get_running_loop()
+        stopping = asyncio.ensure_future(self._shutdown.wait())
+        step: asyncio.Task[Any] | None = None
+        finished = False
+        try:
+            while True:
+                step = loop.create_task(_next(stream), context=own)
+                await asyncio.wait({step, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if not step.done():
+                    break
+                try:
+                    item = step.result()
+                except StopAsyncIteration:
+                    finished = True
+                    return
+                except BaseException:
+                    finished = True
+                    raise
+                yield item
+        finally:
+            stopping.cancel()
+            if step is not None and not step.done():
+                step.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                    await step
+                finished = True
+            if not finished:  # closed while suspended at a yield: close the inner stream
+                with contextlib.suppress(Exception):
+                    await loop.create_task(_aclose(stream), context=own)
+        await api_errors.abort(context, ShuttingDown("the daemon is shutting down; reconnect"))
+
+
+async def _next(stream: AsyncIterator[Any]) -> Any:
+    return await stream.__anext__()
+
+
+async def _aclose(stream: AsyncIterator[Any]) -> None:
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()

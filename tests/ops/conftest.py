@@ -1,0 +1,63 @@
+"""Fixtures for the operations tests: hwgated started the way systemd starts it
+(NOTIFY_SOCKET pointing at a fake notify socket, WATCHDOG_USEC)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from opsbed import FakeNotify, OpsDaemon, free_port, write_ops_config
+
+
+@pytest.fixture
+def start_ops_daemon(testbed: object, tmp_path: Path) -> Iterator[Callable[..., OpsDaemon]]:
+    """Start hwgated as systemd would; every daemon started is killed at teardown."""
+    started: list[OpsDaemon] = []
+
+    def start(
+        *,
+        watchdog_usec: int | None = 1_000_000,
+        metrics: bool = False,
+        env: dict[str, str] | None = None,
+        preexec_fn: Callable[[], None] | None = None,
+        **config_args: str,
+    ) -> OpsDaemon:
+        port = free_port() if metrics else None
+        config, kiosk, admin = write_ops_config(tmp_path, metrics_port=port, **config_args)
+        notify = FakeNotify(tmp_path / "notify.sock")
+        log = tmp_path / "hwgated.log"
+        environ = {**os.environ, "PYTHONUNBUFFERED": "1", "NOTIFY_SOCKET": str(notify.path)}
+        environ.pop("WATCHDOG_USEC", None)
+        environ.pop("JOURNAL_STREAM", None)
+        if watchdog_usec is not None:
+            environ["WATCHDOG_USEC"] = str(watchdog_usec)
+        environ.update(env or {})
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "hwgated", "--config", str(config)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=environ,
+                preexec_fn=preexec_fn,
+            )
+        daemon = OpsDaemon(proc, config, kiosk, admin, log, notify, port)
+        started.append(daemon)
+        try:
+            notify.wait_line("READY=1", timeout=30)
+        except AssertionError:
+            raise AssertionError(f"hwgated never said READY=1:\n{daemon.log_text()}") from None
+        return daemon
+
+    yield start
+    for daemon in started:
+        for channel in daemon.channels:
+            channel.close()
+        if daemon.proc.poll() is None:
+            daemon.proc.send_signal(signal.SIGKILL)
+            daemon.proc.wait(timeout=15)
+        daemon.notify.close()

@@ -69,7 +69,11 @@ class PivServiceServicer:
 
     def GetCardInfo(self, request, context):
         """GetCardInfo returns the card's CHUID, certificates, PIN retries and PIN
-        policy. Objects are read once per card insertion and cached.
+        policy. Objects are read once per card insertion and cached. The PIN
+        status costs an empty VERIFY, except on a session whose previous card
+        operation was a successful VerifyPin: then nothing is sent to the card
+        (any command would void slot 9C's "PIN always") and the PIN is reported
+        verified.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

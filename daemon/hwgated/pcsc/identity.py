@@ -15,7 +15,7 @@ from hwgated.pcsc.worker import CardLink
 from hwgated.piv.certinfo import CertSummary, summarize
 from hwgated.piv.errors import NotFound, PivError, PivParseError
 from hwgated.piv.fascn import Fascn
-from hwgated.piv.objects import Chuid
+from hwgated.piv.objects import Chuid, Discovery
 from hwgated.piv.slots import Slot
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,35 @@ def cached_certificate(link: CardLink, slot: Slot) -> bytes | None:
         link.cache[key] = value
     assert value is None or isinstance(value, bytes)
     return value
+
+
+CERTIFICATE_SLOTS = (Slot.AUTHENTICATION, Slot.SIGNATURE, Slot.KEY_MANAGEMENT, Slot.CARD_AUTH)
+
+
+def cached_discovery(link: CardLink) -> Discovery | None:
+    """The Discovery object (optional on PIV cards), read once per insertion."""
+    value = link.cache.get("discovery", _MISSING)
+    if value is _MISSING:
+        try:
+            value = link.piv().read_discovery()
+        except (PivError, PivParseError) as exc:  # some cards answer 6A80/6982 instead of 6A82
+            log.info("%s: no usable Discovery object: %s", link.reader, exc)
+            value = None
+        link.cache["discovery"] = value
+    assert value is None or isinstance(value, Discovery)
+    return value
+
+
+def warm_piv_cache(link: CardLink) -> None:
+    """Read every object GetCardInfo and Sign need, unless already cached.
+
+    Run before a VERIFY: afterwards a "PIN always" signature (9C) must follow
+    the VERIFY immediately, so nothing may be left to read between the two.
+    """
+    cached_chuid(link)
+    cached_discovery(link)
+    for slot in CERTIFICATE_SLOTS:
+        cached_certificate(link, slot)
 
 
 def read_identity(link: CardLink) -> CardIdentity:

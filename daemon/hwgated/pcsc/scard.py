@@ -177,8 +177,17 @@ class Card:
         self._open = True
 
     def transmit(self, apdu: bytes) -> bytes:
+        """The response with its status word; an answer without one is a transport failure.
+
+        When a card is pulled mid-command, some readers (vpcd among them) complete
+        SCardTransmit "successfully" with no bytes: that is no verdict of the card
+        (for a VERIFY it must never pass for one), so it fails like a lost transaction
+        and the worker asks pcscd whether the card is gone.
+        """
         code, response = scard.SCardTransmit(self.handle, self.protocol, list(apdu))
         check("SCardTransmit", code)
+        if len(response) < 2:
+            raise PcscError("SCardTransmit", scard.SCARD_E_NOT_TRANSACTED)
         return bytes(response)
 
     def atr(self) -> bytes:

@@ -1,0 +1,14 @@
+"""The enrollment server: proof of possession in, derived PIV credential out.
+
+Framework: Starlette on uvicorn. It is small (routing, JSON, background-free
+request handling), typed, actively maintained, and runs plain ``def``
+endpoints in a thread pool, which suits the blocking hwgate client (its
+``hsm_key`` is a synchronous ``cryptography`` private key). uvicorn serves
+HTTPS directly from a certificate file, so no reverse proxy is needed for the
+reference setup. State lives in SQLite (standard library): one file, atomic
+single-use updates with ``UPDATE ... WHERE``.
+
+The server talks to hwgated over mutual TLS with the ``enrollment`` role
+only: HMAC on ``hmac-key`` for activation codes, ``issuing-ca`` for
+certificates. It never sees a PIN or a card key.
+"""

@@ -1,0 +1,75 @@
+"""HTTP routes of the enrollment server (Starlette); the logic is in :mod:`.service`.
+
+The service calls block (the hwgate client, SQLite): they run in Starlette's
+thread pool, never on the event loop.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from hwgate import HwgateError
+from hwgate_apps.enrollment.service import EnrollmentService
+from hwgate_apps.web import ApiError, read_json
+
+
+def _error(err: ApiError) -> JSONResponse:
+    return JSONResponse({"error": err.error, "message": err.message}, status_code=err.status)
+
+
+def _hwgate_error(err: HwgateError) -> JSONResponse:
+    body = {"error": "hwgate_error", "message": f"{err.code.name} {err.reason}".strip()}
+    return JSONResponse(body, status_code=502)
+
+
+def build_app(service: EnrollmentService) -> Starlette:
+    """The ASGI app over *service*."""
+
+    def guarded(handler: Any) -> Any:
+        async def endpoint(request: Request) -> JSONResponse:
+            try:
+                return await handler(request)
+            except ApiError as err:
+                return _error(err)
+            except HwgateError as err:
+                return _hwgate_error(err)
+
+        return endpoint
+
+    async def challenge(request: Request) -> JSONResponse:
+        body = await read_json(request)
+        result = await run_in_threadpool(service.new_challenge, str(body.get("kiosk_session", "")))
+        return JSONResponse(result, status_code=201)
+
+    async def enroll(request: Request) -> JSONResponse:
+        body = await read_json(request)
+        return JSONResponse(await run_in_threadpool(service.enroll, body), status_code=201)
+
+    async def certificate(request: Request) -> JSONResponse:
+        body = await read_json(request)
+        eid = request.path_params["eid"]
+        return JSONResponse(await run_in_threadpool(service.issue, eid, body), status_code=201)
+
+    async def listing(request: Request) -> JSONResponse:
+        fasc_n = request.query_params.get("fasc_n", "")
+        result = await run_in_threadpool(service.list_by_fasc_n, fasc_n)
+        return JSONResponse({"enrollments": result})
+
+    async def revoke(request: Request) -> JSONResponse:
+        result = await run_in_threadpool(service.revoke, request.path_params["eid"])
+        return JSONResponse(result)
+
+    routes = [
+        Route("/enrollments/challenge", guarded(challenge), methods=["POST"]),
+        Route("/enrollments", guarded(enroll), methods=["POST"]),
+        Route("/enrollments", guarded(listing), methods=["GET"]),
+        Route("/enrollments/{eid}/certificate", guarded(certificate), methods=["POST"]),
+        Route("/enrollments/{eid}/revoke", guarded(revoke), methods=["POST"]),
+    ]
+    return Starlette(routes=routes)

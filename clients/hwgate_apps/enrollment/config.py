@@ -1,0 +1,69 @@
+"""Enrollment server settings (TOML file or keyword arguments).
+
+Every relying-party decision the server makes is configured here, so the
+tests and the demo run the same code with different numbers.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+POLICY_DERIVED_PIV_AUTH = "2.16.840.1.101.3.2.1.3.40"
+POLICY_DERIVED_PIV_AUTH_HARDWARE = "2.16.840.1.101.3.2.1.3.41"
+
+
+@dataclass(frozen=True)
+class EnrollmentConfig:
+    """Where things are and the limits the server enforces."""
+
+    # Our own origin, RFC 6454 ("https://host:port"): the one proofs must be bound to.
+    origin: str
+    # The database file.
+    database: Path
+    # PIV card issuer CA (the cards' PIV Authentication certificates chain to it).
+    piv_issuer_ca: Path
+    # The HSM issuing CA's certificate (DIR/pki/issuing-ca.pem); its key is `issuing_key`.
+    issuing_ca_cert: Path
+    # hwgated over mTLS with the enrollment role.
+    hwgate_target: str
+    hwgate_cacert: Path
+    hwgate_cert: Path
+    hwgate_key: Path
+    # HSM keys by label.
+    issuing_key: str = "issuing-ca"
+    activation_key: str = "hmac-key"
+    # Public URL the phone uses (QR payload); defaults to `origin`.
+    public_url: str = ""
+    # Challenge lifetime and activation-code policy.
+    challenge_ttl: float = 120.0
+    code_ttl: float = 600.0
+    code_attempts: int = 5
+    # Derived credentials per cardholder (FASC-N) that are not revoked.
+    max_credentials_per_cardholder: int = 3
+    # Derived certificate lifetime cap (days); never past the PIV Auth cert or 3 years.
+    derived_validity_days: int = 365
+    # .40 (AAL2, software key) by default: the phone simulator's key is a software key.
+    policy_oid: str = POLICY_DERIVED_PIV_AUTH
+    # Optional AIA / CRL locations for the FPKI profile (omitted when empty).
+    ca_issuers_url: str = ""
+    ocsp_url: str = ""
+    crl_url: str = ""
+
+    @property
+    def qr_base(self) -> str:
+        return (self.public_url or self.origin).rstrip("/")
+
+
+def load_config(path: Path) -> EnrollmentConfig:
+    """Read a TOML file with the field names above; relative paths are to the file."""
+    data = tomllib.loads(path.read_text())
+    known = {f.name: f for f in fields(EnrollmentConfig)}
+    unknown = set(data) - set(known)
+    if unknown:
+        raise ValueError(f"{path}: unknown keys {sorted(unknown)}")
+    for name, value in list(data.items()):
+        if known[name].type in ("Path", Path):
+            data[name] = (path.parent / value).resolve()
+    return EnrollmentConfig(**data)

@@ -1,0 +1,208 @@
+"""The enrollment logic, independent of HTTP: challenge, enroll, issue, list, revoke.
+
+Each refusal is an :class:`ApiError` carrying the HTTP status and a stable
+machine-readable ``error`` string; the web layer only serializes it.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import logging
+import secrets
+import time
+import uuid
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from hwgate_apps.enrollment import activation
+from hwgate_apps.enrollment.config import EnrollmentConfig
+from hwgate_apps.enrollment.issuer import (
+    CsrError,
+    DerivedProfile,
+    build_derived_certificate,
+    check_csr,
+)
+from hwgate_apps.enrollment.proof import ProofError, check_proof
+from hwgate_apps.enrollment.store import Enrollment, Store
+from hwgate_apps.web import ApiError
+
+log = logging.getLogger(__name__)
+CHALLENGE_BYTES = 32
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _unb64(value: Any, what: str) -> bytes:
+    try:
+        return base64.b64decode(str(value), validate=True)
+    except ValueError:
+        raise ApiError(400, "bad_request", f"{what} is not base64") from None
+
+
+def _load_pem(path: Any) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(path.read_bytes())
+
+
+class EnrollmentService:
+    """Holds the store, the trust anchors and the hwgate client (enrollment role)."""
+
+    def __init__(self, config: EnrollmentConfig, hsm: Any) -> None:
+        self.config = config
+        self.store = Store(config.database)
+        self.hsm = hsm  # hwgate.Client over mTLS
+        self.piv_issuer = _load_pem(config.piv_issuer_ca)
+        self.issuing_ca = _load_pem(config.issuing_ca_cert)
+        self._ca_key: Any = None
+
+    def ca_key(self) -> Any:
+        """The issuing CA key as a cryptography key that signs in the HSM (fetched once)."""
+        if self._ca_key is None:
+            self._ca_key = self.hsm.hsm_key(self.config.issuing_key)
+        return self._ca_key
+
+    # --- step 3: challenge and proof of possession ---
+
+    def new_challenge(self, kiosk_session: str) -> dict[str, Any]:
+        if not kiosk_session or len(kiosk_session) > 128:
+            raise ApiError(400, "bad_request", "kiosk_session is required (at most 128 chars)")
+        cid, challenge = str(uuid.uuid4()), secrets.token_bytes(CHALLENGE_BYTES)
+        self.store.add_challenge(cid, challenge, kiosk_session, self.config.challenge_ttl)
+        return {
+            "challenge_id": cid,
+            "challenge": _b64(challenge),
+            "origin": self.config.origin,
+            "expires_in": self.config.challenge_ttl,
+        }
+
+    def enroll(self, body: dict[str, Any]) -> dict[str, Any]:
+        challenge = self.store.consume_challenge(
+            str(body.get("challenge_id", "")), str(body.get("kiosk_session", ""))
+        )
+        if challenge is None:
+            raise ApiError(403, "challenge_invalid", "unknown, used or expired challenge")
+        try:
+            holder = check_proof(
+                certificate_der=_unb64(body.get("certificate"), "certificate"),
+                signature=_unb64(body.get("signature"), "signature"),
+                challenge=challenge,
+                origin=self.config.origin,  # ours, never the kiosk's
+                issuer=self.piv_issuer,
+                now=dt.datetime.now(dt.UTC),
+            )
+        except ProofError as err:
+            log.info("proof of possession refused: %s", err)
+            raise ApiError(403, "proof_refused", str(err)) from None
+        self._check_cap(holder.fasc_n)
+        eid = str(uuid.uuid4())
+        expires = time.time() + self.config.code_ttl
+        self.store.add_enrollment(
+            Enrollment(
+                id=eid, fasc_n=holder.fasc_n, card_uuid=holder.card_uuid,
+                subject=holder.subject,
+                piv_auth_cert=holder.certificate.public_bytes(serialization.Encoding.DER),
+                kiosk_origin=str(body.get("origin", "")), created_at=time.time(),
+                status="pending", code_issue=1, code_expires_at=expires,
+                attempts_left=self.config.code_attempts, derived_serial=None,
+                derived_cert=None, issued_at=None, revoked_at=None,
+            )
+        )  # fmt: skip
+        code = activation.activation_code(self.hsm, self.config.activation_key, eid, 1)
+        log.info("enrollment %s created for FASC-N %s", eid, holder.fasc_n)
+        return {
+            "enrollment_id": eid,
+            "code": code,
+            "qr_payload": f"{self.config.qr_base}/activate?enrollment={eid}&code={code}",
+            "expires_at": expires,
+            "subject": holder.subject,
+            "fasc_n": holder.fasc_n,
+            "card_uuid": holder.card_uuid,
+        }
+
+    def _check_cap(self, fasc_n: str) -> None:
+        if self.store.active_credentials(fasc_n) >= self.config.max_credentials_per_cardholder:
+            message = "this cardholder already has the maximum of derived credentials"
+            raise ApiError(409, "too_many_credentials", message)
+
+    # --- step 5: the phone redeems the code ---
+
+    def issue(self, eid: str, body: dict[str, Any]) -> dict[str, Any]:
+        row = self.store.get(eid)
+        if row is None:
+            raise ApiError(404, "not_found", "no such enrollment")
+        try:
+            csr = check_csr(str(body.get("csr", "")))
+        except CsrError as err:
+            raise ApiError(400, "csr_refused", str(err)) from None
+        self._redeem(row, str(body.get("code", "")))
+        try:
+            self._check_cap(row.fasc_n)
+            cert = self._sign(row, csr)
+        except BaseException:
+            self.store.set_status(eid, "pending", old="issuing")
+            raise
+        self.store.record_issued(eid, f"{cert.serial_number:x}", cert.public_bytes(
+            serialization.Encoding.DER))  # fmt: skip
+        log.info("enrollment %s: derived certificate %x issued", eid, cert.serial_number)
+        pem = [c.public_bytes(serialization.Encoding.PEM).decode() for c in (cert, self.issuing_ca)]
+        return {"certificate": pem[0], "chain": pem, "serial": f"{cert.serial_number:x}"}
+
+    def _redeem(self, row: Enrollment, code: str) -> None:
+        """Spend one attempt, compare in constant time, then claim the enrollment once."""
+        if row.status != "pending":
+            raise ApiError(409, "code_used", "the activation code was already used")
+        if row.code_expires_at <= time.time():
+            raise ApiError(410, "code_expired", "the activation code has expired")
+        if not self.store.spend_attempt(row.id):
+            raise ApiError(429, "code_locked", "no attempts left, expired or already used")
+        expected = activation.activation_code(
+            self.hsm, self.config.activation_key, row.id, row.code_issue
+        )
+        if not activation.codes_equal(expected, code):
+            raise ApiError(403, "code_wrong", "wrong activation code")
+        if not self.store.set_status(row.id, "issuing", old="pending"):
+            raise ApiError(409, "code_used", "the activation code was already used")
+
+    def _sign(self, row: Enrollment, csr: x509.CertificateSigningRequest) -> x509.Certificate:
+        piv_cert = x509.load_der_x509_certificate(row.piv_auth_cert)
+        profile = DerivedProfile(
+            subject=piv_cert.subject,
+            card_uuid=row.card_uuid,
+            piv_auth_not_after=piv_cert.not_valid_after_utc,
+            policy_oid=self.config.policy_oid,
+            validity=dt.timedelta(days=self.config.derived_validity_days),
+            ca_issuers_url=self.config.ca_issuers_url,
+            ocsp_url=self.config.ocsp_url,
+            crl_url=self.config.crl_url,
+        )
+        now = dt.datetime.now(dt.UTC)
+        return build_derived_certificate(csr, profile, self.issuing_ca, self.ca_key(), now)
+
+    # --- administration ---
+
+    def list_by_fasc_n(self, fasc_n: str) -> list[dict[str, Any]]:
+        if not (fasc_n.isdigit() and len(fasc_n) == 32):
+            raise ApiError(400, "bad_request", "fasc_n must be the 32 FASC-N digits")
+        return [self.describe(e) for e in self.store.by_fasc_n(fasc_n)]
+
+    def revoke(self, eid: str) -> dict[str, Any]:
+        if self.store.get(eid) is None:
+            raise ApiError(404, "not_found", "no such enrollment")
+        self.store.revoke(eid)
+        row = self.store.get(eid)
+        assert row is not None
+        return self.describe(row)
+
+    @staticmethod
+    def describe(e: Enrollment) -> dict[str, Any]:
+        """An enrollment as JSON: no certificates, no code."""
+        return {
+            "enrollment_id": e.id, "fasc_n": e.fasc_n, "card_uuid": e.card_uuid,
+            "subject": e.subject, "status": e.status, "created_at": e.created_at,
+            "derived_serial": e.derived_serial, "issued_at": e.issued_at,
+            "revoked_at": e.revoked_at,
+        }  # fmt: skip

@@ -1,0 +1,62 @@
+"""The kiosk's calls to the enrollment server (HTTPS JSON)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from hwgate_apps.web import tls_context
+
+
+class EnrollmentRefused(Exception):
+    """The enrollment server said no; ``error`` is its machine-readable reason."""
+
+    def __init__(self, status: int, error: str, message: str) -> None:
+        super().__init__(f"{status} {error}: {message}")
+        self.status, self.error, self.message = status, error, message
+
+
+def origin_of(url: str) -> str:
+    """The RFC 6454 origin of *url*, as a browser would bind it: scheme://host[:port]."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+class EnrollmentClient:
+    """Challenge and proof-of-possession calls; the origin comes from the server URL."""
+
+    def __init__(self, base_url: str, cacert: str | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.origin = origin_of(self.base_url)
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, verify=tls_context(cacert), timeout=30
+        )
+
+    async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = await self._http.post(path, json=body)
+        data: dict[str, Any] = response.json()
+        if response.status_code >= 400:
+            raise EnrollmentRefused(response.status_code, data.get("error", ""),
+                                    data.get("message", ""))  # fmt: skip
+        return data
+
+    async def challenge(self, kiosk_session: str) -> tuple[str, bytes]:
+        """(challenge id, challenge bytes)."""
+        data = await self._post("/enrollments/challenge", {"kiosk_session": kiosk_session})
+        return data["challenge_id"], base64.b64decode(data["challenge"])
+
+    async def enroll(self, kiosk_session: str, challenge_id: str, proof: Any) -> dict[str, Any]:
+        """Send the card's Authenticate reply; the enrollment (code, QR payload) back."""
+        return await self._post("/enrollments", {
+            "kiosk_session": kiosk_session,
+            "challenge_id": challenge_id,
+            "signature": base64.b64encode(proof.signature).decode(),
+            "certificate": base64.b64encode(proof.certificate).decode(),
+            "origin": self.origin,
+        })  # fmt: skip
+
+    async def close(self) -> None:
+        await self._http.aclose()

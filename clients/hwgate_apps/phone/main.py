@@ -1,0 +1,60 @@
+"""``hwgate-phone (--payload URL | --qr-png FILE) --anchor issuing-ca.pem [--tls-ca ca.pem]``.
+
+Redeems a kiosk QR code and prints the derived certificate's subject, serial
+and policy OID. ``--out DIR`` keeps the key (PKCS#8, 0600) and the chain.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from hwgate_apps.phone.qr import QrError, decode_png
+from hwgate_apps.phone.wallet import ActivationError, Credential, activate, parse_payload
+
+
+def _save(cred: Credential, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    key = cred.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                 serialization.NoEncryption())  # fmt: skip
+    fd = os.open(out / "derived.key", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key)
+    pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in cred.chain)
+    (out / "derived-chain.pem").write_bytes(pem)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hwgate-phone", description=__doc__)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--payload", help="the QR code's text")
+    source.add_argument("--qr-png", type=Path, help="an image of the QR code (zbarimg)")
+    parser.add_argument("--anchor", type=Path, required=True, help="issuing CA certificate")
+    parser.add_argument("--tls-ca", default=None, help="CA file for the server's TLS")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    try:
+        text = args.payload or decode_png(args.qr_png)
+        anchor = x509.load_pem_x509_certificate(args.anchor.read_bytes())
+        cred = activate(parse_payload(text), anchor, args.tls_ca)
+    except (QrError, ActivationError, OSError, ValueError) as err:
+        print(f"hwgate-phone: {err}", file=sys.stderr)
+        return 1
+    print("chain verified up to", anchor.subject.rfc4514_string())
+    print("subject:", cred.certificate.subject.rfc4514_string())
+    print("serial: ", f"{cred.certificate.serial_number:x}")
+    print("policy: ", ", ".join(cred.policy_oids))
+    print("SAN:    ", cred.uuid_uri)
+    if args.out:
+        _save(cred, args.out)
+        print("saved key and chain in", args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""The whole reference setup on one test bed: hwgated, enrollment server, kiosk.
+
+Used by ``make demo``, ``make kiosk`` and tests/apps. hwgated runs as a
+process with the test bed's own config (kiosk socket, mTLS on 7443); the two
+web servers run in threads of this process on sockets bound before they
+start, so nobody has to wait for them to come up.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import hwgate
+from hwgate_apps import web
+from hwgate_apps.devpki import web_certificate
+from hwgate_apps.enrollment.config import EnrollmentConfig
+from hwgate_apps.enrollment.server import make_app as enrollment_app
+from hwgate_apps.kiosk.server import make_app as kiosk_app
+from hwgate_testbed.paths import TCP_LISTEN, TestbedPaths
+
+
+def start_hwgated(
+    paths: TestbedPaths, log: Path, config: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """hwgated on the test bed's config (or *config*); returns once its kiosk socket answers."""
+    out = log.open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hwgated", "--config", str(config or paths.daemon_config)],
+        stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    with hwgate.connect(f"unix://{paths.kiosk_socket}") as client:
+        try:
+            client.wait_ready(20)
+        except hwgate.HwgateError:
+            proc.kill()
+            raise RuntimeError(f"hwgated did not come up; see {log}") from None
+    return proc
+
+
+def enrollment_config(
+    paths: TestbedPaths, workdir: Path, port: int, **over: Any
+) -> EnrollmentConfig:
+    """The enrollment server's config for this test bed (mTLS client = enrollment.pem)."""
+    config = EnrollmentConfig(
+        origin=f"https://127.0.0.1:{port}",
+        database=workdir / "enrollment.sqlite3",
+        piv_issuer_ca=paths.pki_cert("piv-ca"),
+        issuing_ca_cert=paths.pki_cert("issuing-ca"),
+        hwgate_target=TCP_LISTEN,
+        hwgate_cacert=paths.pki_cert("ca"),
+        hwgate_cert=paths.pki_cert("enrollment"),
+        hwgate_key=paths.pki_key("enrollment"),
+    )
+    return replace(config, **over)
+
+
+@dataclass
+class Stack:
+    """Running services; ``stop()`` ends what this object started, in reverse order."""
+
+    paths: TestbedPaths
+    workdir: Path
+    hwgated: subprocess.Popen[bytes] | None = None
+    enrollment: web.Served | None = None
+    kiosk: web.Served | None = None
+    enrollment_url: str = ""
+    kiosk_url: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def tls_ca(self) -> str:
+        return str(self.paths.pki_cert("ca"))
+
+    def stop(self) -> None:
+        for served in (self.kiosk, self.enrollment):
+            if served is not None:
+                served.stop()
+        if self.hwgated is not None and self.hwgated.poll() is None:
+            self.hwgated.send_signal(signal.SIGTERM)
+            try:
+                self.hwgated.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.hwgated.kill()
+
+
+def start_stack(
+    paths: TestbedPaths,
+    workdir: Path,
+    *,
+    enrollment_port: int = 8443,
+    kiosk_port: int = 8080,
+    with_hwgated: bool = True,
+    daemon_config: Path | None = None,
+    **enrollment_over: Any,
+) -> Stack:
+    """hwgated (unless already running), the enrollment server (HTTPS) and the kiosk."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    stack = Stack(paths, workdir)
+    try:
+        if with_hwgated:
+            stack.hwgated = start_hwgated(paths, workdir / "hwgated.log", daemon_config)
+        esock = web.bind("127.0.0.1", enrollment_port)
+        eport = esock.getsockname()[1]
+        config = enrollment_config(paths, workdir, eport, **enrollment_over)
+        cert, key = web_certificate(paths.pki, workdir / "tls")
+        stack.enrollment = web.serve_in_thread(
+            enrollment_app(config), esock, ssl_certfile=str(cert), ssl_keyfile=str(key)
+        )
+        stack.enrollment_url = config.origin
+        ksock = web.bind("127.0.0.1", kiosk_port)
+        app = kiosk_app(f"unix://{paths.kiosk_socket}", stack.enrollment_url, stack.tls_ca)
+        stack.kiosk = web.serve_in_thread(app, ksock)
+        stack.kiosk_url = f"http://127.0.0.1:{ksock.getsockname()[1]}"
+        stack.extra["enrollment_app"] = stack.enrollment.server.config.app
+        stack.extra["kiosk_app"] = app
+    except BaseException:
+        stack.stop()
+        raise
+    return stack

@@ -1,0 +1,82 @@
+"""What both web servers share: the API error type, JSON bodies, serving on a socket."""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+from starlette.requests import Request
+
+MAX_BODY = 64 * 1024
+
+
+@dataclass
+class ApiError(Exception):
+    """A refusal: HTTP status, stable error name, human message (never a secret)."""
+
+    status: int
+    error: str
+    message: str
+
+
+async def read_json(request: Request) -> dict[str, Any]:
+    """The body as a dict; ApiError 400/413 on anything else."""
+    raw = await request.body()
+    if len(raw) > MAX_BODY:
+        raise ApiError(413, "too_large", "request body too large")
+    try:
+        body = json.loads(raw or b"{}")
+    except ValueError:
+        raise ApiError(400, "bad_request", "the body is not JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "bad_request", "the body must be a JSON object")
+    return body
+
+
+def tls_context(cafile: str | None) -> ssl.SSLContext:
+    """A client TLS context trusting *cafile* (or the system store when None)."""
+    return ssl.create_default_context(cafile=cafile)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket. Bound before the server thread starts, so clients may
+    connect at once (the kernel queues them): no waiting for "server started"."""
+    sock = socket.create_server((host, port), reuse_port=False)
+    sock.set_inheritable(True)
+    return sock
+
+
+@dataclass
+class Served:
+    """A uvicorn server running in a thread on a pre-bound socket."""
+
+    server: uvicorn.Server
+    thread: threading.Thread
+    sock: socket.socket
+
+    @property
+    def port(self) -> int:
+        return int(self.sock.getsockname()[1])
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.sock.close()
+
+
+def serve_in_thread(app: Any, sock: socket.socket, **options: Any) -> Served:
+    """Run *app* on *sock* in a daemon thread (tests, the demo, ``make kiosk``)."""
+    config = uvicorn.Config(
+        app, log_level="warning", lifespan="on", timeout_graceful_shutdown=2, **options
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="uvicorn", daemon=True
+    )
+    thread.start()
+    return Served(server, thread, sock)

@@ -1,0 +1,35 @@
+"""The reference stack (hwgated + enrollment server + kiosk) on the session's test bed.
+
+One stack per module: hwgated start-up is paid once; each test inserts its own
+card (``cards``), and the kiosk returns to "Insert your card" when it is removed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+
+from hwgate_apps.enrollment.service import EnrollmentService
+from hwgate_apps.stack import Stack, start_stack
+
+
+@pytest.fixture(scope="module")
+def stack(testbed: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    paths = testbed.paths  # type: ignore[attr-defined]
+    workdir = tmp_path_factory.mktemp("apps")
+    # The test bed's own config, with room for the many PIN checks of a test run.
+    text = re.sub(r"verify_pin_per_minute = \d+", "verify_pin_per_minute = 10000",
+                  paths.daemon_config.read_text())  # fmt: skip
+    config = workdir / "hwgated.toml"
+    config.write_text(text)
+    running = start_stack(paths, workdir, enrollment_port=0, kiosk_port=0, daemon_config=config)
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def service(stack: Stack) -> EnrollmentService:
+    """The enrollment server's service object (to age a code or lower the cap)."""
+    return stack.extra["enrollment_app"].state.service  # type: ignore[no-any-return]

@@ -112,7 +112,9 @@ class HsmServiceServicer:
         """SignStream signs many digests on one stream, so bulk signers do not pay
         one RPC per signature. Each response carries the request_id of its
         request; responses come in request order. A failing item is reported in
-        its response (error) and the stream goes on.
+        its response (error, with the code and reason a unary Sign would have
+        had) and the stream goes on. Consecutive requests for the same key and
+        algorithm are signed in batches, so keep them together for throughput.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -124,7 +126,13 @@ class HsmServiceServicer:
         (CKM_AES_ECB_ENCRYPT_DATA / CKM_AES_CBC_ENCRYPT_DATA over the given
         data, e.g. an enrollment id). The new key's value is returned only if
         the template asks for an extractable key, return_value is set and the
-        policy allows it; otherwise only its reference.
+        policy allows it; otherwise only its reference. The policy grants values
+        with a [[policy.keys]] rule whose pattern is "derive-value:" followed by
+        an fnmatch pattern on the base key's label (e.g. "derive-value:ecdh-*");
+        plain key rules (even "*") never do. Asking for a value without that
+        permission is POLICY_DENIED (rule=key); without an extractable template,
+        INVALID_ARGUMENT. The base key must fit the mechanism (EC private key for
+        ECDH, AES key for diversification), else ALGORITHM_MISMATCH.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

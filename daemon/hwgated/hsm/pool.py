@@ -40,7 +40,7 @@ from hwgated.hsm.errors import (
     InvalidArgument,
     KeyNotFound,
 )
-from hwgated.hsm.keyref import KeyRef
+from hwgated.hsm.keyref import KeyClass, KeyRef
 from hwgated.hsm.types import (
     DerivedKey,
     DiversifyMechanism,
@@ -59,6 +59,8 @@ _E = TypeVar("_E", bound=enum.Enum)
 
 BATCH_UNIT = 64  # a batch gets op_timeout per this many items
 _CRASH_WINDOW = 5.0  # a worker dying sooner than this after start counts as a crash loop
+_DESCRIBE_CACHE_MAX = 1024  # distinct references remembered by ``describe``
+DESCRIBE_CLASSES = (KeyClass.PRIVATE, KeyClass.SECRET, KeyClass.PUBLIC)
 
 
 class PoolState(enum.StrEnum):
@@ -107,6 +109,7 @@ class HsmPool:
         self._pin_key = os.urandom(32)
         self._rejected_pin: bytes | None = None
         self._token_label = config.token_label
+        self._described: dict[tuple[KeyRef, tuple[KeyClass, ...]], KeyInfo] = {}
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -168,6 +171,12 @@ class HsmPool:
         """Consecutive failed worker starts (0 once a worker is ready); drives the backoff."""
         return self._failures
 
+    @property
+    def supervising(self) -> bool:
+        """True while the tasks that start, replace and time out workers all run
+        (the systemd watchdog's liveness probe for this pool)."""
+        return bool(self._tasks) and not any(task.done() for task in self._tasks)
+
     def worker_pids(self) -> list[int]:
         """Pids of the workers currently serving (diagnostics, tests)."""
         return [w.pid for w in self._slots if w is not None and w.alive and w.pid is not None]
@@ -178,6 +187,26 @@ class HsmPool:
         """Every key on the token, described without key material."""
         result: list[KeyInfo] = await self._call("list_keys", ())
         return result
+
+    async def describe(
+        self, ref: KeyRef | str, classes: tuple[KeyClass, ...] = DESCRIBE_CLASSES
+    ) -> KeyInfo:
+        """The one key ``ref`` selects among ``classes`` (searched in order), described.
+
+        Callers authorize by the resolved key's label (a reference by id or URI
+        names no label), so this runs before every key use: answers are cached
+        here and dropped whenever this pool creates or destroys objects, the same
+        moments the workers drop their handle caches.
+        """
+        parsed = self._ref(ref)
+        cache_key = (parsed, classes)
+        info = self._described.get(cache_key)
+        if info is None:
+            info = await self._call("describe", (parsed, classes))
+            if len(self._described) >= _DESCRIBE_CACHE_MAX:
+                self._described.clear()
+            self._described[cache_key] = info
+        return info
 
     async def get_public_key(self, ref: KeyRef | str) -> bytes:
         """DER SubjectPublicKeyInfo of an RSA or EC key."""
@@ -405,6 +434,7 @@ class HsmPool:
         return type(error)(error.message)
 
     def _broadcast_invalidate(self) -> None:
+        self._described.clear()
         for worker in self._slots:
             if worker is not None and worker.alive:
                 worker.notify("invalidate")

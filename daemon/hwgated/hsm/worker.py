@@ -27,7 +27,7 @@ from hwgated.hsm import p11derive, p11manage
 from hwgated.hsm.errors import HsmError, HsmUnavailable, InvalidArgument
 from hwgated.hsm.keyref import KeyClass, KeyRef
 from hwgated.hsm.p11errors import STALE_HANDLE, is_fatal, translate, translate_login
-from hwgated.hsm.p11keys import KeyStore, public_key_der
+from hwgated.hsm.p11keys import KeyStore, key_info, public_key_der
 from hwgated.hsm.p11sign import make_signer
 from hwgated.hsm.types import SignAlgorithm
 from hwgated.hsm.wire import STARTUP_ID, recv_frame, recv_message, send_message
@@ -122,6 +122,7 @@ class WorkerServer:
             "sign": self.sign,
             "sign_many": self.sign_many,
             "get_public_key": lambda ref: public_key_der(self._store, ref),
+            "describe": lambda ref, classes: key_info(self._store.find(ref, classes).obj),
             "list_keys": lambda: p11manage.list_keys(self._store),
             "derive_ecdh": lambda *a, **k: p11derive.derive_ecdh(self._store, *a, **k),
             "derive_diversified": lambda *a, **k: p11derive.derive_diversified(

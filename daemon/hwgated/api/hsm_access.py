@@ -1,0 +1,145 @@
+"""Which token, which key, and may this caller use it: the HsmService's authorization.
+
+Policy names keys by label, but a client may name a key by id or pkcs11: URI,
+so every reference is first resolved to the one key it selects (the pool
+caches that) and the policy is asked about that key's label. The operation then
+runs on the resolved key's exact label+id+class, so the key that was
+authorized is the key that is used.
+
+Returning a derived key's value is a separate permission, because a value
+that leaves the HSM can no longer be audited: a ``[[policy.keys]]`` rule whose
+pattern starts with ``derive-value:`` grants it, e.g. ``pattern =
+"derive-value:ecdh-*"`` lets its roles receive the value of keys derived from
+base keys labelled ``ecdh-*``. Only such rules are consulted (first match
+decides); a plain ``"*"`` rule never grants it, so the default is deny.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from hwgate.v1 import hsm_pb2
+from hwgated import errors
+from hwgated.api import hsm_convert
+from hwgated.auth.identity import current_caller
+from hwgated.auth.policy import PolicyHolder
+from hwgated.hsm import HsmError, HsmPool, HsmUnavailable, KeyClass, KeyInfo, KeyRef
+
+DERIVE_VALUE_PREFIX = "derive-value:"
+SIGN_CLASSES = (KeyClass.PRIVATE, KeyClass.SECRET)
+ANY_CLASSES = (KeyClass.PRIVATE, KeyClass.SECRET, KeyClass.PUBLIC)
+
+
+@dataclass(frozen=True)
+class ResolvedKey:
+    """A key the caller may use: its token (configured name), pool and description."""
+
+    token: str
+    pool: HsmPool
+    info: KeyInfo
+
+    @property
+    def ref(self) -> KeyRef:
+        """Selects exactly this object (label + id + class)."""
+        return self.info.ref
+
+    @property
+    def label(self) -> str:
+        return self.info.label
+
+    @property
+    def uri(self) -> str:
+        return hsm_convert.key_uri(self.info, self.pool.config.token_label)
+
+    def message(self) -> hsm_pb2.KeyInfo:
+        return hsm_convert.key_info(self.info, self.token, self.pool.config.token_label)
+
+
+@contextmanager
+def annotated(token: str, key: str | None = None) -> Iterator[None]:
+    """Attach ErrorInfo metadata (token, key) to HSM errors raised inside."""
+    try:
+        yield
+    except HsmError as exc:
+        metadata: dict[str, str] = {}
+        if exc.reason in ("HSM_UNAVAILABLE", "HSM_LOGIN_FAILED"):
+            metadata["token"] = token
+        if exc.reason in ("KEY_NOT_FOUND", "KEY_EXISTS") and key is not None:
+            metadata["key"] = key
+        exc.metadata = metadata  # type: ignore[attr-defined]
+        raise
+
+
+class KeyAccess:
+    """Token selection, key resolution and per-key policy for one servicer."""
+
+    def __init__(self, pools: Mapping[str, HsmPool], policy: PolicyHolder) -> None:
+        self._pools = pools
+        self._policy = policy
+
+    def pool(self, token: str, field: str = "token") -> tuple[str, HsmPool]:
+        """The pool of a configured token name; empty = the first configured token."""
+        if not self._pools:
+            raise HsmUnavailable("no HSM token is configured")
+        if not token:
+            name = next(iter(self._pools))
+            return name, self._pools[name]
+        pool = self._pools.get(token)
+        if pool is None:
+            raise errors.InvalidArgument(f"no token named {token!r} is configured", field=field)
+        return token, pool
+
+    def pools(self, token: str = "") -> list[tuple[str, HsmPool]]:
+        """Every configured pool, or the one named."""
+        if token:
+            return [self.pool(token)]
+        return list(self._pools.items())
+
+    def _pool_for(self, message: hsm_pb2.KeyRef, ref: KeyRef) -> tuple[str, HsmPool]:
+        if not message.token and ref.token is not None:
+            # A URI names the token by its label: pick the pool serving that token.
+            for name, pool in self._pools.items():
+                if pool.config.token_label == ref.token:
+                    return name, pool
+        return self.pool(message.token, field="key.token")
+
+    def check_key(self, label: str) -> None:
+        """POLICY_DENIED (rule=key) unless the caller's role may use keys labelled so."""
+        self._policy.current.check_key(label)
+
+    async def resolve(
+        self,
+        message: hsm_pb2.KeyRef,
+        classes: tuple[KeyClass, ...] = ANY_CLASSES,
+        field: str = "key",
+    ) -> ResolvedKey:
+        """The key a request names, after the policy allowed the caller to use it."""
+        ref = hsm_convert.key_ref(message, field)
+        if ref.label is not None:
+            self.check_key(ref.label)  # before any lookup: no probing of hidden keys
+        token, pool = self._pool_for(message, ref)
+        with annotated(token, str(ref)):
+            info = await pool.describe(ref, classes)
+        self.check_key(info.label)
+        return ResolvedKey(token, pool, info)
+
+    def may_export_derived(self, base_label: str) -> bool:
+        """True when a ``derive-value:`` rule matching the base key lists the caller's role."""
+        role = current_caller().role
+        for rule in self._policy.current.config.keys:
+            if not rule.pattern.startswith(DERIVE_VALUE_PREFIX):
+                continue
+            if fnmatch.fnmatchcase(base_label, rule.pattern[len(DERIVE_VALUE_PREFIX) :]):
+                return role in rule.roles
+        return False
+
+    def check_export_derived(self, base_label: str) -> None:
+        if not self.may_export_derived(base_label):
+            raise errors.PolicyDenied(
+                f"role {current_caller().role!r} may not receive values derived from "
+                f"{base_label!r}",
+                rule="key",
+            )

@@ -1,89 +1,13 @@
-"""A real hwgated serving the test bed's SoftHSM2 token, and gRPC stubs per role.
-
-One daemon is shared by the tests that do not damage it (module scope, so
-startup is paid once); tests that kill workers or break the module start
-their own with ``start_hsm_daemon``. Three Unix listeners give three roles:
-admin (every RPC, every key), enrollment (HsmService, every key but
-issuing-ca) and kiosk (no HsmService at all).
-"""
+"""Fixtures: a real hwgated serving the test bed's SoftHSM2 token (see hsm_service_support)."""
 
 from __future__ import annotations
 
-import json
 import signal
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
 import pytest
-
-from hwgate.v1 import hsm_pb2_grpc
-from hwgate_testbed.paths import SOFTHSM_MODULE, TOKEN_LABEL
-from support.daemon import DaemonProc, start_daemon
-
-KEY_RULES: list[tuple[str, list[str]]] = [
-    ("derive-value:ecdh-*", ["admin"]),
-    ("derive-value:svc-*", ["admin"]),
-    ("issuing-ca", ["admin"]),
-    ("*", ["admin", "enrollment"]),
-]
-
-
-@dataclass
-class HsmDaemon:
-    """A running hwgated and where to reach each role."""
-
-    proc: DaemonProc
-    directory: Path
-
-    def channel(self, role: str = "admin") -> grpc.Channel:
-        channel = grpc.insecure_channel(f"unix:{self.directory / (role + '.sock')}")
-        grpc.channel_ready_future(channel).result(timeout=15)
-        return channel
-
-    def stub(self, role: str = "admin") -> hsm_pb2_grpc.HsmServiceStub:
-        return hsm_pb2_grpc.HsmServiceStub(self.channel(role))
-
-    def audit_records(self) -> list[dict[str, object]]:
-        path = self.directory / "audit.jsonl"
-        return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-def render_config(directory: Path, testbed: object, module: str | None = None) -> Path:
-    paths = testbed.paths  # type: ignore[attr-defined]
-    q = json.dumps
-    lines = [
-        '[daemon]\nlog_level = "info"\ngrace_period = 1\n',
-        f'[[listen]]\nunix = {q(str(directory / "admin.sock"))}\nmode = "0600"\nrole = "admin"\n',
-        f'[[listen]]\nunix = {q(str(directory / "enrollment.sock"))}\nrole = "enrollment"\n',
-        f'[[listen]]\nunix = {q(str(directory / "kiosk.sock"))}\nrole = "kiosk"\n',
-        '[pcsc]\nreaders = ["no-such-reader-*"]\n',
-        "[[hsm.token]]",
-        'name = "testbed"',
-        f"module = {q(module or str(SOFTHSM_MODULE))}",
-        f"token_label = {q(TOKEN_LABEL)}",
-        f"pin_file = {q(str(paths.user_pin))}",
-        "workers = 2",
-        "op_timeout = 10.0",
-        f"env = {{ SOFTHSM2_CONF = {q(str(paths.softhsm_conf))} }}\n",
-        f"[audit]\nfile = {q(str(directory / 'audit.jsonl'))}\n",
-        '[policy.roles.admin]\nallow = ["*"]',
-        '[policy.roles.enrollment]\nallow = ["hwgate.v1.HsmService/*"]',
-        '[policy.roles.kiosk]\nallow = ["hwgate.v1.CardService/*"]\n',
-    ]
-    for pattern, roles in KEY_RULES:
-        lines.append(f"[[policy.keys]]\npattern = {q(pattern)}\nroles = {q(roles)}\n")
-    config = directory / "hwgated.toml"
-    config.write_text("\n".join(lines))
-    return config
-
-
-def start_hsm_daemon(directory: Path, testbed: object, module: str | None = None) -> HsmDaemon:
-    directory.mkdir(parents=True, exist_ok=True)
-    config = render_config(directory, testbed, module)
-    proc = start_daemon(config, directory / "admin.sock", directory / "hwgated.log")
-    return HsmDaemon(proc, directory)
+from hsm_service_support import HsmDaemon, start_hsm_daemon
 
 
 @pytest.fixture(scope="module")

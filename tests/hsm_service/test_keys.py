@@ -13,8 +13,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from hsm_service_support import label, public_key, verify
 from hsm_values import secret_value
-from test_sign import label, public_key, verify
 
 from hwgate.v1 import common_pb2, hsm_pb2
 from support.daemon import error_info

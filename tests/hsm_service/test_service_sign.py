@@ -9,8 +9,7 @@ import uuid
 
 import grpc
 import pytest
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding
+from hsm_service_support import label, public_key, verify
 from hsm_values import secret_value
 
 from hwgate.v1 import common_pb2, error_pb2, hsm_pb2
@@ -19,34 +18,6 @@ from support.daemon import error_info
 pytestmark = pytest.mark.testbed
 
 A = common_pb2.SignatureAlgorithm
-HASHES = {"sha256": hashes.SHA256(), "sha384": hashes.SHA384(), "sha512": hashes.SHA512()}
-
-
-def label(name: str) -> hsm_pb2.KeyRef:
-    return hsm_pb2.KeyRef(label=name)
-
-
-def public_key(stub, ref: hsm_pb2.KeyRef):  # type: ignore[no-untyped-def]
-    return serialization.load_der_public_key(
-        stub.GetPublicKey(hsm_pb2.GetPublicKeyRequest(key=ref)).der
-    )
-
-
-def verify(public, algorithm: str, signature: bytes, digest: bytes) -> None:  # type: ignore[no-untyped-def]
-    """Raise InvalidSignature unless *signature* is *algorithm* over *digest*."""
-    from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
-
-    kind, hash_name = algorithm.rsplit("_", 1)
-    prehashed = Prehashed(HASHES[hash_name.lower()])
-    if kind == "ECDSA":
-        public.verify(signature, digest, ec.ECDSA(prehashed))
-    elif kind == "RSA_PKCS1":
-        public.verify(signature, digest, padding.PKCS1v15(), prehashed)
-    else:
-        pss = padding.PSS(
-            padding.MGF1(HASHES[hash_name.lower()]), HASHES[hash_name.lower()].digest_size
-        )
-        public.verify(signature, digest, pss, prehashed)
 
 
 @pytest.mark.parametrize(

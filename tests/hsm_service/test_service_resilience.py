@@ -12,9 +12,8 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import HsmDaemon, start_hsm_daemon
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from test_sign import label, public_key, verify
+from hsm_service_support import HsmDaemon, label, public_key, start_hsm_daemon, verify
 
 from hwgate.v1 import common_pb2, hsm_pb2
 from support.daemon import error_info

@@ -11,6 +11,7 @@ documented in the README (and docs/config-schema.md).
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -154,6 +155,8 @@ class _Table:
 
     def take_number(self, key: str, default: float, minimum: float = 0.0) -> float:
         value = float(self.take(key, (int, float), default))
+        if not math.isfinite(value):
+            raise self.error(key, "must be a finite number")
         if value < minimum:
             raise self.error(key, f"must be >= {minimum}")
         return value
@@ -176,6 +179,8 @@ class _Table:
         value = self.take(key, str)
         if value is None:
             return None
+        if "\x00" in value:
+            raise self.error(key, "a path may not contain a NUL byte")
         path = Path(value).expanduser()
         return path if path.is_absolute() else self.base / path
 
@@ -277,6 +282,8 @@ def _daemon(t: _Table) -> DaemonSettings:
     )
     if settings.log_target not in LOG_TARGETS:
         raise t.error("log_target", f"must be one of {', '.join(LOG_TARGETS)}")
+    if settings.max_message_bytes > 2**31 - 1:  # gRPC channel options are int32
+        raise t.error("max_message_bytes", "must be < 2**31")
     if settings.metrics is not None:
         _split_host_port(settings.metrics, t, "metrics")
     t.done()
@@ -332,7 +339,7 @@ def _check_unix_listener(listener: ListenerConfig, t: _Table) -> None:
 
         try:
             grp.getgrnam(listener.group)
-        except KeyError:
+        except (KeyError, ValueError):  # ValueError: a NUL in the name
             raise t.error("group", f"no such group: {listener.group}") from None
 
 
@@ -362,7 +369,8 @@ def _check_tcp_listener(listener: ListenerConfig, t: _Table) -> None:
 def _split_host_port(text: str, t: _Table, key: str) -> tuple[str, int]:
     host, sep, port_text = text.rpartition(":")
     host = host.strip("[]")
-    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    digits = port_text.isascii() and port_text.isdigit()  # "²".isdigit() is True
+    if not sep or not host or not digits or not 0 < int(port_text) < 65536:
         raise t.error(key, f"expected host:port, got {text!r}")
     return host, int(port_text)
 

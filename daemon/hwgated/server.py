@@ -102,11 +102,12 @@ class Daemon:
                     listener,
                     lambda: self.policy.current.config,
                     check=lambda caller, method: self.policy.current.check_method(caller, method),
-                )
+                ),
             ],
             options=[
                 ("grpc.max_receive_message_length", size),
                 ("grpc.max_send_message_length", size),
+                ("grpc.max_concurrent_streams", self.config.limits.max_streams_per_connection),
                 ("grpc.so_reuseport", 0),
             ],
         )

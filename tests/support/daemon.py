@@ -34,6 +34,9 @@ class DaemonProc:
 
 
 def start_daemon(config: Path, socket: Path, log: Path) -> DaemonProc:
+    from support.logscan import register_log
+
+    register_log(log)  # scanned for PINs and secrets at the end of the session
     out = log.open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "hwgated", "--config", str(config)],

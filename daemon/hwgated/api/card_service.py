@@ -27,7 +27,10 @@ Context = Any  # grpc.aio.ServicerContext
 def _event_types(values: Any) -> frozenset[EventType]:
     types = set()
     for value in values:
-        name = card_pb2.EventType.Name(value).removeprefix("EVENT_TYPE_")
+        try:
+            name = card_pb2.EventType.Name(value).removeprefix("EVENT_TYPE_")
+        except ValueError:  # proto3 enums may carry numbers this version does not know
+            raise errors.InvalidArgument("unknown event type", field="types") from None
         if name == "UNSPECIFIED":
             raise errors.InvalidArgument("event type must be set", field="types")
         types.add(EventType[name])
@@ -105,7 +108,8 @@ class CardServicer(card_pb2_grpc.CardServiceServicer):
     ) -> card_pb2.OpenSessionResponse:
         if not request.reader:
             raise errors.InvalidArgument("reader is required", field="reader")
-        ttl = request.ttl.ToTimedelta().total_seconds() if request.HasField("ttl") else None
+        # Seconds + nanos directly: ToTimedelta() overflows on absurd durations.
+        ttl = request.ttl.seconds + request.ttl.nanos / 1e9 if request.HasField("ttl") else None
         if ttl is not None and ttl <= 0:
             raise errors.InvalidArgument("ttl must be positive", field="ttl")
         with audited("card.session_open", reader=request.reader) as record:
@@ -126,8 +130,10 @@ class CardServicer(card_pb2_grpc.CardServiceServicer):
     async def CloseSession(
         self, request: card_pb2.CloseSessionRequest, context: Context
     ) -> card_pb2.CloseSessionResponse:
-        with audited("card.session_close", session=request.session_id[:8]):
-            await self._manager.close_session(request.session_id, current_caller().owner)
+        owner = current_caller().owner
+        with audited("card.session_close", session=request.session_id[:8]) as record:
+            record["reader"] = self._manager.session(request.session_id, owner).reader
+            await self._manager.close_session(request.session_id, owner)
         return card_pb2.CloseSessionResponse()
 
     @unary

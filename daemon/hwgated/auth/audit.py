@@ -23,13 +23,36 @@ log = logging.getLogger("hwgated.audit")
 
 _FORBIDDEN = frozenset({"pin", "puk", "secret", "value", "key_material", "password"})
 
+# A field value is a name, an id or a short print, never a payload: anything
+# longer was passed by mistake (a blob, a whole certificate) and is cut so one
+# record stays one readable line and cannot carry bulk data out of the daemon.
+MAX_VALUE_CHARS = 256
+_ELLIPSIS = "…"
+
+
+def _clip(value: object) -> int | bool | str:
+    if isinstance(value, int | bool):
+        return value
+    text = str(value)
+    if len(text) > MAX_VALUE_CHARS:
+        return text[: MAX_VALUE_CHARS - 1] + _ELLIPSIS
+    return text
+
 
 class AuditLog:
-    """Writes audit records; thread-safe (HSM and card callbacks may log from threads)."""
+    """Writes audit records; thread-safe (HSM and card callbacks may log from threads).
+
+    Writing never raises into the caller: an audit record is written after the
+    act it describes, and a full disk must not turn a signature that was made
+    into an error the client retries. A write failure is logged once (not once
+    per call, which would flood the journal) and the record goes to the
+    ``hwgated.audit`` logger instead; a later success is logged as recovery.
+    """
 
     def __init__(self, file: Path | None = None) -> None:
         self._file = file
         self._lock = threading.Lock()
+        self._failing = False
         if file is not None:
             file.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -51,20 +74,28 @@ class AuditLog:
             "subject": who.subject,
             "listener": who.listener,
         }
-        entry.update(
-            {
-                k: v if isinstance(v, int | bool) else str(v)
-                for k, v in fields.items()
-                if v is not None
-            }
-        )
+        entry.update({k: _clip(v) for k, v in fields.items() if v is not None})
         line = json.dumps(entry, sort_keys=True)
-        if self._file is None:
+        if self._file is None or not self._write(line):
             log.info("%s", line, extra={"hwgate_audit": entry})
-        else:
-            with self._lock, self._file.open("a", encoding="utf-8") as out:
-                out.write(line + "\n")
         return entry
+
+    def _write(self, line: str) -> bool:
+        """Append *line* to the file; False (logged once per outage) when that fails."""
+        assert self._file is not None
+        with self._lock:
+            try:
+                with self._file.open("a", encoding="utf-8") as out:
+                    out.write(line + "\n")
+            except OSError as exc:
+                if not self._failing:
+                    self._failing = True
+                    log.error("audit file %s unwritable (%s); auditing to the log", self._file, exc)
+                return False
+            if self._failing:
+                self._failing = False
+                log.warning("audit file %s writable again", self._file)
+            return True
 
 
 def _now() -> str:
@@ -82,4 +113,5 @@ def install(audit: AuditLog) -> None:
 
 
 def audit(action: str, outcome: str = "ok", **fields: Any) -> dict[str, Any]:
+    """Record *action* in the process-wide audit log (see :meth:`AuditLog.record`)."""
     return _audit.record(action, outcome, **fields)

@@ -3,6 +3,12 @@
 grpc.aio interceptors run outside the handler's task, so a context variable set
 there would not reach the servicer; instead the handler's behaviour is wrapped
 and the identity is set inside the call itself.
+
+The interceptor also owns what happens to a request that is not valid protobuf
+for its method. grpcio would answer UNKNOWN ("Unexpected DecodeError"), which
+reads like a server bug; the deserializer is wrapped so such a request gets
+INVALID_ARGUMENT (reason INVALID_ARGUMENT) — after the caller check, so an
+unauthenticated peer learns nothing about the request format.
 """
 
 from __future__ import annotations
@@ -16,8 +22,44 @@ import grpc
 from hwgated.api import errors as api_errors
 from hwgated.auth.identity import resolve_caller, set_caller
 from hwgated.config import ListenerConfig, PolicyConfig
+from hwgated.errors import InvalidArgument
 
 Check = Callable[[Any, str], None]
+Deserializer = Callable[[bytes], Any] | None
+
+
+class _Undecodable:
+    """Stands in for a request message whose bytes did not parse."""
+
+    __slots__ = ()
+
+
+_UNDECODABLE = _Undecodable()
+
+
+def _safe_deserializer(deserializer: Deserializer) -> Deserializer:
+    if deserializer is None:
+        return None
+
+    def decode(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception:
+            return _UNDECODABLE
+
+    return decode
+
+
+def _bad_request() -> InvalidArgument:
+    return InvalidArgument("the request is not a valid message for this method", field="request")
+
+
+async def _checked_stream(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """A client stream whose undecodable messages raise InvalidArgument in the servicer."""
+    async for request in requests:
+        if request is _UNDECODABLE:
+            raise _bad_request()
+        yield request
 
 
 class IdentityInterceptor(grpc.aio.ServerInterceptor):
@@ -42,28 +84,29 @@ class IdentityInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return handler
         method = handler_call_details.method
+        decode = _safe_deserializer(handler.request_deserializer)
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 self._wrap_unary(handler.unary_unary, method),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=decode,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
                 self._wrap_stream(handler.unary_stream, method),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=decode,
                 response_serializer=handler.response_serializer,
             )
         if handler.stream_stream is not None:
             return grpc.stream_stream_rpc_method_handler(
-                self._wrap_stream(handler.stream_stream, method),
-                request_deserializer=handler.request_deserializer,
+                self._wrap_stream(handler.stream_stream, method, client_stream=True),
+                request_deserializer=decode,
                 response_serializer=handler.response_serializer,
             )
         if handler.stream_unary is not None:
             return grpc.stream_unary_rpc_method_handler(
-                self._wrap_unary(handler.stream_unary, method),
-                request_deserializer=handler.request_deserializer,
+                self._wrap_unary(handler.stream_unary, method, client_stream=True),
+                request_deserializer=decode,
                 response_serializer=handler.response_serializer,
             )
         return handler
@@ -80,26 +123,32 @@ class IdentityInterceptor(grpc.aio.ServerInterceptor):
             self._check(caller, method)
         set_caller(caller)
 
-    def _wrap_unary(self, behavior: Any, method: str) -> Any:
+    async def _admit(self, request: Any, context: Any, method: str, client_stream: bool) -> Any:
+        """Check the caller, then the request; the request the servicer should see."""
+        try:
+            self._enter(context, method)
+            if client_stream:
+                return _checked_stream(request)
+            if request is _UNDECODABLE:
+                raise _bad_request()
+        except Exception as exc:
+            await api_errors.abort(context, exc)
+        return request
+
+    def _wrap_unary(self, behavior: Any, method: str, client_stream: bool = False) -> Any:
         async def wrapped(request: Any, context: Any) -> Any:
-            try:
-                self._enter(context, method)
-            except Exception as exc:
-                await api_errors.abort(context, exc)
+            request = await self._admit(request, context, method, client_stream)
             return await behavior(request, context)
 
         return wrapped
 
-    def _wrap_stream(self, behavior: Any, method: str) -> Any:
+    def _wrap_stream(self, behavior: Any, method: str, client_stream: bool = False) -> Any:
         if not inspect.isasyncgenfunction(behavior):
             # A streaming handler that writes with context.write (e.g. Health.Watch).
-            return self._wrap_unary(behavior, method)
+            return self._wrap_unary(behavior, method, client_stream)
 
         async def wrapped(request: Any, context: Any) -> AsyncIterator[Any]:
-            try:
-                self._enter(context, method)
-            except Exception as exc:
-                await api_errors.abort(context, exc)
+            request = await self._admit(request, context, method, client_stream)
             async for item in behavior(request, context):
                 yield item
 

@@ -26,6 +26,13 @@ class ListenerError(Exception):
     """A listener could not be bound."""
 
 
+# Socket files this process bound, with their (device, inode). Only these are
+# removed at shutdown: a daemon that failed to start (say, because another
+# hwgated owns the socket) must not unlink the other daemon's live socket or a
+# file that merely sits at the configured path.
+_bound: dict[Path, tuple[int, int]] = {}
+
+
 def prepare_unix_path(path: Path) -> None:
     """Make the socket's directory (0750) and clear a stale socket file."""
     if not path.parent.exists():
@@ -86,6 +93,8 @@ def bind(server: grpc.aio.Server, listener: ListenerConfig) -> str:
         if port == 0 and not listener.unix.exists():
             raise ListenerError(f"cannot bind unix socket {listener.unix}")
         apply_unix_permissions(listener)
+        st = listener.unix.lstat()
+        _bound[listener.unix] = (st.st_dev, st.st_ino)
         return f"unix:{listener.unix}"
     assert listener.tcp is not None
     if listener.insecure:
@@ -98,7 +107,14 @@ def bind(server: grpc.aio.Server, listener: ListenerConfig) -> str:
 
 
 def remove_unix_sockets(listeners: tuple[ListenerConfig, ...]) -> None:
+    """Remove the socket files of *listeners* that this process bound, and nothing else."""
     for listener in listeners:
-        if listener.unix is not None:
-            with contextlib.suppress(FileNotFoundError):
+        if listener.unix is None or listener.unix not in _bound:
+            continue
+        ident = _bound.pop(listener.unix)
+        with contextlib.suppress(FileNotFoundError):
+            st = listener.unix.lstat()
+            if (st.st_dev, st.st_ino) == ident:
                 listener.unix.unlink()
+            else:
+                log.warning("%s was replaced by another file; leaving it", listener.unix)

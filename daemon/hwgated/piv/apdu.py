@@ -10,7 +10,7 @@ loop in it is bounded so a misbehaving card cannot hang a reader worker.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from .errors import PivParseError
 
@@ -50,7 +50,7 @@ class CommandApdu:
     ins: int
     p1: int
     p2: int
-    data: bytes | bytearray = b""
+    data: bytes | bytearray = field(default=b"", repr=False)  # may be a PIN: never in a repr
     le: int | None = None
     extended: bool = False
 

@@ -226,6 +226,35 @@ def test_sign_stream_1000_in_order(hsmd) -> None:
         verify(public, "ECDSA_SHA256", response.signature, digest)
 
 
+def test_sign_stream_batches_verify_in_order(hsmd) -> None:
+    stub = hsmd.stub()
+    ecdsa = A.SIGNATURE_ALGORITHM_ECDSA_SHA256
+    public = public_key(stub, label("signer-p256"))
+    batches = [[hashlib.sha256(f"{b}/{i}".encode()).digest() for i in range(200)] for b in range(5)]
+    requests = [
+        hsm_pb2.SignStreamRequest(
+            request_id=b, key=label("signer-p256"), algorithm=ecdsa, digests=digests
+        )
+        for b, digests in enumerate(batches)
+    ]
+    bad = hsm_pb2.SignStreamRequest(
+        request_id=99,
+        key=label("signer-p256"),
+        algorithm=ecdsa,
+        digest=batches[0][0],
+        digests=batches[0][:2],
+    )
+    responses = _stream(stub, [*requests, bad])
+    assert [r.request_id for r in responses] == [0, 1, 2, 3, 4, 99]
+    for response, digests in zip(responses, batches, strict=False):
+        assert not response.HasField("error") and not response.signature
+        assert len(response.signatures) == len(digests)
+        for signature, digest in zip(response.signatures, digests, strict=True):
+            verify(public, "ECDSA_SHA256", signature, digest)
+    assert error_pb2.ErrorReason.Name(responses[-1].error.reason) == "INVALID_ARGUMENT"
+    assert not responses[-1].signatures
+
+
 def test_sign_stream_reports_failures_per_item_and_goes_on(hsmd) -> None:
     stub = hsmd.stub("enrollment")
     ecdsa, pss = A.SIGNATURE_ALGORITHM_ECDSA_SHA256, A.SIGNATURE_ALGORITHM_RSA_PSS_SHA256

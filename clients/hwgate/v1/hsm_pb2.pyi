@@ -143,28 +143,32 @@ class SignResponse(_message.Message):
     def __init__(self, signature: _Optional[bytes] = ..., key_uri: _Optional[str] = ...) -> None: ...
 
 class SignStreamRequest(_message.Message):
-    __slots__ = ("request_id", "key", "algorithm", "digest", "data")
+    __slots__ = ("request_id", "key", "algorithm", "digest", "data", "digests")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     ALGORITHM_FIELD_NUMBER: _ClassVar[int]
     DIGEST_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
+    DIGESTS_FIELD_NUMBER: _ClassVar[int]
     request_id: int
     key: KeyRef
     algorithm: _common_pb2.SignatureAlgorithm
     digest: bytes
     data: bytes
-    def __init__(self, request_id: _Optional[int] = ..., key: _Optional[_Union[KeyRef, _Mapping]] = ..., algorithm: _Optional[_Union[_common_pb2.SignatureAlgorithm, str]] = ..., digest: _Optional[bytes] = ..., data: _Optional[bytes] = ...) -> None: ...
+    digests: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, request_id: _Optional[int] = ..., key: _Optional[_Union[KeyRef, _Mapping]] = ..., algorithm: _Optional[_Union[_common_pb2.SignatureAlgorithm, str]] = ..., digest: _Optional[bytes] = ..., data: _Optional[bytes] = ..., digests: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class SignStreamResponse(_message.Message):
-    __slots__ = ("request_id", "signature", "error")
+    __slots__ = ("request_id", "signature", "error", "signatures")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURES_FIELD_NUMBER: _ClassVar[int]
     request_id: int
     signature: bytes
     error: _error_pb2.StreamError
-    def __init__(self, request_id: _Optional[int] = ..., signature: _Optional[bytes] = ..., error: _Optional[_Union[_error_pb2.StreamError, _Mapping]] = ...) -> None: ...
+    signatures: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, request_id: _Optional[int] = ..., signature: _Optional[bytes] = ..., error: _Optional[_Union[_error_pb2.StreamError, _Mapping]] = ..., signatures: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class DerivedKeyTemplate(_message.Message):
     __slots__ = ("label", "id", "algorithm", "extractable", "persistent")

@@ -114,7 +114,9 @@ class HsmServiceServicer:
         request; responses come in request order. A failing item is reported in
         its response (error, with the code and reason a unary Sign would have
         had) and the stream goes on. Consecutive requests for the same key and
-        algorithm are signed in batches, so keep them together for throughput.
+        algorithm are signed in batches, so keep them together for throughput;
+        a request may also carry a whole batch (digests), the fastest way to sign
+        in bulk. Batches are spread over the token's worker processes.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

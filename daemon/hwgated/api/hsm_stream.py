@@ -33,14 +33,17 @@ from typing import cast
 from hwgate.v1 import error_pb2, hsm_pb2
 from hwgated.api import hsm_convert
 from hwgated.api.errors import classify
-from hwgated.api.hsm_access import SIGN_CLASSES, KeyAccess, annotated
+from hwgated.api.hsm_access import SIGN_CLASSES, KeyAccess, ResolvedKey, annotated
 from hwgated.api.hsm_signing import audit_sign, check_key_type, sign_input
+from hwgated.errors import InvalidArgument
 from hwgated.hsm import SignAlgorithm
 
 log = logging.getLogger(__name__)
 
 CHUNK_MAX = 64
 MAX_INFLIGHT = 4
+BATCH_MAX = 1024  # digests in one batch request
+SLICE = 64  # inputs per worker round trip; slices run on different workers
 QUEUE_MAX = 256
 
 Request = hsm_pb2.SignStreamRequest
@@ -141,29 +144,55 @@ class StreamSigner:
                 label or hsm_convert.ref_text(group.first.key), algorithm, (), error_name(error)
             )
             return
-        ready: list[int] = []
+        ready: list[tuple[int, int, int]] = []  # (index, first input, count)
         inputs: list[bytes] = []
         for index in group.indexes:
-            request = chunk[index]
             try:
-                inputs.append(sign_input(algorithm, request.digest, request.data))
-                ready.append(index)
+                items = _items(algorithm, chunk[index])
             except Exception as exc:
                 out[index].error.CopyFrom(stream_error(exc))
+                continue
+            ready.append((index, len(inputs), len(items)))
+            inputs += items
         if not ready:
             return
         try:
             with annotated(key.token, label):
-                signatures = await key.pool.sign_many(key.ref, algorithm, inputs)
+                signatures = await _sign_spread(key, algorithm, inputs)
         except Exception as exc:
             error = stream_error(exc)
-            for index in ready:
+            for index, _, _ in ready:
                 out[index].error.CopyFrom(error)
             audit_sign(label, algorithm, inputs, error_name(error), count=len(inputs), stream=True)
             return
-        for index, signature in zip(ready, signatures, strict=True):
-            out[index].signature = signature
+        for index, start, count in ready:
+            if chunk[index].digests:
+                out[index].signatures.extend(signatures[start : start + count])
+            else:
+                out[index].signature = signatures[start]
         audit_sign(label, algorithm, inputs, "ok", count=len(inputs), stream=True)
+
+
+def _items(algorithm: SignAlgorithm, request: Request) -> list[bytes]:
+    """The inputs one request asks to sign: its batch, or its single digest/data."""
+    if not request.digests:
+        return [sign_input(algorithm, request.digest, request.data)]
+    if request.digest or request.data:
+        raise InvalidArgument("set digests or digest/data, not both", field="digests")
+    if len(request.digests) > BATCH_MAX:
+        raise InvalidArgument(f"at most {BATCH_MAX} digests per request", field="digests")
+    return [sign_input(algorithm, digest, b"") for digest in request.digests]
+
+
+async def _sign_spread(
+    key: ResolvedKey, algorithm: SignAlgorithm, inputs: list[bytes]
+) -> list[bytes]:
+    """One sign_many per slice, concurrently: every worker of the token gets a share."""
+    slices = [inputs[i : i + SLICE] for i in range(0, len(inputs), SLICE)]
+    results = await asyncio.gather(
+        *(key.pool.sign_many(key.ref, algorithm, part) for part in slices)
+    )
+    return [signature for part in results for signature in part]
 
 
 def error_name(error: error_pb2.StreamError) -> str:

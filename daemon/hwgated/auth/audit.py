@@ -9,13 +9,14 @@ logger (stderr, or journald under systemd).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from hwgated.auth.identity import Caller, current_caller
 
@@ -53,6 +54,8 @@ class AuditLog:
         self._file = file
         self._lock = threading.Lock()
         self._failing = False
+        self._out: TextIO | None = None
+        self._inode: tuple[int, int] | None = None
         if file is not None:
             file.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -81,13 +84,20 @@ class AuditLog:
         return entry
 
     def _write(self, line: str) -> bool:
-        """Append *line* to the file; False (logged once per outage) when that fails."""
+        """Append *line* to the file; False (logged once per outage) when that fails.
+
+        The file stays open between records (an open/close per record cost more than
+        the rest of an HSM signature's bookkeeping); a stat per record notices a
+        rotated or removed file and reopens it.
+        """
         assert self._file is not None
         with self._lock:
             try:
-                with self._file.open("a", encoding="utf-8") as out:
-                    out.write(line + "\n")
+                out = self._open_current()
+                out.write(line + "\n")
+                out.flush()
             except OSError as exc:
+                self._close()
                 if not self._failing:
                     self._failing = True
                     log.error("audit file %s unwritable (%s); auditing to the log", self._file, exc)
@@ -96,6 +106,28 @@ class AuditLog:
                 self._failing = False
                 log.warning("audit file %s writable again", self._file)
             return True
+
+    def _open_current(self) -> TextIO:
+        assert self._file is not None
+        try:
+            st = os.stat(self._file)
+            same = self._out is not None and self._inode == (st.st_dev, st.st_ino)
+        except FileNotFoundError:
+            same = False
+        if not same:
+            self._close()
+            fd = os.open(self._file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            self._out = os.fdopen(fd, "a", encoding="utf-8")
+            st = os.fstat(fd)
+            self._inode = (st.st_dev, st.st_ino)
+        assert self._out is not None
+        return self._out
+
+    def _close(self) -> None:
+        if self._out is not None:
+            with contextlib.suppress(OSError):
+                self._out.close()
+        self._out = None
 
 
 def _now() -> str:

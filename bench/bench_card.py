@@ -228,6 +228,8 @@ def main() -> int:
         f'[pcsc]\nreaders = ["{R0}"]\nsubscriber_queue = 64\n'
         '[policy.roles.admin]\nallow = ["*"]\n[[policy.readers]]\npattern = "*"\n'
         'roles = ["admin"]\n'
+        # 1000 subscribers share 4 connections: lift the per-connection stream cap.
+        "[limits]\nmax_streams_per_connection = 1000\n"
     )
     daemon = subprocess.Popen([sys.executable, "-m", "hwgated", "--config", str(config)])
     try:

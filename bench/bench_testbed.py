@@ -8,6 +8,7 @@ Uses reader slot 0 ("Virtual PCD 00 00"), which must be free.
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import shutil
 import statistics
@@ -32,6 +33,7 @@ SELECT_PIV = bytes.fromhex("00a4040009a00000030800001000")
 GET_CHUID = bytes.fromhex("00cb3fff055c035fc10200")
 DEADLINE = 10.0
 POLL_PERIOD = 0.4  # pcscd's presence polling of vpcd readers
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def dephase(enabled: bool) -> None:
@@ -186,9 +188,14 @@ def main() -> int:
         if args.dir is None:
             shutil.rmtree(root, ignore_errors=True)
     print(f"{'measurement':34} {'n':>5} {'median ms':>10} {'p99 ms':>9} {'max ms':>9}  note")
+    summary = []
     for name, samples, note in rows:
         med, p99, worst = quantiles(samples)
         print(f"{name:34} {len(samples):5d} {med:10.3f} {p99:9.3f} {worst:9.3f}  {note}")
+        summary.append({"name": name, "n": len(samples), "median_ms": med, "p99_ms": p99,
+                        "max_ms": worst, "note": note})  # fmt: skip
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "testbed.json").write_text(json.dumps({"rows": summary}, indent=2))
     return 0
 
 

@@ -74,7 +74,9 @@ def connect(
 def serve(sock: socket.socket, card: Card, atr: bytes, stop: threading.Event) -> None:
     """Answer vpcd on *sock* until the peer closes or *stop* is set; closes *sock*."""
     try:
-        while True:
+        # Checked per message too: under constant APDU traffic the socket is never
+        # idle, so the check in _read_exact alone would never see a removal.
+        while not stop.is_set():
             payload = _read_message(sock, stop)
             reply = _handle(payload, card, atr)
             if reply is not None:

@@ -41,7 +41,11 @@ def admin_stub(daemon: DaemonProc) -> card_pb2_grpc.CardServiceStub:
 def test_card_pulled_during_a_long_batch_aborts_it_and_the_queued_job(
     big_batch_daemon: DaemonProc, cards: object
 ) -> None:
+    watcher = EventCollector(big_batch_daemon.channel())
+    watcher.snapshot()
     cards.insert(0, "alice")  # type: ignore[attr-defined]
+    watcher.wait_for(is_event("CARD_INSERTED", R0))  # the daemon knows the card: the jobs are its
+    watcher.cancel()
     stub = admin_stub(big_batch_daemon)
     batch = card_pb2.TransmitRequest(reader=R0, apdus=[PIN_STATUS] * BIG_BATCH)
     with concurrent.futures.ThreadPoolExecutor(2) as pool:

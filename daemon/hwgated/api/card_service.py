@@ -79,8 +79,14 @@ class CardServicer(card_pb2_grpc.CardServiceServicer):
     ) -> card_pb2.ListReadersResponse:
         if not self._manager.available:
             raise errors.PcscUnavailable("pcscd is not available")
+        caller, policy = current_caller(), self._policy.current
+        slots = await self._manager.settled_readers(timeout_of(context))
         return card_pb2.ListReadersResponse(
-            readers=[convert.reader(slot) for slot in self._manager.readers()]
+            readers=[
+                convert.reader(slot)
+                for slot in slots
+                if policy.allows_reader(caller.role, slot.name)
+            ]
         )
 
     @stream

@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 IDENTITY_TIMEOUT = 5.0
+IDENTITY_ATTEMPTS = 3
+IDENTITY_RETRY_DELAY = 0.05  # seconds; pcscd needs a moment to power a fresh card
 _insertions = itertools.count(1)
 
 
@@ -229,12 +231,26 @@ class CardManager:
         )
 
     async def _read_identity(self, slot: ReaderSlot) -> CardIdentity | None:
-        future = slot.worker.submit(read_identity, slot.insertion)
-        try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), IDENTITY_TIMEOUT)
-        except (errors.GatewayError, TimeoutError) as exc:
-            log.info("%s: card identity not read: %s", slot.name, exc)
-            return None
+        """Who the new card is. Retried while the card is still this insertion: right
+        after insertion a reader may report the card unpowered or reset (pcscd powers
+        it up on its own schedule), which is no removal."""
+        insertion = slot.insertion
+        deadline = asyncio.get_running_loop().time() + IDENTITY_TIMEOUT
+        for attempt in range(IDENTITY_ATTEMPTS):
+            future = slot.worker.submit(read_identity, insertion)
+            remaining = deadline - asyncio.get_running_loop().time()
+            try:
+                return await asyncio.wait_for(asyncio.wrap_future(future), max(remaining, 0.01))
+            except (errors.CardRemoved, errors.CardUnresponsive) as exc:
+                if slot.insertion != insertion or attempt + 1 == IDENTITY_ATTEMPTS:
+                    log.info("%s: card identity not read: %s", slot.name, exc)
+                    return None
+                log.debug("%s: identity read failed (%s); retrying", slot.name, exc)
+                await asyncio.sleep(IDENTITY_RETRY_DELAY * (attempt + 1))
+            except (errors.GatewayError, TimeoutError) as exc:
+                log.info("%s: card identity not read: %s", slot.name, exc)
+                return None
+        return None
 
     async def _on_card_removed(self, name: object) -> None:
         assert isinstance(name, str)
@@ -255,6 +271,20 @@ class CardManager:
 
     def readers(self) -> list[ReaderSlot]:
         return [self._slots[name] for name in sorted(self._slots)]
+
+    async def settled_readers(self, timeout: float | None = None) -> list[ReaderSlot]:
+        """The readers, once every card just seen has been identified (or *timeout*).
+
+        A card is reported only once the daemon knows who it is, so a client that
+        lists readers right after an insertion sees the card with its identity.
+        """
+        pending = [s.settling.wait() for s in self._slots.values() if s.settling is not None]
+        if pending:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    asyncio.gather(*pending), min(timeout or IDENTITY_TIMEOUT, IDENTITY_TIMEOUT)
+                )
+        return self.readers()
 
     def snapshot(self) -> Iterable[CardEvent]:
         now = time.time()
@@ -301,6 +331,7 @@ class CardManager:
         slot = self._slot(reader)
         # A job queued while a card is in the reader belongs to that card: if it is
         # pulled before the job's turn, the job fails CARD_REMOVED like a running one.
+        await self._settle(slot, timeout)
         queued_for = slot.insertion if slot.state is ReaderState.PRESENT else None
         await self._acquire(slot, timeout)
         try:
@@ -332,10 +363,14 @@ class CardManager:
             ) from None
 
     @staticmethod
-    async def _require_card(slot: ReaderSlot, timeout: float | None) -> None:
+    async def _settle(slot: ReaderSlot, timeout: float | None) -> None:
+        """Wait (up to *timeout*) while a card just seen in *slot* is being identified."""
         if slot.settling is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(slot.settling.wait(), timeout)
+
+    async def _require_card(self, slot: ReaderSlot, timeout: float | None) -> None:
+        await self._settle(slot, timeout)
         if slot.state is not ReaderState.PRESENT:
             raise errors.CardNotPresent(f"no card in reader {slot.name!r}", reader=slot.name)
 

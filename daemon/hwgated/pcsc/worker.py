@@ -147,7 +147,7 @@ class ReaderWorker:
             self._disconnect()
             job.future.set_exception(
                 errors.CardRemoved(
-                    f"the card was removed during the operation ({exc.call})", reader=self.reader
+                    f"the card was removed during the operation ({exc})", reader=self.reader
                 )
             )
         except scard.NoCard:
@@ -170,7 +170,7 @@ class ReaderWorker:
             if self._card_vanished():
                 job.future.set_exception(
                     errors.CardRemoved(
-                        f"the card was removed during the operation ({exc.call})",
+                        f"the card was removed during the operation ({exc})",
                         reader=self.reader,
                     )
                 )

@@ -20,6 +20,7 @@ from typing import Any
 import grpc
 
 from hwgated.api import errors as api_errors
+from hwgated.api.handlers import Kind, rewrap
 from hwgated.auth.identity import resolve_caller, set_caller
 from hwgated.config import ListenerConfig, PolicyConfig
 from hwgated.errors import InvalidArgument
@@ -85,31 +86,13 @@ class IdentityInterceptor(grpc.aio.ServerInterceptor):
             return handler
         method = handler_call_details.method
         decode = _safe_deserializer(handler.request_deserializer)
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                self._wrap_unary(handler.unary_unary, method),
-                request_deserializer=decode,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                self._wrap_stream(handler.unary_stream, method),
-                request_deserializer=decode,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.stream_stream is not None:
-            return grpc.stream_stream_rpc_method_handler(
-                self._wrap_stream(handler.stream_stream, method, client_stream=True),
-                request_deserializer=decode,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.stream_unary is not None:
-            return grpc.stream_unary_rpc_method_handler(
-                self._wrap_unary(handler.stream_unary, method, client_stream=True),
-                request_deserializer=decode,
-                response_serializer=handler.response_serializer,
-            )
-        return handler
+
+        def wrap(behavior: Any, kind: Kind) -> Any:
+            if kind.server_stream:
+                return self._wrap_stream(behavior, method, kind.client_stream)
+            return self._wrap_unary(behavior, method, kind.client_stream)
+
+        return rewrap(handler, wrap, request_deserializer=decode)
 
     def _enter(self, context: Any, method: str) -> None:
         """Resolve and check the caller, and bind it to this call.

@@ -25,6 +25,7 @@ from typing import Any
 import grpc
 
 from hwgated.api import errors as api_errors
+from hwgated.api.handlers import Kind, rewrap
 from hwgated.errors import ShuttingDown
 from hwgated.ops.metrics import Metrics
 
@@ -74,26 +75,16 @@ class OpsInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return handler
         method = handler_call_details.method
-        kinds = (
-            ("unary_unary", grpc.unary_unary_rpc_method_handler, False),
-            ("unary_stream", grpc.unary_stream_rpc_method_handler, True),
-            ("stream_unary", grpc.stream_unary_rpc_method_handler, False),
-            ("stream_stream", grpc.stream_stream_rpc_method_handler, False),
-        )
-        for attr, make, server_stream in kinds:
-            behavior = getattr(handler, attr)
-            if behavior is None:
-                continue
+
+        def wrap(behavior: Any, kind: Kind) -> Any:
             if inspect.isasyncgenfunction(behavior):
-                wrapped = self._wrap_stream(behavior, method, server_stream)
-            else:
-                wrapped = self._wrap_unary(behavior, method)
-            return make(
-                wrapped,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return handler
+                # Only server streams end at shutdown; a bidirectional SignStream keeps
+                # the grace period to finish what it was sent.
+                end = kind.server_stream and not kind.client_stream
+                return self._wrap_stream(behavior, method, end)
+            return self._wrap_unary(behavior, method)
+
+        return rewrap(handler, wrap)
 
     def _observe(self, method: str, code: str, started: float, request: Any) -> None:
         elapsed = time.perf_counter() - started

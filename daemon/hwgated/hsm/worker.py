@@ -49,7 +49,11 @@ class WorkerInit:
 
 def worker_main(sock: socket.socket) -> None:
     """Process entry point (the pool's Process target)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the daemon decides when we stop
+    # The daemon decides when workers stop (pool.close, or EOF on the pipe if it dies):
+    # a terminal's Ctrl-C or systemd's SIGTERM to the whole cgroup must not kill them
+    # first, or the pool would see crashed workers and start replacements mid-shutdown.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     # The pool going away (closed, or it killed us) leaves nobody to report to.
     with contextlib.suppress(BrokenPipeError, ConnectionResetError):
         _serve(sock)

@@ -21,6 +21,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+AUDIT_LOGGER = "hwgated.audit"
 _LEVELS = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
@@ -143,6 +144,8 @@ def setup_logging(level: str, target: str = "auto", *, sender: Sender | None = N
                 "journald logging needs systemd-python; logging to stderr"
             )
     root.setLevel(_LEVELS[level])
+    # Audit records are not chatter: they are kept at any log level.
+    logging.getLogger(AUDIT_LOGGER).setLevel(logging.INFO)
     return chosen
 
 

@@ -355,6 +355,11 @@ class CardManager:
                 self._touch(session)
 
     async def _acquire(self, slot: ReaderSlot, timeout: float | None) -> None:
+        # The common case, free and nobody queued, needs no wait_for task; with waiters
+        # queued (asyncio.Lock keeps them in _waiters) the deadline must apply.
+        if not slot.access.locked() and not getattr(slot.access, "_waiters", None):
+            await slot.access.acquire()
+            return
         try:
             await asyncio.wait_for(slot.access.acquire(), timeout)
         except TimeoutError:

@@ -18,6 +18,7 @@ from hwgate_testbed.paths import TestbedPaths, vpcd_port, vpcd_reader
 
 VCARD_MODULE = "hwgate_testbed.vcard"
 INSERT_TIMEOUT = 10.0
+INSERT_ATTEMPTS = 3
 REMOVE_TIMEOUT = 10.0
 
 
@@ -74,13 +75,43 @@ def _forget(paths: TestbedPaths, slot: int) -> None:
 def insert(
     paths: TestbedPaths, slot: int, name: str, timeout: float = INSERT_TIMEOUT
 ) -> CardHandle:
-    """Start the card process for `name` in `slot`; return once pcscd sees the card."""
+    """Start the card process for `name` in `slot`; return once pcscd sees the card.
+
+    vpcd now and then drops a card's connection right after accepting it (seen
+    right after another card left the slot); the card process then exits at once.
+    That is retried, after pcscd reports the slot empty again.
+    """
     reader = vpcd_reader(slot)
     if (busy := occupant(paths, slot)) is not None:
         raise SlotBusy(f"slot {slot} already holds card {busy.name!r} (pid {busy.pid})")
     _forget(paths, slot)
+    deadline = time.monotonic() + timeout
     if pcscd.card_present(reader):
-        raise SlotBusy(f"slot {slot} ({reader}) holds a card this test bed did not insert")
+        # A card that just left may still be reported until pcscd's next presence poll.
+        try:
+            pcscd.wait_for_reader_state(reader, False, min(deadline, time.monotonic() + 1.0))
+        except pcscd.PcscError:
+            raise SlotBusy(
+                f"slot {slot} ({reader}) holds a card this test bed did not insert"
+            ) from None
+    for attempt in range(INSERT_ATTEMPTS):
+        try:
+            return _start_card(paths, slot, name, deadline)
+        except _CardExited:
+            if attempt + 1 == INSERT_ATTEMPTS:
+                raise pcscd.PcscError(
+                    f"{reader}: card process exited; see {paths.slot_log(slot)}"
+                ) from None
+            pcscd.wait_for_reader_state(reader, False, deadline)
+    raise AssertionError("unreachable")
+
+
+class _CardExited(Exception):
+    """The card process ended before pcscd saw the card."""
+
+
+def _start_card(paths: TestbedPaths, slot: int, name: str, deadline: float) -> CardHandle:
+    reader = vpcd_reader(slot)
     card_dir = paths.card_dir(name)
     pid = procs.spawn_detached(card_argv(card_dir, vpcd_port(slot)), paths.slot_log(slot))
     procs.write_pid(paths.slot_pid(slot), pid)
@@ -89,13 +120,15 @@ def insert(
     def died() -> str | None:
         if procs.is_running(pid, _marker(slot)):
             return None
-        return f"card process exited; see {paths.slot_log(slot)}"
+        return "card process exited"
 
     try:
-        pcscd.wait_for_reader_state(reader, True, time.monotonic() + timeout, give_up=died)
-    except pcscd.PcscError:
+        pcscd.wait_for_reader_state(reader, True, deadline, give_up=died)
+    except pcscd.PcscError as exc:
         procs.terminate(pid, _marker(slot), time.monotonic() + REMOVE_TIMEOUT)
         _forget(paths, slot)
+        if "card process exited" in str(exc):
+            raise _CardExited from exc
         raise
     return CardHandle(slot, name, reader, vpcd_port(slot), pid, card_dir, paths.slot_log(slot))
 

@@ -104,7 +104,8 @@ def ensure_alice_in_slot0(bed: Bed) -> None:
 
 
 @pytest.fixture(scope="module")
-def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bed]:
+def bed(tmp_path_factory: pytest.TempPathFactory, testbed: Testbed) -> Iterator[Bed]:
+    """A second test bed in its own directory; `testbed` makes sure a pcscd answers."""
     root = tmp_path_factory.mktemp("cli-bed")
     present, _ = reader_state(SLOT0)
     if present:

@@ -234,7 +234,9 @@ def test_hsm_worker_segv(drill: Drill) -> None:
     # In flight: a SignStream keeps many RSA signatures outstanding on both workers.
     with drill.gateway.channel() as channel:
         stub = hsm_pb2_grpc.HsmServiceStub(channel)
-        digests = [harness.digest_for("segv", i) for i in range(1000)]
+        # Enough work that both workers stay busy when one is killed (batches of 64 are
+        # spread over the workers, up to 4 per worker in its pipe).
+        digests = [harness.digest_for("segv", i) for i in range(3000)]
         requests = [
             hsm_pb2.SignStreamRequest(request_id=i, key=harness.key_ref(harness.RSA_KEY),
                                       algorithm=harness.RSA, digest=d)
@@ -243,7 +245,9 @@ def test_hsm_worker_segv(drill: Drill) -> None:
         responses = stub.SignStream(iter(requests))
         first = next(responses)
         t0 = time.monotonic()
-        os.kill(min(before), signal.SIGSEGV)
+        # Both workers: which one holds work at this instant is the pool's business.
+        for worker in before:
+            os.kill(worker, signal.SIGSEGV)
         rest = [first, *responses]
         public_rsa = harness.public_keys(channel)[harness.RSA_KEY]
     reasons = {r.error.reason for r in rest if r.HasField("error")}
@@ -253,18 +257,20 @@ def test_hsm_worker_segv(drill: Drill) -> None:
     # Only what sat in the dead worker's pipe is lost, not the queue behind it: the
     # stream carries on, and most of its 1000 items are signed.
     lost = [i for i, r in enumerate(rest) if r.HasField("error")]
-    assert len(lost) <= 64, len(lost)
+    assert len(lost) <= 2 * 4 * 64, len(lost)  # at most what sat in the dead workers' pipes
     assert any(not r.HasField("error") for r in rest[lost[-1] :])
     assert len(rest) == len(requests)
     for r in rest:
         if not r.HasField("error"):
             assert harness.verify(public_rsa, harness.RSA_KEY, r.signature, digests[r.request_id])
-    replaced = harness.wait_until(lambda: pair(before), 30, "a replacement worker")
+    replaced = harness.wait_until(
+        lambda: (w := pair(before)) and not (w & before) and w, 30, "replacement workers"
+    )
     t_replaced = time.monotonic()
     serving = drill.gateway.wait_serving(("hwgate.v1.HsmService",))
     with drill.gateway.channel() as channel:
         done = first_success(lambda: harness.sign_once(channel, harness.RSA_KEY))
-    assert min(before) not in replaced
+    assert not replaced & before
     record("HSM worker SIGSEGV", lost_in_flight=str(sum(r.HasField("error") for r in rest)),
            worker_replaced=t_replaced - t0, serving=serving - t0, first_sign=done - t0)  # fmt: skip
     assert set(drill.load.sign_errors) <= {"HSM_WORKER_LOST"}

@@ -152,9 +152,13 @@ class ReaderWorker:
             )
         except scard.NoCard:
             self._disconnect()
-            job.future.set_exception(
-                errors.CardNotPresent("no card in the reader", reader=self.reader)
+            # A job tied to an insertion was meant for a card that is gone now.
+            gone: errors.GatewayError = (
+                errors.CardRemoved("the card was removed before the job ran", reader=self.reader)
+                if job.insertion is not None
+                else errors.CardNotPresent("no card in the reader", reader=self.reader)
             )
+            job.future.set_exception(gone)
         except scard.ServiceUnavailable as exc:
             self._drop_context()
             job.future.set_exception(errors.PcscUnavailable(f"pcscd unavailable: {exc}"))

@@ -15,6 +15,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hsm_service_support import HsmDaemon, label, public_key, start_hsm_daemon, verify
 
+from bench.harness import hsm_worker_pids
 from hwgate.v1 import common_pb2, hsm_pb2
 from support.daemon import error_info
 
@@ -64,23 +65,6 @@ def test_sixteen_concurrent_clients_never_fail(hsmd) -> None:
     verify(public_key(hsmd.stub(), label("signer-p256")), "ECDSA_SHA256", reply.signature, digest)
 
 
-def worker_pids(daemon_pid: int) -> set[int]:
-    """The daemon's HSM worker processes: its children started by multiprocessing spawn."""
-    pids = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == daemon_pid and b"spawn_main" in cmdline:
-            pids.add(int(entry.name))
-    return pids
-
-
 def _wait_for(predicate, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -90,14 +74,14 @@ def _wait_for(predicate, timeout: float = 20.0) -> None:  # type: ignore[no-unty
 
 def test_segv_of_a_worker_costs_only_its_inflight_requests(own_hsmd) -> None:
     daemon_pid = own_hsmd.proc.proc.pid
-    _wait_for(lambda: len(worker_pids(daemon_pid)) == 2)
-    before = worker_pids(daemon_pid)
+    _wait_for(lambda: len(hsm_worker_pids(daemon_pid)) == 2)
+    before = hsm_worker_pids(daemon_pid)
     stop = threading.Event()
     threads, ok, failures = _load(own_hsmd, 8, stop, "issuing-ca", RSA)
     _wait_for(lambda: sum(ok.values()) >= 40)
     victim = min(before)
     os.kill(victim, signal.SIGSEGV)
-    _wait_for(lambda: len(worker_pids(daemon_pid) - before) == 1)  # replaced
+    _wait_for(lambda: len(hsm_worker_pids(daemon_pid) - before) == 1)  # replaced
     count = sum(ok.values())
     _wait_for(lambda: sum(ok.values()) >= count + 40)  # and serving again under load
     stop.set()

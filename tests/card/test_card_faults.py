@@ -52,12 +52,18 @@ def test_card_pulled_during_a_long_batch_aborts_it_and_the_queued_job(
         running = pool.submit(stub.Transmit, batch, timeout=60)
         queued = pool.submit(stub.Transmit, batch, timeout=60)
         cards.remove(0)  # type: ignore[attr-defined]
+        outcomes = []
         for call in (running, queued):
             with pytest.raises(grpc.RpcError) as err:
                 call.result(timeout=60)
-            assert error_info(err.value)[:2] == (grpc.StatusCode.ABORTED, "CARD_REMOVED"), (
-                err.value.details()
-            )
+            outcomes.append(error_info(err.value)[:2])
+    # The batch that ran is aborted. The other one was either queued behind it for
+    # this card (CARD_REMOVED too) or, on a loaded machine, reached the daemon only
+    # after the removal (CARD_NOT_PRESENT); it never runs against the empty reader.
+    removed = (grpc.StatusCode.ABORTED, "CARD_REMOVED")
+    late = (grpc.StatusCode.FAILED_PRECONDITION, "CARD_NOT_PRESENT")
+    assert removed in outcomes, outcomes
+    assert set(outcomes) <= {removed, late}, outcomes
 
 
 def test_slow_subscriber_is_cut_off_while_a_fast_one_keeps_receiving(

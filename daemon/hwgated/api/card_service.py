@@ -6,6 +6,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import grpc
 from google.protobuf import duration_pb2
 
 from hwgate.v1 import card_pb2, card_pb2_grpc
@@ -16,7 +17,7 @@ from hwgated.api.errors import stream, timeout_of, unary
 from hwgated.auth.identity import current_caller
 from hwgated.auth.policy import PolicyHolder
 from hwgated.pcsc.events import EventFilter, EventType
-from hwgated.pcsc.manager import CardManager
+from hwgated.pcsc.manager import CardManager, Session
 from hwgated.pcsc.worker import CardLink
 from hwgated.piv.apdu import CommandApdu, ResponseApdu, transceive
 from hwgated.piv.errors import PivParseError
@@ -123,6 +124,7 @@ class CardServicer(card_pb2_grpc.CardServiceServicer):
             session = await self._manager.open_session(
                 request.reader, ttl, owner=current_caller().owner, timeout=timeout_of(context)
             )
+            self._close_if_undelivered(session, context)
             record["session"] = session.id[:8]
         granted = duration_pb2.Duration()
         granted.FromNanoseconds(int(session.ttl * 1e9))
@@ -131,6 +133,21 @@ class CardServicer(card_pb2_grpc.CardServiceServicer):
             ttl=granted,
             expires_at=convert.timestamp(time.time() + session.ttl),
         )
+
+    def _close_if_undelivered(self, session: Session, context: Context) -> None:
+        """Close *session* at once if its OpenSession does not end OK.
+
+        A call cancelled by its client, past its deadline, or failed after the
+        session was made cannot hand the id over: the session would hold the
+        reader for its whole TTL with nobody able to use or close it.
+        """
+
+        def on_done(ctx: Context) -> None:
+            code = ctx.code()
+            if ctx.cancelled() or code not in (None, grpc.StatusCode.OK):
+                self._manager.abandon_session(session)
+
+        context.add_done_callback(on_done)
 
     @unary
     async def CloseSession(

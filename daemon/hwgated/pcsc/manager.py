@@ -2,9 +2,15 @@
 
 The monitor thread's observations arrive here through one queue and are handled
 in order by one task, so every subscriber sees a reader's events in the order
-pcscd reported them. Access to a reader is an asyncio FIFO lock: a one-shot job
-holds it for one job, a session for its whole life; everyone else queues up to
-their own deadline. Card I/O itself happens on the reader's worker thread.
+pcscd reported them. Access to a reader is a FIFO lock (:class:`ReaderAccess`):
+a one-shot job holds it for one job, a session for its whole life; everyone else
+queues up to their own deadline. Card I/O itself happens on the reader's worker
+thread.
+
+Cancellation safety: a client may cancel any call at any await. Every reader
+lock taken here is released in a ``finally`` (or handed to the session that owns
+it), and a session belongs to its slot object, not to a name lookup, so ending
+it always releases the reader it holds, even after the reader was dropped.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from typing import TypeVar
 from hwgated import errors
 from hwgated.config import PcscConfig
 from hwgated.pcsc import scard
+from hwgated.pcsc.access import ReaderAccess
 from hwgated.pcsc.events import CardEvent, EventFilter, EventHub, EventType, ReaderState
 from hwgated.pcsc.events import Subscription as Subscription
 from hwgated.pcsc.identity import CardIdentity, read_identity
@@ -39,18 +46,6 @@ _insertions = itertools.count(1)
 
 
 @dataclass
-class Session:
-    id: str
-    reader: str
-    owner: str
-    insertion: int
-    ttl: float
-    expires_at: float = 0.0  # loop time
-    timer: asyncio.TimerHandle | None = None
-    closed: bool = False
-
-
-@dataclass
 class ReaderSlot:
     name: str
     worker: ReaderWorker
@@ -58,10 +53,34 @@ class ReaderSlot:
     atr: bytes = b""
     identity: CardIdentity | None = None
     insertion: int = 0
-    access: asyncio.Lock = field(default_factory=asyncio.Lock)
+    access: ReaderAccess = field(init=False)
     session: Session | None = None
     # Set while a newly seen card's identity is read: jobs wait for it, not fail.
     settling: asyncio.Event | None = None
+
+    def __post_init__(self) -> None:
+        self.access = ReaderAccess(self.name)
+
+
+@dataclass
+class Session:
+    id: str
+    slot: ReaderSlot  # the slot whose reader this session holds
+    owner: str
+    insertion: int
+    ttl: float
+    expires_at: float = 0.0  # loop time
+    timer: asyncio.TimerHandle | None = None
+    closed: bool = False
+
+    @property
+    def reader(self) -> str:
+        return self.slot.name
+
+
+def _deadline(timeout: float | None) -> float | None:
+    """A caller's timeout as a loop-time deadline, so waits in turn share it."""
+    return None if timeout is None else asyncio.get_running_loop().time() + timeout
 
 
 class _ThreadSink:
@@ -180,7 +199,17 @@ class CardManager:
         self._health(False)
 
     async def _on_reader_added(self, status: object) -> None:
+        """A reader seen for the first time, or seen again: idempotent, so a
+        repeated note never replaces a slot (and orphans its worker and session)."""
         assert isinstance(status, scard.ReaderStatus)
+        known = self._slots.get(status.name)
+        if known is not None:
+            log.debug("%s: reader reported again; reconciling its card state", status.name)
+            if known.state is not ReaderState.EMPTY and not status.present:
+                await self._on_card_removed(status.name)
+            elif known.state is ReaderState.EMPTY and status.present:
+                await self._on_card_inserted(status)
+            return
         slot = ReaderSlot(status.name, ReaderWorker(status.name))
         slot.state = ReaderState.UNAVAILABLE if status.unavailable else ReaderState.EMPTY
         self._slots[status.name] = slot
@@ -197,6 +226,13 @@ class CardManager:
         if slot is None:
             return
         slot.insertion = slot.worker.insertion = next(_insertions)
+        # Callers queued for this reader fail now, not at their deadlines.
+        if publish:
+            slot.access.close(
+                lambda: errors.ReaderNotFound(f"reader {name!r} was removed", reader=name)
+            )
+        else:
+            slot.access.close(lambda: errors.PcscUnavailable("pcscd is not available"))
         if slot.session is not None:
             self._end_session(slot.session, reset=False)
         asyncio.get_running_loop().run_in_executor(None, slot.worker.stop)
@@ -323,24 +359,32 @@ class CardManager:
         session_id: str | None = None,
         timeout: float | None = None,
     ) -> T:
-        """Run *fn* on the card: inside a session, or as a one-job transaction."""
+        """Run *fn* on the card: inside a session, or as a one-job transaction.
+
+        A one-shot job that changed a security status (a raw VERIFY, say) ends
+        with a card reset on the worker, before any later job of anyone runs.
+        """
         if session_id:
             return await self._run_in_session(fn, session_id, owner)
         if not reader:
             raise errors.InvalidArgument("a reader or a session_id is required", field="reader")
         slot = self._slot(reader)
+        deadline = _deadline(timeout)
         # A job queued while a card is in the reader belongs to that card: if it is
         # pulled before the job's turn, the job fails CARD_REMOVED like a running one.
-        await self._settle(slot, timeout)
+        await self._settle(slot, deadline)
         queued_for = slot.insertion if slot.state is ReaderState.PRESENT else None
-        await self._acquire(slot, timeout)
+        await slot.access.acquire(deadline)
         try:
             if queued_for is not None and slot.insertion != queued_for:
                 raise errors.CardRemoved(
                     "the card was removed while the job waited", reader=slot.name
                 )
-            await self._require_card(slot, timeout)
-            return await asyncio.wrap_future(slot.worker.submit(fn, slot.insertion))
+            await self._require_card(slot, deadline)
+            # Cancelling the caller does not stop a job the worker already runs;
+            # the worker's FIFO keeps the next holder's jobs behind it.
+            job = slot.worker.submit(fn, slot.insertion, reset_after=True)
+            return await asyncio.wrap_future(job)
         finally:
             slot.access.release()
 
@@ -354,28 +398,17 @@ class CardManager:
             if not session.closed:
                 self._touch(session)
 
-    async def _acquire(self, slot: ReaderSlot, timeout: float | None) -> None:
-        # The common case, free and nobody queued, needs no wait_for task; with waiters
-        # queued (asyncio.Lock keeps them in _waiters) the deadline must apply.
-        if not slot.access.locked() and not getattr(slot.access, "_waiters", None):
-            await slot.access.acquire()
-            return
-        try:
-            await asyncio.wait_for(slot.access.acquire(), timeout)
-        except TimeoutError:
-            raise errors.ReaderBusy(
-                f"reader {slot.name!r} stayed busy past the deadline", reader=slot.name
-            ) from None
-
     @staticmethod
-    async def _settle(slot: ReaderSlot, timeout: float | None) -> None:
-        """Wait (up to *timeout*) while a card just seen in *slot* is being identified."""
-        if slot.settling is not None:
+    async def _settle(slot: ReaderSlot, deadline: float | None) -> None:
+        """Wait (up to *deadline*) while a card just seen in *slot* is being identified."""
+        settling = slot.settling
+        if settling is not None:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(slot.settling.wait(), timeout)
+                async with asyncio.timeout_at(deadline):
+                    await settling.wait()
 
-    async def _require_card(self, slot: ReaderSlot, timeout: float | None) -> None:
-        await self._settle(slot, timeout)
+    async def _require_card(self, slot: ReaderSlot, deadline: float | None) -> None:
+        await self._settle(slot, deadline)
         if slot.state is not ReaderState.PRESENT:
             raise errors.CardNotPresent(f"no card in reader {slot.name!r}", reader=slot.name)
 
@@ -399,13 +432,16 @@ class CardManager:
             )
         slot = self._slot(reader)
         granted = min(ttl or self.config.max_session_ttl, self.config.max_session_ttl)
-        await self._acquire(slot, timeout)
+        deadline = _deadline(timeout)
+        await slot.access.acquire(deadline)
         try:
-            await self._require_card(slot, timeout)
-        except errors.GatewayError:
+            await self._require_card(slot, deadline)
+        except BaseException:  # CancelledError included: the reader is never kept
             slot.access.release()
             raise
-        session = Session(secrets.token_urlsafe(24), reader, owner, slot.insertion, granted)
+        # From here to the return there is no await: the session either exists and
+        # is returned, or (no session) the reader was released above.
+        session = Session(secrets.token_urlsafe(24), slot, owner, slot.insertion, granted)
         slot.session = session
         self._sessions[session.id] = session
         self._touch(session)
@@ -414,6 +450,14 @@ class CardManager:
 
     async def close_session(self, session_id: str, owner: str) -> None:
         self._end_session(self.session(session_id, owner), reset=True)
+
+    def abandon_session(self, session: Session) -> None:
+        """Close a session whose id never reached its caller (the OpenSession call
+        was cancelled or failed after the session was made): nobody could use or
+        close it, so it must not hold the reader until its TTL."""
+        if not session.closed:
+            log.info("session on %s closed: its caller never received it", session.reader)
+            self._end_session(session, reset=True)
 
     def _touch(self, session: Session) -> None:
         loop = asyncio.get_running_loop()
@@ -435,11 +479,11 @@ class CardManager:
         if session.timer is not None:
             session.timer.cancel()
         self._sessions.pop(session.id, None)
-        slot = self._slots.get(session.reader)
-        if slot is None or slot.session is not session:
+        slot = session.slot
+        if slot.session is not session:
             return
         slot.session = None
-        if reset and slot.insertion == session.insertion:
+        if reset and slot.insertion == session.insertion and not slot.access.closed:
             slot.worker.submit(_reset_card, session.insertion)
         slot.access.release()
 

@@ -115,6 +115,12 @@ class ReaderMonitor:
                 backoff = min(backoff * 2, BACKOFF_CAP)
             except Exception:  # a bug must not kill event delivery for the daemon's life
                 log.exception("reader monitor failed; restarting it")
+                # The restart starts from nothing known: say so, so the manager drops
+                # every reader (ending sessions, failing waiters) and re-adds them,
+                # rather than getting "reader added" again for readers it still has.
+                if self.service_ok:
+                    self.service_ok = False
+                    self._sink.service_down("reader monitor restarted after an error")
                 self._stopping.wait(BACKOFF_CAP)
             finally:
                 with self._lock:

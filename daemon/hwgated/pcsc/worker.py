@@ -28,11 +28,25 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 INS_VERIFY = 0x20
+# Instructions that read and select but never change a security status: SELECT,
+# GET DATA (CA/CB), GET RESPONSE, READ BINARY/RECORD (both forms), GET CHALLENGE.
+# Any other APDU (VERIFY, GENERAL AUTHENTICATE, CHANGE REFERENCE DATA, a vendor's
+# own authentication, ...) taints the link: a one-shot job that sent one ends
+# with a card reset, so no security status outlives the job that set it.
+STATELESS_INS = frozenset({0xA4, 0xCA, 0xCB, 0xC0, 0xB0, 0xB1, 0xB2, 0xB3, 0x84})
 
 # Called with the reader name after every APDU exchange (metrics); set by the daemon.
 # A plain hook keeps this layer free of any metrics library.
 apdu_observer: Callable[[str], None] | None = None
 VANISH_WAIT = 1.0  # seconds; longer than pcscd's ~400 ms presence polling
+
+
+def _stateless(apdu: bytes) -> bool:
+    """True if *apdu* cannot change a security status (VERIFY without data only
+    asks for the retry counter)."""
+    if len(apdu) < 4:
+        return False
+    return apdu[1] in STATELESS_INS or (apdu[1] == INS_VERIFY and len(apdu) == 4)
 
 
 @dataclass
@@ -59,6 +73,8 @@ class CardLink:
         self._piv = PivCard(self._transmit)
         self._piv_selected = False
         self.last_was_verify = False
+        # Set when an APDU that may change a security status went to the card.
+        self.tainted = False
 
     @property
     def cache(self) -> dict[str, Any]:
@@ -66,6 +82,8 @@ class CardLink:
 
     def _transmit(self, apdu: bytes) -> bytes:
         self.last_was_verify = len(apdu) >= 2 and apdu[1] == INS_VERIFY
+        if not _stateless(apdu):
+            self.tainted = True
         response = self._card.transmit(apdu)
         if apdu_observer is not None:
             apdu_observer(self.reader)
@@ -87,6 +105,7 @@ class CardLink:
         self._piv_selected = False
         self.last_was_verify = False
         self._card.reset()
+        self.tainted = False
 
 
 @dataclass
@@ -94,6 +113,8 @@ class _Job(Generic[T]):
     fn: Callable[[CardLink], T]
     future: concurrent.futures.Future[T]
     insertion: int | None
+    # A one-shot job: if it touched a security status, the card is reset after it.
+    reset_after: bool = False
 
 
 class ReaderWorker:
@@ -111,11 +132,21 @@ class ReaderWorker:
         self._thread.start()
 
     def submit(
-        self, fn: Callable[[CardLink], T], insertion: int | None = None
+        self,
+        fn: Callable[[CardLink], T],
+        insertion: int | None = None,
+        *,
+        reset_after: bool = False,
     ) -> concurrent.futures.Future[T]:
-        """Queue *fn*; with *insertion*, it runs only on that insertion's card."""
+        """Queue *fn*; with *insertion*, it runs only on that insertion's card.
+
+        With *reset_after* (a one-shot job, no session around it) the card is
+        reset after *fn* whenever *fn* sent an APDU that may have changed a
+        security status, before any later job runs: a PIN verified by one caller
+        is never inherited by the next.
+        """
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
-        self._jobs.put(_Job(fn, future, insertion))
+        self._jobs.put(_Job(fn, future, insertion, reset_after))
         return future
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -142,7 +173,13 @@ class ReaderWorker:
             return
         try:
             link = self._connect(job.insertion)
-            job.future.set_result(job.fn(link))
+            link.tainted = False
+            try:
+                result = job.fn(link)
+            finally:
+                if job.reset_after and link.tainted:
+                    self._reset_after_job(link)
+            job.future.set_result(result)
         except scard.CardGone as exc:
             self._disconnect()
             job.future.set_exception(
@@ -183,6 +220,18 @@ class ReaderWorker:
         except BaseException as exc:  # the job's own error (PIV status words, bugs)
             job.future.set_exception(exc)
 
+    def _reset_after_job(self, link: CardLink) -> None:
+        """Clear the security status a one-shot job left; never raises.
+
+        If the warm reset fails the handle is dropped with SCARD_RESET_CARD, so
+        the next job reconnects to a card whose status is cleared either way.
+        """
+        try:
+            link.reset()
+        except scard.PcscError as exc:
+            log.info("%s: reset after a job failed (%s); reconnecting", self.reader, exc)
+            self._disconnect(reset=True)
+
     def _card_vanished(self) -> bool:
         """True if the card left (or was swapped) within VANISH_WAIT after a failure.
 
@@ -221,9 +270,9 @@ class ReaderWorker:
         self._link = CardLink(self.reader, card, InsertionState(current, card.atr()))
         return self._link
 
-    def _disconnect(self) -> None:
+    def _disconnect(self, *, reset: bool = False) -> None:
         if self._card is not None:
-            self._card.disconnect()
+            self._card.disconnect(reset)
         self._card = None
         self._link = None
 

@@ -97,7 +97,16 @@ class CardServiceServicer:
         CloseSession, expiry, or card removal. Jobs of other callers wait FIFO
         behind it, up to their own deadline (then DEADLINE_EXCEEDED,
         READER_BUSY). OpenSession itself waits the same way for an earlier
-        session to end.
+        session to end. If the reader goes away meanwhile, waiters fail at once
+        (READER_NOT_FOUND, or PCSC_UNAVAILABLE when pcscd is gone).
+
+        Cancelling: a caller that cancels OpenSession, or whose deadline passes,
+        holds nothing. The daemon never keeps the reader for a call that did not
+        end OK: it leaves the queue at once, and a session made for it is closed
+        (and the card reset) as soon as the daemon learns the call failed. One
+        race remains by gRPC's nature: a response already sent when the client's
+        deadline fires is a session the client never sees; it ends at its TTL,
+        so keep ttl short where clients cancel often.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -1,7 +1,7 @@
 """Spellings users type for protocol values: algorithm names and key references.
 
 The CLI and the library accept the same spellings, so a reference that works
-in ``hwgate sign --key REF`` works in ``client.sign(REF, ...)``.
+in ``hwgate sign KEY`` works in ``client.sign(REF, ...)``.
 """
 
 from __future__ import annotations

@@ -15,11 +15,11 @@ import math
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from hwgated.hsm.config import TokenConfig
+from hwgated.hsm.config import TokenConfig, token_problem
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_TARGETS = ("auto", "journal", "stderr")
@@ -397,40 +397,62 @@ def _pcsc(t: _Table) -> PcscConfig:
 
 
 def _token(t: _Table) -> TokenConfig:
+    """One ``[[hsm.token]]``: types here, every other rule in hsm.config.token_problem
+    (the one validator, which HsmPool applies too). Paths are resolved after it ran,
+    so an empty ``pin_file`` or ``module`` is "must not be empty", not a directory."""
     name = t.take("name", str)
-    module = t.take_path("module")
-    if not name:
+    if name is None:
         raise t.error("name", "required")
+    module = t.take("module", str)
     if module is None:
         raise t.error("module", "required")
     env = t.take("env", dict, {})
     if not all(isinstance(v, str) for v in env.values()):
         raise t.error("env", "values must be strings")
-    resolved_env = {k: _resolve_env_path(v, t.base) for k, v in env.items()}
-    pin_file = t.take_path("pin_file")
     token = TokenConfig(
         name=name,
-        module=str(module),
+        module=module,
         token_label=t.take("token_label", str),
         token_serial=t.take("token_serial", str),
-        pin_file=str(pin_file) if pin_file is not None else None,
+        pin_file=t.take("pin_file", str),
         pin_env=t.take("pin_env", str),
         pin_credential=t.take("pin_credential", str),
-        workers=t.take_int("workers", 2),
-        op_timeout=t.take_number("op_timeout", 10.0, 0.1),
-        env=resolved_env,
+        workers=t.take("workers", int, 2),
+        op_timeout=_seconds(t, "op_timeout", 10.0),
+        env=dict(env),
     )
     t.done()
-    if (token.token_label is None) == (token.token_serial is None):
-        raise t.error(None, "set exactly one of 'token_label' or 'token_serial'")
-    sources = [s for s in (token.pin_file, token.pin_env, token.pin_credential) if s]
-    if len(sources) != 1:
-        raise t.error(None, "set exactly one of 'pin_file', 'pin_env' or 'pin_credential'")
-    if token.workers > 64:
-        raise t.error("workers", "must be <= 64")
-    if token.pin_file is not None and not Path(token.pin_file).is_file():
-        raise t.error("pin_file", f"no such file: {token.pin_file}")
+    problem = token_problem(token)
+    if problem is not None:
+        raise t.error(*problem)
+    pin_file = _resolve_path(t, "pin_file", token.pin_file) if token.pin_file is not None else None
+    token = replace(
+        token,
+        module=_resolve_path(t, "module", token.module),
+        pin_file=pin_file,
+        env={k: _resolve_env_path(v, t.base) for k, v in env.items()},
+    )
+    if pin_file is not None and not Path(pin_file).is_file():
+        raise t.error("pin_file", f"no such file: {pin_file}")
     return token
+
+
+def _seconds(t: _Table, key: str, default: float) -> float:
+    """A number of seconds; its range is token_problem's business, its size ours."""
+    value = t.take(key, (int, float), default)
+    try:
+        return float(value)
+    except OverflowError:  # a TOML integer with hundreds of digits
+        raise t.error(key, "number too large") from None
+
+
+def _resolve_path(t: _Table, key: str, value: str) -> str:
+    """A path from the token table: ``~`` expanded, relative to the config's directory."""
+    try:
+        path = Path(value).expanduser()
+    except RuntimeError:  # "~nosuchuser/..."
+        raise t.error(key, f"cannot expand {value!r}") from None
+    return str(path if path.is_absolute() else t.base / path)
 
 
 def _resolve_env_path(value: str, base: Path) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 from hwgated import __version__
 from hwgated.auth.listeners import ListenerError
 from hwgated.config import LOG_LEVELS, ConfigError, load_config
+from hwgated.hsm.config import TokenConfigError
 from hwgated.logsetup import setup_logging
 
 EXIT_CONFIG = 2
@@ -59,12 +60,16 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"hwgated: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except Exception as exc:
+        where = args.testbed_dir if args.testbed else args.config
+        print(f"hwgated: {where}: cannot load the config: {exc!r}", file=sys.stderr)
+        return EXIT_CONFIG
     setup_logging(args.log_level or config.daemon.log_level, config.daemon.log_target)
     from hwgated.server import serve
 
     try:
         asyncio.run(serve(config, args.log_level))
-    except (ListenerError, ConfigError) as exc:
+    except (ListenerError, ConfigError, TokenConfigError) as exc:
         logging.getLogger("hwgated").error("%s", exc)
         return EXIT_CONFIG
     return 0

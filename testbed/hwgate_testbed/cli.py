@@ -57,6 +57,8 @@ def _print_up(result: orchestrate.UpResult) -> None:
     pc = result.pcscd
     print(f"# test bed in {paths.root}")
     print(f"#   pcscd:   {f'started, pid {pc.pid}' if pc.started_here else 'already running'}")
+    if pc.stale_cleared:
+        print(f"#            {pc.stale_cleared}")
     print(f"#   token:   {result.token.label} ({len(result.token.keys)} keys) in {paths.tokens}")
     print(f"#   cards:   {', '.join(result.cards)} (PIN {PIV_PIN}, PUK {PIV_PUK})")
     card = result.inserted

@@ -10,10 +10,13 @@ event itself, not a loop of sleeps.
 from __future__ import annotations
 
 import contextlib
+import errno
 import shutil
+import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from smartcard import scard
 
@@ -21,6 +24,10 @@ from hwgate_testbed import procs
 from hwgate_testbed.paths import VPCD_READER_PREFIX, TestbedPaths
 
 PCSCD_MARKER = ("pcscd", "-f")
+# pcscd's own run directory (compiled in: ipcdir=/run/pcscd), its pid file and socket.
+PCSCD_RUN_DIR = Path("/run/pcscd")
+PCSCD_PID_NAME = "pcscd.pid"
+PCSCD_COMM_NAME = "pcscd.comm"
 _PROBE_INTERVAL = 0.02  # between readiness probes of a pcscd we just started
 _LIVENESS_INTERVAL = 0.25  # how often a reader wait re-checks its give-up condition
 
@@ -46,6 +53,7 @@ class PcscdStatus:
     running: bool
     started_here: bool
     pid: int | None
+    stale_cleared: str = ""  # what a dead pcscd had left behind and `up` removed
 
 
 @contextlib.contextmanager
@@ -147,11 +155,69 @@ def status(paths: TestbedPaths) -> PcscdStatus:
     return PcscdStatus(running=vpcd_answers(), started_here=ours is not None, pid=ours)
 
 
-def ensure_running(paths: TestbedPaths, deadline: float) -> PcscdStatus:
+def _pid_in(pid_file: Path) -> int | None:
+    """The pid pcscd wrote ("PID\\n\\0"), or None when missing or garbled."""
+    try:
+        text = pid_file.read_bytes().replace(b"\0", b"").decode("ascii").strip()
+        return int(text)
+    except (FileNotFoundError, UnicodeDecodeError, ValueError):
+        return None
+
+
+def _socket_answers(path: Path) -> bool:
+    """Whether something accepts connections on the Unix socket `path` (a live pcscd)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        try:
+            sock.connect(str(path))
+        except OSError as exc:
+            if exc.errno in (errno.ECONNREFUSED, errno.ENOENT, errno.ENOTSOCK):
+                return False
+            raise
+    return True
+
+
+def clear_stale_run_files(run_dir: Path = PCSCD_RUN_DIR) -> str:
+    """Remove the pid file and socket a dead pcscd left in `run_dir`; say what was removed.
+
+    A pcscd killed with -9 leaves `pcscd.pid` and `pcscd.comm`. A new pcscd then
+    checks the old pid with kill(pid, 0) and, if that succeeds, exits with
+    "Another pcscd seems to be running". It succeeds for a zombie (an orphan
+    that an init which does not reap never collects) and for an unrelated
+    process that reused the pid. So the files are stale, and removed, when the
+    pid is not a live pcscd (gone, a zombie, or another program) and nothing
+    accepts connections on the socket. A live pcscd's files are never touched.
+    """
+    pid_file, comm = run_dir / PCSCD_PID_NAME, run_dir / PCSCD_COMM_NAME
+    if not (pid_file.exists() or comm.exists()):
+        return ""
+    pid = _pid_in(pid_file)
+    if pid is not None and procs.is_running(pid, ("pcscd",)):
+        return ""
+    if comm.exists() and _socket_answers(comm):
+        return ""
+    if pid is None:
+        what = "no readable pid"
+    elif procs.is_zombie(pid):
+        what = f"pid {pid} is a zombie"
+    elif procs.state(pid) is None:
+        what = f"pid {pid} is gone"
+    else:
+        what = f"pid {pid} is not pcscd"
+    removed = [f for f in (pid_file, comm) if f.exists() or f.is_symlink()]
+    for f in removed:
+        f.unlink(missing_ok=True)
+    return f"removed stale {', '.join(str(f) for f in removed)} ({what})"
+
+
+def ensure_running(
+    paths: TestbedPaths, deadline: float, run_dir: Path = PCSCD_RUN_DIR
+) -> PcscdStatus:
     """Use the pcscd that serves the vpcd readers, or start one (`pcscd -f`, never
-    --auto-exit: vpcd's readers die with it) and wait until it lists them."""
+    --auto-exit: vpcd's readers die with it) and wait until it lists them. Files a
+    dead pcscd left behind are removed first (clear_stale_run_files)."""
     if vpcd_answers():
         return status(paths)
+    stale = clear_stale_run_files(run_dir)
     exe = shutil.which("pcscd") or "/usr/sbin/pcscd"
     # -i: info level, so the log shows reader start-up and "daemon ready".
     pid = procs.spawn_detached([exe, "-f", "-i"], paths.pcscd_log)
@@ -164,7 +230,7 @@ def ensure_running(paths: TestbedPaths, deadline: float) -> PcscdStatus:
             raise PcscError(f"pcscd exited during start-up; see {paths.pcscd_log}")
         if time.monotonic() >= deadline:
             raise PcscError(f"pcscd did not list the vpcd readers in time; see {paths.pcscd_log}")
-    return PcscdStatus(running=True, started_here=True, pid=pid)
+    return PcscdStatus(running=True, started_here=True, pid=pid, stale_cleared=stale)
 
 
 def stop_ours(paths: TestbedPaths, deadline: float) -> bool:

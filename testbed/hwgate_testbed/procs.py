@@ -40,15 +40,29 @@ def spawn_detached(argv: Sequence[str], log: Path, env: Mapping[str, str] | None
     return proc.pid
 
 
-def cmdline(pid: int) -> list[str] | None:
-    """Arguments of a live (non-zombie) process, or None if it is gone."""
+def state(pid: int) -> str | None:
+    """The state letter of /proc/PID/stat (R, S, Z for a zombie, ...), None if no such pid."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
-    # field 3 of /proc/PID/stat, after the parenthesised command name
-    if stat.rpartition(")")[2].split()[0] in ("Z", "X"):
+    # field 3, after the parenthesised command name (which may itself hold ")")
+    fields = stat.rpartition(")")[2].split()
+    return fields[0] if fields else None
+
+
+def is_zombie(pid: int) -> bool:
+    """True for a process that exited and was not reaped (its pid still answers kill(0))."""
+    return state(pid) in ("Z", "X")
+
+
+def cmdline(pid: int) -> list[str] | None:
+    """Arguments of a live (non-zombie) process, or None if it is gone."""
+    if state(pid) in (None, "Z", "X"):
+        return None
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
     return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
 

@@ -19,8 +19,8 @@ def test_exit_code_is_64_plus_status_code() -> None:
     assert rpc_exit_code(grpc.StatusCode.UNAVAILABLE) == 78
 
 
-def test_list_services_and_methods(gateway: Gateway) -> None:
-    result = run_cli(["--addr", gateway.admin, "list"])
+def test_list_services_and_methods(conn: list[str]) -> None:
+    result = run_cli([*conn, "list"])
     assert result.code == 0, result.err
     services = result.out.split()
     for name in (
@@ -30,57 +30,52 @@ def test_list_services_and_methods(gateway: Gateway) -> None:
         "grpc.health.v1.Health",
     ):
         assert name in services
-    methods = run_cli(["--addr", gateway.admin, "list", "hwgate.v1.CardService", "--json"])
+    methods = run_cli([*conn, "list", "hwgate.v1.CardService", "--json"])
     assert methods.code == 0
     assert "hwgate.v1.CardService.WatchEvents" in methods.json()  # type: ignore[operator]
 
 
-def test_describe_service_message_and_health(gateway: Gateway) -> None:
-    service = run_cli(["--addr", gateway.admin, "describe", "hwgate.v1.CardService"])
+def test_describe_service_message_and_health(conn: list[str]) -> None:
+    service = run_cli([*conn, "describe", "hwgate.v1.CardService"])
     assert service.code == 0, service.err
     assert "rpc WatchEvents ( .hwgate.v1.WatchEventsRequest ) returns ( stream " in service.out
-    message = run_cli(["--addr", gateway.admin, "describe", "hwgate.v1.TransmitRequest"])
+    message = run_cli([*conn, "describe", "hwgate.v1.TransmitRequest"])
     assert "oneof target {" in message.out and "repeated bytes apdus = 3;" in message.out
-    health = run_cli(["--addr", gateway.admin, "describe", "grpc.health.v1.Health/Check"])
+    health = run_cli([*conn, "describe", "grpc.health.v1.Health/Check"])
     assert health.code == 0 and "rpc Check" in health.out
-    missing = run_cli(["--addr", gateway.admin, "describe", "no.such.Thing"])
+    missing = run_cli([*conn, "describe", "no.such.Thing"])
     assert missing.code == 1 and "not found" in missing.err
 
 
-def test_call_health_check_json(gateway: Gateway) -> None:
-    result = run_cli(["--addr", gateway.admin, "call", "grpc.health.v1.Health/Check", "-d", "{}"])
+def test_call_health_check_json(conn: list[str]) -> None:
+    result = run_cli([*conn, "call", "grpc.health.v1.Health/Check", "-d", "{}"])
     assert result.code == 0, result.err
     assert result.json() == {"status": "SERVING"}
 
 
-def test_call_reads_data_from_stdin_and_file(gateway: Gateway, tmp_path: object) -> None:
+def test_call_reads_data_from_stdin_and_file(conn: list[str], tmp_path: object) -> None:
     from pathlib import Path
 
     request = b'{"service": "hwgate.v1.CardService"}'
-    via_stdin = run_cli(
-        ["--addr", gateway.admin, "call", "grpc.health.v1.Health/Check", "-d", "@-"], stdin=request
-    )
+    via_stdin = run_cli([*conn, "call", "grpc.health.v1.Health/Check", "-d", "@-"], stdin=request)
     assert via_stdin.code == 0 and via_stdin.json() == {"status": "SERVING"}
     file = Path(str(tmp_path)) / "req.json"
     file.write_bytes(b'{"service": "no.such.Service"}')
-    via_file = run_cli(
-        ["--addr", gateway.admin, "call", "grpc.health.v1.Health/Check", "-d", f"@{file}"]
-    )
+    via_file = run_cli([*conn, "call", "grpc.health.v1.Health/Check", "-d", f"@{file}"])
     assert via_file.code == NOT_FOUND  # the health service does not know it
 
 
-def test_call_unary_hwgate_method(gateway: Gateway) -> None:
-    result = run_cli(["--addr", gateway.admin, "call", "hwgate.v1.CardService/ListReaders"])
+def test_call_unary_hwgate_method(conn: list[str]) -> None:
+    result = run_cli([*conn, "call", "hwgate.v1.CardService/ListReaders"])
     assert result.code == 0, result.err
     names = [r["name"] for r in result.json()["readers"]]  # type: ignore[index]
     assert vpcd_reader(0) in names
 
 
-def test_call_server_stream_prints_json_lines(gateway: Gateway) -> None:
+def test_call_server_stream_prints_json_lines(conn: list[str]) -> None:
     result = run_cli(
         [
-            "--addr",
-            gateway.admin,
+            *conn,
             "call",
             "hwgate.v1.CardService/WatchEvents",
             "-d",
@@ -97,20 +92,17 @@ def test_call_server_stream_prints_json_lines(gateway: Gateway) -> None:
     assert events[1]["type"] == "EVENT_TYPE_SNAPSHOT_COMPLETE"
 
 
-def test_stream_deadline_is_an_rpc_error(gateway: Gateway) -> None:
-    result = run_cli(
-        ["--addr", gateway.admin, "call", "hwgate.v1.CardService/WatchEvents", "--max-time", "0.5"]
-    )
+def test_stream_deadline_is_an_rpc_error(conn: list[str]) -> None:
+    result = run_cli([*conn, "call", "hwgate.v1.CardService/WatchEvents", "--max-time", "0.5"])
     assert len(result.lines()) >= 1  # the snapshot came before the deadline
     assert result.code == 64 + 4, result.err  # DEADLINE_EXCEEDED
     assert "DEADLINE_EXCEEDED" in result.err
 
 
-def test_rpc_error_shows_code_reason_and_metadata(gateway: Gateway) -> None:
+def test_rpc_error_shows_code_reason_and_metadata(conn: list[str]) -> None:
     result = run_cli(
         [
-            "--addr",
-            gateway.admin,
+            *conn,
             "call",
             "hwgate.v1.CardService/OpenSession",
             "-d",
@@ -122,8 +114,7 @@ def test_rpc_error_shows_code_reason_and_metadata(gateway: Gateway) -> None:
     assert "Reason: READER_NOT_FOUND (hwgate.v1)" in result.err
     as_json = run_cli(
         [
-            "--addr",
-            gateway.admin,
+            *conn,
             "--json",
             "call",
             "hwgate.v1.CardService/OpenSession",
@@ -145,13 +136,11 @@ def test_policy_denied_exit_code(gateway: Gateway) -> None:
     assert json.loads(result.err)["reason"] == "POLICY_DENIED"
 
 
-def test_usage_and_connection_errors_exit_1(gateway: Gateway, tmp_path: object) -> None:
-    assert run_cli(["--addr", gateway.admin, "call"]).code == 1  # missing SERVICE/METHOD
-    bad_json = run_cli(
-        ["--addr", gateway.admin, "call", "grpc.health.v1.Health/Check", "-d", "{nope"]
-    )
+def test_usage_and_connection_errors_exit_1(conn: list[str], tmp_path: object) -> None:
+    assert run_cli([*conn, "call"]).code == 1  # missing SERVICE/METHOD
+    bad_json = run_cli([*conn, "call", "grpc.health.v1.Health/Check", "-d", "{nope"])
     assert bad_json.code == 1 and "bad request data" in bad_json.err
-    unknown = run_cli(["--addr", gateway.admin, "call", "hwgate.v1.CardService/Nope"])
+    unknown = run_cli([*conn, "call", "hwgate.v1.CardService/Nope"])
     assert unknown.code == 1
     nowhere = run_cli(
         ["--addr", f"unix://{tmp_path}/none.sock", "--connect-timeout", "0.5", "list"]

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 from clients_support import Gateway, run_cli, start_gateway
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 import hwgate
 from hwgate_testbed.paths import vpcd_reader
@@ -45,6 +48,24 @@ def test_cli_mtls_options(gateway: Gateway) -> None:
     assert no_client_cert.code != 0
     plaintext = run_cli(["--addr", gateway.tcp, "--plaintext", "--connect-timeout", "1", "list"])
     assert plaintext.code == 1 and "cannot connect" in plaintext.err
+
+
+def test_cli_sign_with_issuing_ca_over_mtls_as_enrollment(gateway: Gateway, tmp_path: Path) -> None:
+    """The reported command: the TLS ``--key`` and the HSM key no longer collide."""
+    tbs = tmp_path / "tbs.der"
+    tbs.write_bytes(b"to be signed by the issuing CA")
+    sig = tmp_path / "sig.der"
+    conn = ["--addr", gateway.tcp, *gateway.tls_args("enrollment")]
+    argv = [*conn, "sign", "issuing-ca", "--alg", "rsa-pkcs1-sha256", "--in", str(tbs)]
+    result = run_cli([*argv, "--out", str(sig)])
+    assert result.code == 0, result.err
+    ca = x509.load_pem_x509_certificate((gateway.pki / "issuing-ca.pem").read_bytes())
+    public = ca.public_key()
+    assert isinstance(public, rsa.RSAPublicKey)
+    public.verify(sig.read_bytes(), tbs.read_bytes(), padding.PKCS1v15(), hashes.SHA256())
+    # The role still comes from enrollment.pem: a key only admin may use is refused.
+    denied = run_cli([*conn, "sign", "cli-test-none", "--alg", "ecdsa-sha256", "--in", str(tbs)])
+    assert denied.code == 64 + 7, denied.err  # PERMISSION_DENIED
 
 
 def test_round_robin_spreads_calls_and_skips_a_stopped_gateway(

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import sys
 import threading
 from datetime import datetime
 
 from hwgate.cli.context import Context
 from hwgate.cli.output import EXIT_OK, fail, print_json, print_table, to_dict
+from hwgate.cli.secret_input import read_secret
 from hwgate.v1 import card_pb2
 
 FMT = argparse.RawDescriptionHelpFormatter
@@ -103,19 +103,9 @@ def cmd_card_info(ctx: Context) -> int:
     return EXIT_OK
 
 
-def _read_pin(a: argparse.Namespace) -> bytearray:
-    """The PIN from a file, stdin or the terminal (no echo); never from argv."""
-    if a.pin_file:
-        with open(a.pin_file, "rb") as f:
-            return bytearray(f.read().strip())
-    if a.pin_stdin:
-        return bytearray(sys.stdin.buffer.readline().strip())
-    return bytearray(getpass.getpass("PIN: ").encode("ascii"))
-
-
 def cmd_verify_pin(ctx: Context) -> int:
     a = ctx.args
-    pin = _read_pin(a)
+    pin = read_secret("PIN", file=a.pin_file, stdin=a.pin_stdin)
     client = ctx.client()
     try:
         with client.card_session(a.reader) as session:
@@ -162,12 +152,13 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
     p = card.add_parser(
         "verify-pin", parents=[common], formatter_class=FMT, help="check the PIV PIN",
         description="Verify the PIV PIN in a session that is closed right after. The PIN is\n"
-        "read from the terminal without echo, or --pin-file / --pin-stdin; never argv.",
+        "read from the terminal without echo, or --pin-file / --pin-stdin; never argv.\n"
+        "Without a terminal (scripts) use --pin-stdin: one line, no prompt.",
         epilog="example:\n  hwgate card verify-pin --reader 'Virtual PCD 00 00' --pin-stdin < pin",
     )  # fmt: skip
     p.add_argument("--reader", required=True)
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--pin-file", metavar="FILE")
-    src.add_argument("--pin-stdin", action="store_true")
+    src.add_argument("--pin-file", metavar="FILE", help="read the PIN from FILE's first line")
+    src.add_argument("--pin-stdin", action="store_true", help="read one line from stdin")
     p.add_argument("--allow-last-attempt", action="store_true")
     p.set_defaults(func=cmd_verify_pin)

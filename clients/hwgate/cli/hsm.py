@@ -1,4 +1,9 @@
-"""Friendly HSM verbs: ``keys``, ``key pub``, ``sign``, ``derive``, ``keygen``."""
+"""Friendly HSM verbs: ``keys``, ``key pub KEY``, ``sign KEY``, ``derive KEY``, ``keygen KEY``.
+
+The HSM key is always the positional ``KEY`` (dest ``hsm_key``): the global
+connection options keep grpcurl's names (``--key`` is the client's private key),
+and a subcommand option with the same name or dest would overwrite them.
+"""
 
 from __future__ import annotations
 
@@ -44,7 +49,8 @@ def cmd_keys(ctx: Context) -> int:
 
 
 def cmd_key_pub(ctx: Context) -> int:
-    response = ctx.client().get_public_key(names.key_ref(ctx.args.ref, ctx.args.token or ""))
+    ref = ctx.args.hsm_key
+    response = ctx.client().get_public_key(names.key_ref(ref, ctx.args.token or ""))
     if ctx.args.pem:
         sys.stdout.write(response.pem if response.pem.endswith("\n") else response.pem + "\n")
     elif ctx.json:
@@ -52,7 +58,7 @@ def cmd_key_pub(ctx: Context) -> int:
     else:
         print_table(
             ["FIELD", "VALUE"],
-            [("key", response.key.uri or ctx.args.ref), ("algorithm", _alg(response.algorithm)),
+            [("key", response.key.uri or ref), ("algorithm", _alg(response.algorithm)),
              ("spki (base64)", base64.b64encode(response.der).decode())],
         )  # fmt: skip
     return EXIT_OK
@@ -69,7 +75,7 @@ def cmd_sign(ctx: Context) -> int:
     a = ctx.args
     algorithm = names.signature_algorithm(a.alg)
     data = _read_input(a.input)
-    key = names.key_ref(a.key, a.token or "")
+    key = names.key_ref(a.hsm_key, a.token or "")
     if algorithm == common_pb2.SIGNATURE_ALGORITHM_HMAC_SHA256:
         signature = ctx.client().sign(key, algorithm, data=data)
     else:
@@ -102,7 +108,7 @@ def _peer_key(path: str | None) -> bytes:
 def cmd_derive(ctx: Context) -> int:
     a = ctx.args
     request = hsm_pb2.DeriveRequest(
-        base_key=names.key_ref(a.key, a.token or ""),
+        base_key=names.key_ref(a.hsm_key, a.token or ""),
         mechanism=names.from_kebab(hsm_pb2.DeriveMechanism, a.mechanism, DERIVE_PREFIX),  # type: ignore[arg-type]
         peer_public_key=_peer_key(a.peer_key),
         data=bytes.fromhex(a.data or ""),
@@ -130,13 +136,21 @@ def cmd_derive(ctx: Context) -> int:
 def cmd_keygen(ctx: Context) -> int:
     a = ctx.args
     key = ctx.client().generate_key_pair(
-        a.label, a.alg, token=a.token or "", ephemeral=a.ephemeral, extractable=a.extractable
+        a.hsm_key, a.alg, token=a.token or "", ephemeral=a.ephemeral, extractable=a.extractable
     )
     if ctx.json:
         print_json(to_dict(key))
     else:
         print_table(["LABEL", "ALGORITHM", "URI"], [(key.label, _alg(key.algorithm), key.uri)])
     return EXIT_OK
+
+
+KEY_HELP = "KEY: a label, a pkcs11: URI or id:HEX."
+
+
+def _key_argument(parser: argparse.ArgumentParser, text: str = "the HSM key") -> None:
+    """The HSM key is a positional KEY: ``--key`` is the connection's client key (grpcurl)."""
+    parser.add_argument("hsm_key", metavar="KEY", help=text)
 
 
 def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -154,24 +168,24 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
     )
     p = key.add_parser(
         "pub", parents=[common], formatter_class=FMT, help="a key's public half",
-        description="Print a key's public key. REF: a label, a pkcs11: URI or id:HEX.",
+        description=f"Print a key's public key. {KEY_HELP}",
         epilog="example:\n  hwgate key pub signer-p256 --pem > signer.pub.pem",
     )  # fmt: skip
-    p.add_argument("ref", metavar="REF")
+    _key_argument(p)
     p.add_argument("--token")
     p.add_argument("--pem", action="store_true", help="print PEM only")
     p.set_defaults(func=cmd_key_pub)
 
     p = sub.add_parser(
         "sign", parents=[common], formatter_class=FMT, help="sign a file with an HSM key",
-        description="Sign a file with an HSM key. The file is hashed here with the\n"
+        description="Sign a file with the HSM key KEY. The file is hashed here with the\n"
         "algorithm's hash unless --digest says it already is the digest (HMAC: the data\n"
-        "itself is sent). The DER/raw signature goes to --out or stdout.\n"
+        f"itself is sent). The DER/raw signature goes to --out or stdout.\n{KEY_HELP}\n"
         f"ALG: {', '.join(SIG_CHOICES)}",
         epilog="example:\n"
-        "  hwgate sign --key signer-p256 --alg ecdsa-sha256 --in doc.pdf --out doc.sig",
+        "  hwgate sign signer-p256 --alg ecdsa-sha256 --in doc.pdf --out doc.sig",
     )  # fmt: skip
-    p.add_argument("--key", required=True, metavar="REF")
+    _key_argument(p)
     p.add_argument("--token")
     p.add_argument("--alg", required=True, metavar="ALG", choices=SIG_CHOICES)
     p.add_argument("--in", dest="input", required=True, metavar="FILE", help="input, - = stdin")
@@ -181,20 +195,20 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
 
     p = sub.add_parser(
         "derive", parents=[common], formatter_class=FMT, help="derive a key in the HSM",
-        description="Derive a new key inside the HSM (ECDH or AES diversification).\n"
-        f"MECHANISM: {', '.join(DERIVE_CHOICES)}",
-        epilog="examples:\n  hwgate derive --key ecdh-p256 --mechanism ecdh --peer-key peer.pem "
+        description="Derive a new key inside the HSM from the base key KEY (ECDH or AES\n"
+        f"diversification). {KEY_HELP}\nMECHANISM: {', '.join(DERIVE_CHOICES)}",
+        epilog="examples:\n  hwgate derive ecdh-p256 --mechanism ecdh --peer-key peer.pem "
         "--algorithm aes-256 --extractable --return-value\n"
-        "  hwgate derive --key activation-master --mechanism aes-ecb-encrypt-data "
+        "  hwgate derive activation-master --mechanism aes-ecb-encrypt-data "
         "--data 00112233445566778899aabbccddeeff --label code-1",
     )  # fmt: skip
-    p.add_argument("--key", required=True, metavar="REF", help="the base key")
+    _key_argument(p, "the base key")
     p.add_argument("--token")
     p.add_argument("--mechanism", required=True, choices=DERIVE_CHOICES)
     p.add_argument("--peer-key", metavar="FILE", help="ECDH peer public key (PEM, DER or point)")
     p.add_argument("--data", metavar="HEX")
     p.add_argument("--iv", metavar="HEX")
-    p.add_argument("--label")
+    p.add_argument("--label", help="the derived key's label")
     p.add_argument("--algorithm", default="aes-256", choices=KEY_CHOICES)
     p.add_argument("--extractable", action="store_true")
     p.add_argument("--persistent", action="store_true")
@@ -203,10 +217,11 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
 
     p = sub.add_parser(
         "keygen", parents=[common], formatter_class=FMT, help="generate a key in the HSM",
-        description=f"Generate a key pair or secret key. ALG: {', '.join(KEY_CHOICES)}",
-        epilog="example:\n  hwgate keygen --label tmp-signer --alg ec-p256 --ephemeral",
+        description="Generate a key pair or secret key labelled KEY.\n"
+        f"ALG: {', '.join(KEY_CHOICES)}",
+        epilog="example:\n  hwgate keygen tmp-signer --alg ec-p256 --ephemeral",
     )  # fmt: skip
-    p.add_argument("--label", required=True)
+    _key_argument(p, "the new key's label")
     p.add_argument("--alg", required=True, choices=KEY_CHOICES)
     p.add_argument("--token")
     p.add_argument("--ephemeral", action="store_true", help="session object (gone at restart)")

@@ -35,7 +35,34 @@ examples:
   hwgate list
   hwgate call grpc.health.v1.Health/Check -d '{{}}'
   hwgate --addr localhost:7443 --cacert ca.pem --cert admin.pem --key admin.key readers
+  hwgate --addr localhost:7443 --cacert ca.pem --cert enrollment.pem --key enrollment.key \\
+    sign issuing-ca --alg ecdsa-sha256 --in tbs.der --out sig.der
+
+Connection options go before COMMAND and keep grpcurl's names; no command reuses
+them (the HSM key of sign, key pub, derive and keygen is the positional KEY).
+Secrets (the PIN) are never arguments: a prompt without echo, --pin-stdin or --pin-file.
 """
+
+
+CONNECTION_OPTIONS = ("--addr", "--plaintext", "--cacert", "--cert", "--key", "--servername",
+                      "-H", "--header", "--connect-timeout")  # fmt: skip
+KEY_HINT = (
+    "the HSM key is the positional KEY (hwgate sign KEY --alg ...; also key pub, derive, "
+    "keygen); --key is the client's TLS key"
+)
+
+
+def usage_hint(message: str) -> str:
+    """A hint for the classic slip: a connection option after the command (or the old
+    ``sign --key REF`` form). Connection options go before the command, as in grpcurl."""
+    if not message.startswith("unrecognized arguments:"):
+        return ""
+    words = message.split(":", 1)[1].split()
+    if "--key" in words:
+        return KEY_HINT
+    if any(w.split("=")[0] in CONNECTION_OPTIONS for w in words):
+        return "connection options go before the command: hwgate [--addr ...] COMMAND ..."
+    return ""
 
 
 class Parser(argparse.ArgumentParser):
@@ -43,7 +70,10 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.print_usage(sys.stderr)
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+        hint = usage_hint(message)
+        self.exit(
+            EXIT_USAGE, f"{self.prog}: error: {message}\n" + (f"hint: {hint}\n" if hint else "")
+        )
 
 
 def _common() -> Parser:

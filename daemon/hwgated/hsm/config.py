@@ -9,6 +9,7 @@ worker's pipe, never through argv or the environment.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,16 @@ from pathlib import Path
 from hwgated.hsm.errors import HsmLoginFailed, InvalidArgument
 
 CREDENTIALS_DIRECTORY = "CREDENTIALS_DIRECTORY"
+MAX_WORKERS = 64
+MIN_OP_TIMEOUT = 0.1
+_TEXT_KEYS = ("name", "module", "token_label", "token_serial",
+              "pin_file", "pin_env", "pin_credential")  # fmt: skip
+_ONE_OF_TOKEN = ("token_label", "token_serial")
+_ONE_OF_PIN = ("pin_file", "pin_env", "pin_credential")
+
+
+class TokenConfigError(InvalidArgument):
+    """A token table that ``token_problem`` refuses (hwgated exits 2 on it, no traceback)."""
 
 
 @dataclass(frozen=True)
@@ -35,18 +46,12 @@ class TokenConfig:
     env: dict[str, str] = field(default_factory=dict)
 
     def validate(self) -> None:
-        """Raise InvalidArgument naming the first inconsistent key."""
-        if (self.token_label is None) == (self.token_serial is None):
-            raise InvalidArgument(f"hsm.token {self.name!r}: set one of token_label, token_serial")
-        sources = [s for s in (self.pin_file, self.pin_env, self.pin_credential) if s is not None]
-        if len(sources) != 1:
-            raise InvalidArgument(
-                f"hsm.token {self.name!r}: set one of pin_file, pin_env, pin_credential"
-            )
-        if not 1 <= self.workers <= 64:
-            raise InvalidArgument(f"hsm.token {self.name!r}: workers must be 1..64")
-        if not self.op_timeout > 0:
-            raise InvalidArgument(f"hsm.token {self.name!r}: op_timeout must be > 0")
+        """Raise InvalidArgument naming the first inconsistent key (see token_problem)."""
+        problem = token_problem(self)
+        if problem is not None:
+            key, message = problem
+            where = f"hsm.token {self.name!r}" + (f": {key}" if key else "")
+            raise TokenConfigError(f"{where}: {message}")
 
     def describe_pin_source(self) -> str:
         """Where the PIN comes from, for log lines (never the PIN)."""
@@ -55,6 +60,45 @@ class TokenConfig:
         if self.pin_env is not None:
             return f"pin_env {self.pin_env}"
         return f"pin_credential {self.pin_credential}"
+
+
+def token_problem(token: TokenConfig) -> tuple[str | None, str] | None:
+    """The first problem of one token table as (key, message), or None when it is sound.
+
+    The one validator of ``[[hsm.token]]``: the config loader reports its answer
+    as ``FILE: hsm.token[N].KEY: message`` (exit 2) and ``HsmPool`` refuses the
+    same configs, so a table cannot pass one and fail the other. A key that is
+    set counts as set even when empty (``pin_env = ""``); an empty value is its
+    own error, naming the key, before the exactly-one-of rules.
+    """
+    for key in _TEXT_KEYS:
+        value = getattr(token, key)
+        if value is None:
+            continue
+        if not value.strip():
+            return key, "must not be empty"
+        if "\x00" in value:
+            return key, "may not contain a NUL byte"
+    if token.pin_credential is not None and "/" in token.pin_credential:
+        return "pin_credential", "a credential name, not a path"
+    for name, value in token.env.items():
+        if not name or "=" in name or "\x00" in name:
+            return "env", f"not a variable name: {name!r}"
+        if "\x00" in value:
+            return "env", f"{name}: may not contain a NUL byte"
+    for group in (_ONE_OF_TOKEN, _ONE_OF_PIN):
+        if sum(getattr(token, key) is not None for key in group) != 1:
+            return None, "set exactly one of " + _or(group)
+    if not 1 <= token.workers <= MAX_WORKERS:
+        return "workers", f"must be 1..{MAX_WORKERS}"
+    if not (math.isfinite(token.op_timeout) and token.op_timeout >= MIN_OP_TIMEOUT):
+        return "op_timeout", f"must be a finite number >= {MIN_OP_TIMEOUT}"
+    return None
+
+
+def _or(keys: tuple[str, ...]) -> str:
+    quoted = [f"'{k}'" for k in keys]
+    return ", ".join(quoted[:-1]) + " or " + quoted[-1]
 
 
 def read_pin(config: TokenConfig) -> bytearray:

@@ -70,6 +70,7 @@ allow = {q(allow)}
 [[policy.keys]]
 pattern = "*"
 roles = ["fuzzer"]
+create = ["fuzzer"]
 [[policy.readers]]
 pattern = "*"
 roles = ["fuzzer"]

@@ -33,7 +33,7 @@ from typing import cast
 from hwgate.v1 import error_pb2, hsm_pb2
 from hwgated.api import hsm_convert
 from hwgated.api.errors import classify
-from hwgated.api.hsm_access import SIGN_CLASSES, KeyAccess, ResolvedKey, annotated
+from hwgated.api.hsm_access import SIGN_CLASSES, KeyAccess, ResolvedKey, annotated, outcome
 from hwgated.api.hsm_signing import audit_sign, check_key_type, sign_input
 from hwgated.errors import InvalidArgument
 from hwgated.hsm import SignAlgorithm
@@ -140,9 +140,7 @@ class StreamSigner:
             error = stream_error(exc)
             for index in group.indexes:
                 out[index].error.CopyFrom(error)
-            audit_sign(
-                label or hsm_convert.ref_text(group.first.key), algorithm, (), error_name(error)
-            )
+            audit_sign(label or hsm_convert.ref_text(group.first.key), algorithm, (), outcome(exc))
             return
         ready: list[tuple[int, int, int]] = []  # (index, first input, count)
         inputs: list[bytes] = []

@@ -37,6 +37,7 @@ class WorkerChannel(asyncio.Protocol):
         self.name = name
         self.process = process
         self.load = 0  # requests reserved by the pool (sent or about to be)
+        self.bulk_load = 0  # of which bulk work (the pool caps it below the pipeline depth)
         self.started_at = time.monotonic()
         loop = asyncio.get_running_loop()
         self._loop = loop

@@ -483,6 +483,10 @@ def _resource_rule(t: _Table, creatable: bool = False) -> ResourceRule:
         raise t.error("create", "a derive-value: rule grants no key creation")
     rule = ResourceRule(pattern=pattern, roles=t.take_strings("roles"), create=create)
     t.done()
+    outside = [role for role in create if role not in rule.roles]
+    if outside:
+        # A role that could create keys it may not use could probe hidden labels (KEY_EXISTS).
+        raise t.error("create", f"role {outside[0]!r} must also be listed in 'roles'")
     return rule
 
 

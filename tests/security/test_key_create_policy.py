@@ -67,6 +67,7 @@ def test_use_rules_are_unchanged_by_create() -> None:
         ({"pattern": "x", "roles": ["admin"], "create": ["ghost"]}, "ghost"),
         ({"pattern": "derive-value:x", "roles": ["admin"], "create": ["admin"]}, "create"),
         ({"pattern": "x", "roles": ["admin"], "create": "admin"}, "create"),
+        ({"pattern": "x", "roles": ["admin"], "create": ["admin", "enrollment"]}, "also"),
     ],
 )
 def test_bad_create_grants_are_config_errors(rule: dict[str, Any], fragment: str) -> None:

@@ -29,6 +29,7 @@ BENCHMARKS: list[tuple[str, list[str], float]] = [
     ("card", ["bench/bench_card.py"], 1200),
     ("hsm", ["bench/bench_hsm.py"], 900),
     ("hsm_pool", ["bench/bench_hsm_pool.py"], 600),
+    ("hsm_fairness", ["-m", "bench.bench_hsm_fairness"], 600),
     ("piv", ["bench/bench_piv.py"], 1200),
     ("daemon", ["-m", "bench.bench_daemon"], 600),
 ]

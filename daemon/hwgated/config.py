@@ -89,10 +89,16 @@ class IdentityRule:
 
 @dataclass(frozen=True)
 class ResourceRule:
-    """Which roles may use keys (or readers) whose name matches ``pattern``."""
+    """Which roles may use keys (or readers) whose name matches ``pattern``.
+
+    ``create`` (key rules only) lists the roles that may create new persistent
+    keys with a matching label (GenerateKeyPair, persistent Derive): a separate
+    grant, empty by default, so a role that may use keys never mints names.
+    """
 
     pattern: str
     roles: tuple[str, ...]
+    create: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -483,19 +489,26 @@ def _policy(t: _Table) -> PolicyConfig:
     policy = PolicyConfig(
         roles=roles,
         identities=tuple(identities),
-        keys=tuple(_resource_rule(r) for r in t.take_tables("keys")),
+        keys=tuple(_resource_rule(r, creatable=True) for r in t.take_tables("keys")),
         readers=tuple(_resource_rule(r) for r in t.take_tables("readers")),
     )
     t.done()
     return policy
 
 
-def _resource_rule(t: _Table) -> ResourceRule:
+def _resource_rule(t: _Table, creatable: bool = False) -> ResourceRule:
     pattern = t.take("pattern", str)
     if not pattern:
         raise t.error("pattern", "required")
-    rule = ResourceRule(pattern=pattern, roles=t.take_strings("roles"))
+    create = t.take_strings("create") if creatable else ()
+    if create and pattern.startswith("derive-value:"):
+        raise t.error("create", "a derive-value: rule grants no key creation")
+    rule = ResourceRule(pattern=pattern, roles=t.take_strings("roles"), create=create)
     t.done()
+    outside = [role for role in create if role not in rule.roles]
+    if outside:
+        # A role that could create keys it may not use could probe hidden labels (KEY_EXISTS).
+        raise t.error("create", f"role {outside[0]!r} must also be listed in 'roles'")
     return rule
 
 
@@ -529,7 +542,7 @@ def _check_roles(listeners: tuple[ListenerConfig, ...], policy: PolicyConfig, to
     ]
     named += [("policy.identity", rule.role) for rule in policy.identities]
     for rule in (*policy.keys, *policy.readers):
-        named += [(f"policy rule {rule.pattern!r}", role) for role in rule.roles]
+        named += [(f"policy rule {rule.pattern!r}", role) for role in (*rule.roles, *rule.create)]
     for where, role in named:
         if role not in policy.roles:
             raise ConfigError(

@@ -33,6 +33,9 @@ KEY_RULES: list[tuple[str, list[str]]] = [
     ("ecdh-p256", ["enrollment", "admin"]),
     ("*", ["admin"]),
 ]
+# Which roles may create new persistent keys under each KEY_RULES pattern (the
+# `create` grant): only the administrator; the enrollment server uses keys.
+KEY_CREATE: dict[str, list[str]] = {pattern: ["admin"] for pattern, _ in KEY_RULES}
 READER_RULES: list[tuple[str, list[str]]] = [("*", ["kiosk", "admin"])]
 
 
@@ -74,7 +77,9 @@ def render(paths: TestbedPaths, pki: TlsPki) -> str:
     for name in PKI_CLIENTS:
         lines += _table("[[policy.identity]]", [("san_uri", spiffe_uri(name)), ("role", name)])
     for pattern, roles in KEY_RULES:
-        lines += _table("[[policy.keys]]", [("pattern", pattern), ("roles", roles)])
+        create = KEY_CREATE.get(pattern, [])
+        lines += _table("[[policy.keys]]", [("pattern", pattern), ("roles", roles),
+                                            *([("create", create)] if create else [])])  # fmt: skip
     for pattern, roles in READER_RULES:
         lines += _table("[[policy.readers]]", [("pattern", pattern), ("roles", roles)])
     lines += _table("[limits]", [("verify_pin_per_minute", 10), ("max_sessions_per_identity", 4),

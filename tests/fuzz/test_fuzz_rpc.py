@@ -2,7 +2,8 @@
 proper status, never INTERNAL/UNKNOWN, and keeps serving afterwards.
 
 Two layers: random bytes as the serialized request (protobuf decoding at the
-edge), and well-formed messages with random field values (the servicers'
+edge: a request that is not protobuf must end the call with INVALID_ARGUMENT,
+never OK), and well-formed messages with random field values (the servicers'
 validation). The fuzzing role may call every hwgate.v1 method except those that
 would destroy the shared test bed token (DeleteKey, GenerateKeyPair).
 """
@@ -20,11 +21,12 @@ import pytest
 from fuzz_support import fuzz_settings
 from google.protobuf import descriptor as pb_descriptor
 from google.protobuf import message_factory
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hwgate.v1 import card_pb2, card_pb2_grpc, hsm_pb2, hsm_pb2_grpc, piv_pb2
+from hwgate.v1 import card_pb2, card_pb2_grpc, common_pb2, hsm_pb2, hsm_pb2_grpc, piv_pb2
 from hwgate_testbed.paths import SOFTHSM_MODULE, TOKEN_LABEL
 from support.daemon import DaemonProc, start_daemon
 
@@ -70,6 +72,7 @@ allow = {q(allow)}
 [[policy.keys]]
 pattern = "*"
 roles = ["fuzzer"]
+create = ["fuzzer"]
 [[policy.readers]]
 pattern = "*"
 roles = ["fuzzer"]
@@ -96,9 +99,24 @@ def channel(fuzzd: DaemonProc) -> Iterator[grpc.Channel]:
         yield ch
 
 
+def decodable(method: pb_descriptor.MethodDescriptor, raw: bytes) -> bool:
+    """Whether *raw* parses as the method's request message (the same upb the server uses)."""
+    try:
+        message_factory.GetMessageClass(method.input_type).FromString(raw)
+    except DecodeError:
+        return False
+    return True
+
+
 def invoke(channel: grpc.Channel, method: pb_descriptor.MethodDescriptor, raw: list[bytes]) -> None:
-    """Send *raw* serialized request(s) with identity serializers; check the outcome."""
+    """Send *raw* serialized request(s) with identity serializers; check the outcome.
+
+    Never INTERNAL/UNKNOWN; and a call or stream that was sent a message that is not
+    protobuf for the method must not end OK: INVALID_ARGUMENT, whatever came before.
+    """
     name = path(method)
+    sent = raw if method.client_streaming else raw[:1]
+    garbage = not all(decodable(method, r) for r in sent)
     try:
         if method.client_streaming:
             call = channel.stream_stream(name, None, None)(iter(raw), timeout=5)
@@ -116,6 +134,10 @@ def invoke(channel: grpc.Channel, method: pb_descriptor.MethodDescriptor, raw: l
     except grpc.RpcError as err:
         code = err.code()
         assert code not in BUGS, f"{name}: {code} {err.details()} for {raw!r}"
+        if garbage:
+            assert code == grpc.StatusCode.INVALID_ARGUMENT, f"{name}: {code} for {raw!r}"
+        return
+    assert not garbage, f"{name} answered OK to a request that is not protobuf: {raw!r}"
 
 
 def assert_serving(channel: grpc.Channel) -> None:
@@ -136,6 +158,28 @@ METHOD_INDEX = st.sampled_from(range(len(METHODS)))
 @given(METHOD_INDEX, st.lists(st.binary(max_size=200), min_size=1, max_size=4))
 def test_random_bytes_as_requests(channel: grpc.Channel, which: int, raw: list[bytes]) -> None:
     invoke(channel, METHODS[which], raw)
+
+
+SIGN_STREAM = next(m for m in METHODS if m.name == "SignStream")
+GOOD_SIGN = hsm_pb2.SignStreamRequest(
+    request_id=1,
+    key=hsm_pb2.KeyRef(label="signer-p256"),
+    algorithm=common_pb2.SIGNATURE_ALGORITHM_ECDSA_SHA256,
+    digest=bytes(32),
+).SerializeToString()
+
+
+@fuzz_settings(1)
+@given(
+    st.binary(min_size=1, max_size=60).filter(lambda b: not decodable(SIGN_STREAM, b)),
+    st.integers(0, 3),
+    st.integers(0, 3),
+)
+def test_garbage_inside_a_good_sign_stream(
+    channel: grpc.Channel, garbage: bytes, before: int, after: int
+) -> None:
+    """[good..., garbage, good...] must end INVALID_ARGUMENT (it used to end OK)."""
+    invoke(channel, SIGN_STREAM, [GOOD_SIGN] * before + [garbage] + [GOOD_SIGN] * after)
 
 
 # ---- well-formed messages with hostile field values -----------------------------------------

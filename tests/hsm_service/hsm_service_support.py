@@ -3,8 +3,8 @@
 One daemon is shared by the tests that do not damage it (module scope, so
 startup is paid once); tests that kill workers or break the module start
 their own with ``start_hsm_daemon``. Three Unix listeners give three roles:
-admin (every RPC, every key), enrollment (HsmService, every key but
-issuing-ca) and kiosk (no HsmService at all).
+admin (every RPC, every key, creates any key), enrollment (HsmService, every
+key but issuing-ca, creates only ``svc-act-*`` keys) and kiosk (no HsmService).
 """
 
 from __future__ import annotations
@@ -25,8 +25,16 @@ KEY_RULES: list[tuple[str, list[str]]] = [
     ("derive-value:ecdh-*", ["admin"]),
     ("derive-value:svc-*", ["admin"]),
     ("issuing-ca", ["admin"]),
+    ("svc-act-*", ["admin", "enrollment"]),
     ("*", ["admin", "enrollment"]),
 ]
+# The `create` grant: the administrator mints any persistent key, the enrollment
+# role only activation keys (``svc-act-*``, derived from activation-master).
+KEY_CREATE: dict[str, list[str]] = {
+    "issuing-ca": ["admin"],
+    "svc-act-*": ["admin", "enrollment"],
+    "*": ["admin"],
+}
 
 
 @dataclass
@@ -72,7 +80,8 @@ def render_config(directory: Path, testbed: object, module: str | None = None) -
         '[policy.roles.kiosk]\nallow = ["hwgate.v1.CardService/*"]\n',
     ]
     for pattern, roles in KEY_RULES:
-        lines.append(f"[[policy.keys]]\npattern = {q(pattern)}\nroles = {q(roles)}\n")
+        create = f"create = {q(KEY_CREATE[pattern])}\n" if pattern in KEY_CREATE else ""
+        lines.append(f"[[policy.keys]]\npattern = {q(pattern)}\nroles = {q(roles)}\n{create}")
     config = directory / "hwgated.toml"
     config.write_text("\n".join(lines))
     return config

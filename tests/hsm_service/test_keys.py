@@ -170,7 +170,7 @@ def test_generate_refusals(hsmd) -> None:
         hsmd.stub("enrollment").GenerateKeyPair,
         hsm_pb2.GenerateKeyPairRequest(label="issuing-ca", algorithm=K.KEY_ALGORITHM_EC_P256),
     )
-    assert (reason, meta) == ("POLICY_DENIED", {"rule": "key"})  # the new label is checked first
+    assert (reason, meta) == ("POLICY_DENIED", {"rule": "create"})  # the new label is checked first
 
 
 def test_ecdh_derive_equals_cryptography(hsmd) -> None:
@@ -353,4 +353,5 @@ def test_delete_unknown_and_denied(hsmd) -> None:
     _code, reason, meta = rpc_error(
         hsmd.stub("enrollment").DeleteKey, hsm_pb2.DeleteKeyRequest(key=label("issuing-ca"))
     )
-    assert (reason, meta) == ("POLICY_DENIED", {"rule": "key"})
+    # A key the caller may not use looks like no key at all.
+    assert (reason, meta) == ("KEY_NOT_FOUND", {"key": "issuing-ca"})

@@ -162,12 +162,9 @@ def test_policy_denies_keys_per_role_even_by_id(hsmd) -> None:
         hsm_pb2.KeyRef(id=ca_id),
         hsm_pb2.KeyRef(uri=f"pkcs11:id=%{ca_id.hex()}"),
     ):
-        code, reason, meta = _sign_error(enrollment, key=ref, algorithm=rsa256, digest=digest)
-        assert (code, reason, meta) == (
-            grpc.StatusCode.PERMISSION_DENIED,
-            "POLICY_DENIED",
-            {"rule": "key"},
-        )
+        code, reason, _meta = _sign_error(enrollment, key=ref, algorithm=rsa256, digest=digest)
+        # A key the caller may not use looks missing (test_key_visibility has the details).
+        assert (code, reason) == (grpc.StatusCode.NOT_FOUND, "KEY_NOT_FOUND")
     assert enrollment.Sign(
         hsm_pb2.SignRequest(key=label("signer-rsa"), algorithm=rsa256, digest=digest)
     ).signature
@@ -263,7 +260,7 @@ def test_sign_stream_reports_failures_per_item_and_goes_on(hsmd) -> None:
         ("signer-p256", ecdsa, d, None),
         ("signer-p256", ecdsa, d[:20], "INVALID_DIGEST"),
         ("signer-p256", ecdsa, d, None),
-        ("issuing-ca", A.SIGNATURE_ALGORITHM_RSA_PKCS1_SHA256, d, "POLICY_DENIED"),
+        ("issuing-ca", A.SIGNATURE_ALGORITHM_RSA_PKCS1_SHA256, d, "KEY_NOT_FOUND"),
         ("signer-rsa", pss, d, None),
         ("signer-rsa", ecdsa, d, "ALGORITHM_MISMATCH"),
         ("no-such-key", ecdsa, d, "KEY_NOT_FOUND"),
@@ -285,8 +282,9 @@ def test_sign_stream_reports_failures_per_item_and_goes_on(hsmd) -> None:
         else:
             assert error_pb2.ErrorReason.Name(response.error.reason) == expected
             assert not response.signature
-    denied = responses[3].error
-    assert denied.code == grpc.StatusCode.PERMISSION_DENIED.value[0] and denied.message
+    hidden, missing = responses[3].error, responses[6].error
+    assert hidden.code == missing.code == grpc.StatusCode.NOT_FOUND.value[0]
+    assert hidden.message.replace("issuing-ca", "?") == missing.message.replace("no-such-key", "?")
 
 
 def test_sign_stream_empty_stream_ends_cleanly(hsmd) -> None:

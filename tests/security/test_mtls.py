@@ -87,9 +87,14 @@ def test_cn_rule_maps_a_certificate_without_san(secd: SecurityDaemon) -> None:
 
 def test_kiosk_cannot_sign_with_issuing_ca(secd: SecurityDaemon) -> None:
     with secd.tls_channel("kiosk") as channel:
-        # The kiosk role may call HsmService/Sign (rpc passes) but not with this key.
+        # The kiosk role may call HsmService/Sign (rpc passes) but not with this key,
+        # which therefore does not exist for it.
         code, reason, meta = failure(lambda: issuing_ca_sign(channel))
-    assert (code, reason, meta) == (DENIED, "POLICY_DENIED", {"rule": "key"})
+    assert (code, reason, meta) == (
+        grpc.StatusCode.NOT_FOUND,
+        "KEY_NOT_FOUND",
+        {"key": "issuing-ca"},
+    )
 
 
 def test_kiosk_cannot_transmit(secd: SecurityDaemon) -> None:

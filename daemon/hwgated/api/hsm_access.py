@@ -12,6 +12,17 @@ pattern starts with ``derive-value:`` grants it, e.g. ``pattern =
 "derive-value:ecdh-*"`` lets its roles receive the value of keys derived from
 base keys labelled ``ecdh-*``. Only such rules are consulted (first match
 decides); a plain ``"*"`` rule never grants it, so the default is deny.
+
+A key the caller may not use does not exist for that caller: a reference to it
+(by label, id or URI) gets exactly the answer a reference to no key at all
+gets (NOT_FOUND / KEY_NOT_FOUND, a message quoting only the caller's own
+reference, the same metadata), as cloud KMSs answer. Otherwise a caller could
+enumerate ids to learn which keys exist and what they are called. The audit
+record still says POLICY_DENIED, for the administrator.
+
+Creating a persistent key is a third grant (``create`` roles on a key rule,
+see ``Policy.allows_create``): using keys called ``signer-*`` does not let a
+role fill the token with new ``signer-*`` keys that other rules then match.
 """
 
 from __future__ import annotations
@@ -26,11 +37,29 @@ from hwgated import errors
 from hwgated.api import hsm_convert
 from hwgated.auth.identity import current_caller
 from hwgated.auth.policy import PolicyHolder
-from hwgated.hsm import HsmError, HsmPool, HsmUnavailable, KeyClass, KeyInfo, KeyRef
+from hwgated.hsm import HsmError, HsmPool, HsmUnavailable, KeyClass, KeyInfo, KeyNotFound, KeyRef
 
 DERIVE_VALUE_PREFIX = "derive-value:"
 SIGN_CLASSES = (KeyClass.PRIVATE, KeyClass.SECRET)
 ANY_CLASSES = (KeyClass.PRIVATE, KeyClass.SECRET, KeyClass.PUBLIC)
+
+
+class HiddenKey(KeyNotFound):
+    """A reference the caller may not use, answered exactly like a missing key."""
+
+    audit_outcome = "POLICY_DENIED"
+
+
+def unusable(reference: str, hidden: bool) -> KeyNotFound:
+    """The one answer for "no such key" and "a key you may not see" (same text, same class
+    to the client); *reference* is the caller's own text, never a resolved label."""
+    cls = HiddenKey if hidden else KeyNotFound
+    return cls(f"no key you may use matches {reference}")
+
+
+def outcome(exc: BaseException) -> str:
+    """The audit outcome of a failure: the true reason, even where the client sees another."""
+    return str(getattr(exc, "audit_outcome", None) or getattr(exc, "reason", "INTERNAL_ERROR"))
 
 
 @dataclass(frozen=True)
@@ -110,20 +139,38 @@ class KeyAccess:
         """POLICY_DENIED (rule=key) unless the caller's role may use keys labelled so."""
         self._policy.current.check_key(label)
 
+    def may_use(self, label: str) -> bool:
+        return self._policy.current.allows_key(current_caller().role, label)
+
+    def check_create(self, label: str) -> None:
+        """POLICY_DENIED (rule=create) unless the caller's role may create keys labelled so."""
+        self._policy.current.check_create(label)
+
     async def resolve(
         self,
         message: hsm_pb2.KeyRef,
         classes: tuple[KeyClass, ...] = ANY_CLASSES,
         field: str = "key",
     ) -> ResolvedKey:
-        """The key a request names, after the policy allowed the caller to use it."""
+        """The key a request names, after the policy allowed the caller to use it.
+
+        A missing key and a key the caller may not use raise the same error
+        (``unusable``): a label is checked before any lookup, so nothing about
+        a hidden key is even looked at; an id or URI must be resolved first, and
+        a hit outside the caller's rules is then reported as a miss.
+        """
         ref = hsm_convert.key_ref(message, field)
-        if ref.label is not None:
-            self.check_key(ref.label)  # before any lookup: no probing of hidden keys
+        reference = hsm_convert.ref_text(message)
         token, pool = self._pool_for(message, ref)
-        with annotated(token, str(ref)):
-            info = await pool.describe(ref, classes)
-        self.check_key(info.label)
+        with annotated(token, reference):
+            if ref.label is not None and not self.may_use(ref.label):
+                raise unusable(reference, hidden=True)
+            try:
+                info = await pool.describe(ref, classes)
+            except KeyNotFound:
+                raise unusable(reference, hidden=False) from None
+            if not self.may_use(info.label):
+                raise unusable(reference, hidden=True)
         return ResolvedKey(token, pool, info)
 
     def may_export_derived(self, base_label: str) -> bool:

@@ -17,7 +17,14 @@ from hwgate.v1 import common_pb2, hsm_pb2, hsm_pb2_grpc
 from hwgated import errors
 from hwgated.api import hsm_convert
 from hwgated.api.errors import stream, unary
-from hwgated.api.hsm_access import ANY_CLASSES, SIGN_CLASSES, KeyAccess, ResolvedKey, annotated
+from hwgated.api.hsm_access import (
+    ANY_CLASSES,
+    SIGN_CLASSES,
+    KeyAccess,
+    ResolvedKey,
+    annotated,
+    outcome,
+)
 from hwgated.api.hsm_signing import audit_sign, check_key_type, sign_input
 from hwgated.api.hsm_stream import StreamSigner
 from hwgated.auth.audit import audit
@@ -42,7 +49,7 @@ def audited(action: str, **fields: object) -> Iterator[dict[str, object]]:
     try:
         yield extra
     except BaseException as exc:
-        audit(action, str(getattr(exc, "reason", "INTERNAL_ERROR")), **fields, **extra)
+        audit(action, outcome(exc), **fields, **extra)
         raise
     audit(action, "ok", **fields, **extra)
 
@@ -104,7 +111,7 @@ class HsmServicer(hsm_pb2_grpc.HsmServiceServicer):
             with annotated(key.token, key.label):
                 signature = await key.pool.sign(key.ref, algorithm, data)
         except BaseException as exc:
-            audit_sign(name, algorithm, (data,), str(getattr(exc, "reason", "INTERNAL_ERROR")))
+            audit_sign(name, algorithm, (data,), outcome(exc))
             raise
         audit_sign(name, algorithm, (data,), "ok")
         return hsm_pb2.SignResponse(signature=signature, key_uri=key.uri)
@@ -128,8 +135,9 @@ class HsmServicer(hsm_pb2_grpc.HsmServiceServicer):
         _check_base(base, ecdh)
         if request.return_value:
             self._access.check_export_derived(base.label)
-        if template.persistent and template.label:
-            self._access.check_key(template.label)
+        if template.persistent:
+            # A persistent derived key is a new name on the token: the create grant.
+            self._access.check_create(template.label)
         with audited(
             "hsm.derive",
             key=base.label,
@@ -210,7 +218,10 @@ class HsmServicer(hsm_pb2_grpc.HsmServiceServicer):
                 "one worker process only)",
                 field="ephemeral",
             )
-        self._access.check_key(request.label)
+        if request.ephemeral:
+            self._access.check_key(request.label)
+        else:
+            self._access.check_create(request.label)
         with (
             audited(
                 "hsm.generate",

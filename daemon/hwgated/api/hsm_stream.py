@@ -4,21 +4,31 @@ A pump task reads requests into a bounded queue (a client that sends faster
 than we sign is held back by gRPC flow control, not by our memory). The
 stream takes whatever has arrived, up to CHUNK_MAX requests, as one chunk;
 consecutive requests of a chunk that name the same key and algorithm become
-one ``pool.sign_many`` call (one worker round trip). Chunks run concurrently,
-at most MAX_INFLIGHT per stream, and their answers are sent in request order.
-Batches grow by themselves under load (more arrives while a chunk is signed)
-and stay single requests for a client that waits for each answer.
+``pool.sign_many`` calls of at most SLICE inputs (one worker round trip each).
+Chunks run concurrently, at most MAX_INFLIGHT per stream, and their answers
+are sent in request order. Batches grow by themselves under load (more
+arrives while a chunk is signed) and stay single requests for a client that
+waits for each answer.
 
-Fairness: a stream never holds more than MAX_INFLIGHT pool calls of at most
-CHUNK_MAX signatures each, and the pool serves calls in FIFO order, so a bulk
-stream delays a unary Sign by a bounded amount. A client that stops reading
-its answers stops its own stream (its chunks wait on the send), not the
+Bounds and fairness: what a stream holds is counted in digests, not requests.
+The pump takes MAX_STREAM_DIGESTS of budget for the requests it has read and
+not yet answered (a request weighs its digest count), so a stream of
+1024-digest batches holds a few batches, not QUEUE_MAX of them; and at most
+SLICES_INFLIGHT of its slices wait for a worker at once, so streams take turns
+in the pool. The pool serves stream slices as bulk work: they may fill only
+part of each worker's pipeline and wait behind unary calls, so a unary Sign
+waits for at most the slices already in a worker's pipe, whatever the bulk
+load (see ``HsmPool``). A client that stops reading its answers stops its
+own stream (the budget is only returned when an answer is sent), not the
 workers.
 
-Every failure is per item: a bad digest fails that item; a key the caller
-may not use, or a lost worker, fails the items of that batch. Each failure is
-a StreamError with the status code and reason the item would have had as a
-unary Sign, and the stream goes on.
+Every failure of a well-formed request is per item: a bad digest fails that
+item; a key the caller may not use, or a lost worker, fails the items of that
+batch. Each failure is a StreamError with the status code and reason the item
+would have had as a unary Sign, and the stream goes on. A request that is not
+a valid message at all ends the stream: the items before it are answered,
+then the call ends with INVALID_ARGUMENT (never OK: the client must learn that
+its later requests were not read).
 """
 
 from __future__ import annotations
@@ -33,7 +43,7 @@ from typing import cast
 from hwgate.v1 import error_pb2, hsm_pb2
 from hwgated.api import hsm_convert
 from hwgated.api.errors import classify
-from hwgated.api.hsm_access import SIGN_CLASSES, KeyAccess, ResolvedKey, annotated
+from hwgated.api.hsm_access import SIGN_CLASSES, KeyAccess, ResolvedKey, annotated, outcome
 from hwgated.api.hsm_signing import audit_sign, check_key_type, sign_input
 from hwgated.errors import InvalidArgument
 from hwgated.hsm import SignAlgorithm
@@ -43,8 +53,10 @@ log = logging.getLogger(__name__)
 CHUNK_MAX = 64
 MAX_INFLIGHT = 4
 BATCH_MAX = 1024  # digests in one batch request
-SLICE = 64  # inputs per worker round trip; slices run on different workers
+SLICE = 32  # inputs per worker round trip (a unary Sign may wait for one); slices spread
 QUEUE_MAX = 256
+MAX_STREAM_DIGESTS = 4096  # digests read and not yet answered, per stream
+SLICES_INFLIGHT = 4  # slices of one stream waiting for or on a worker
 
 Request = hsm_pb2.SignStreamRequest
 Response = hsm_pb2.SignStreamResponse
@@ -74,45 +86,86 @@ def _group_key(request: Request) -> tuple[object, ...]:
     return (key.token, which, getattr(key, which) if which else None, request.algorithm)
 
 
+@dataclass(frozen=True)
+class _End:
+    """The last queue item: the client half-closed (error None) or its stream broke."""
+
+    error: BaseException | None = None
+
+
+class _Budget:
+    """Digests one stream may hold; the pump waits for room, so gRPC flow control
+    holds the client back. Only the pump waits, so one event suffices."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self._free = total
+        self._changed = asyncio.Event()
+
+    def weight(self, request: Request) -> int:
+        return min(max(1, len(request.digests)), self.total)
+
+    async def take(self, amount: int) -> None:
+        while self._free < amount:
+            self._changed.clear()
+            await self._changed.wait()
+        self._free -= amount
+
+    def give(self, amount: int) -> None:
+        self._free += amount
+        self._changed.set()
+
+
 class StreamSigner:
     """Runs one SignStream call; one instance per call."""
 
     def __init__(self, access: KeyAccess) -> None:
         self._access = access
+        self._budget = _Budget(MAX_STREAM_DIGESTS)
+        self._slices = asyncio.Semaphore(SLICES_INFLIGHT)
 
     async def run(self, requests: AsyncIterator[Request]) -> AsyncIterator[Response]:
-        """Answers for *requests*, in order, until the client half-closes."""
-        queue: asyncio.Queue[Request | None] = asyncio.Queue(QUEUE_MAX)
-        pump = asyncio.create_task(_pump(requests, queue))
-        inflight: collections.deque[asyncio.Task[list[Response]]] = collections.deque()
-        getter: asyncio.Task[Request | None] | None = None
-        eof = False
+        """Answers for *requests*, in order, until the client half-closes.
+
+        Raises the error that broke the request stream (an undecodable request:
+        InvalidArgument) after answering every request read before it.
+        """
+        queue: asyncio.Queue[Request | _End] = asyncio.Queue(QUEUE_MAX)
+        pump = asyncio.create_task(_pump(requests, queue, self._budget))
+        inflight: collections.deque[tuple[asyncio.Task[list[Response]], int]] = collections.deque()
+        getter: asyncio.Task[Request | _End] | None = None
+        end: _End | None = None
         try:
-            while not eof or inflight:
-                if not eof and len(inflight) < MAX_INFLIGHT:
+            while end is None or inflight:
+                if end is None and len(inflight) < MAX_INFLIGHT:
                     if getter is None:
                         getter = asyncio.create_task(queue.get())
                     if not inflight:
                         await asyncio.wait({getter})
                     if getter.done():
                         first, getter = getter.result(), None
-                        chunk, eof = _drain(first, queue)
+                        chunk, end = _drain(first, queue)
                         if chunk:
-                            inflight.append(asyncio.create_task(self._chunk(chunk)))
+                            weight = sum(self._budget.weight(r) for r in chunk)
+                            inflight.append((asyncio.create_task(self._chunk(chunk)), weight))
                         continue
                 if not inflight:
                     continue
-                waiting: set[asyncio.Future[object]] = {inflight[0]}  # type: ignore[arg-type]
+                waiting: set[asyncio.Future[object]] = {inflight[0][0]}  # type: ignore[arg-type]
                 if getter is not None and len(inflight) < MAX_INFLIGHT:
                     waiting.add(getter)  # type: ignore[arg-type]
                 await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-                while inflight and inflight[0].done():
-                    for response in inflight.popleft().result():
+                while inflight and inflight[0][0].done():
+                    done, weight = inflight.popleft()
+                    for response in done.result():
                         yield response
+                    self._budget.give(weight)
         finally:
-            for task in (pump, getter, *inflight):
-                if task is not None:
-                    task.cancel()
+            for pending in (pump, getter, *(t for t, _ in inflight)):
+                if pending is not None:
+                    pending.cancel()
+        if end.error is not None:
+            raise end.error
 
     async def _chunk(self, chunk: list[Request]) -> list[Response]:
         responses = [Response(request_id=r.request_id) for r in chunk]
@@ -140,9 +193,7 @@ class StreamSigner:
             error = stream_error(exc)
             for index in group.indexes:
                 out[index].error.CopyFrom(error)
-            audit_sign(
-                label or hsm_convert.ref_text(group.first.key), algorithm, (), error_name(error)
-            )
+            audit_sign(label or hsm_convert.ref_text(group.first.key), algorithm, (), outcome(exc))
             return
         ready: list[tuple[int, int, int]] = []  # (index, first input, count)
         inputs: list[bytes] = []
@@ -158,7 +209,7 @@ class StreamSigner:
             return
         try:
             with annotated(key.token, label):
-                signatures = await _sign_spread(key, algorithm, inputs)
+                signatures = await _sign_spread(key, algorithm, inputs, self._slices)
         except Exception as exc:
             error = stream_error(exc)
             for index, _, _ in ready:
@@ -185,13 +236,17 @@ def _items(algorithm: SignAlgorithm, request: Request) -> list[bytes]:
 
 
 async def _sign_spread(
-    key: ResolvedKey, algorithm: SignAlgorithm, inputs: list[bytes]
+    key: ResolvedKey, algorithm: SignAlgorithm, inputs: list[bytes], slots: asyncio.Semaphore
 ) -> list[bytes]:
-    """One sign_many per slice, concurrently: every worker of the token gets a share."""
+    """One sign_many per slice, concurrently (every worker of the token gets a share),
+    at most *slots* of the stream's slices in the pool at once."""
+
+    async def one(part: list[bytes]) -> list[bytes]:
+        async with slots:
+            return await key.pool.sign_many(key.ref, algorithm, part)
+
     slices = [inputs[i : i + SLICE] for i in range(0, len(inputs), SLICE)]
-    results = await asyncio.gather(
-        *(key.pool.sign_many(key.ref, algorithm, part) for part in slices)
-    )
+    results = await asyncio.gather(*(one(part) for part in slices))
     return [signature for part in results for signature in part]
 
 
@@ -199,29 +254,35 @@ def error_name(error: error_pb2.StreamError) -> str:
     return error_pb2.ErrorReason.Name(error.reason)
 
 
-async def _pump(requests: AsyncIterator[Request], queue: asyncio.Queue[Request | None]) -> None:
-    """Move requests into the queue; None marks the end (half-close, or the call broke)."""
+async def _pump(
+    requests: AsyncIterator[Request], queue: asyncio.Queue[Request | _End], budget: _Budget
+) -> None:
+    """Move requests into the queue, each after taking its weight of the budget; an
+    ``_End`` marks the half-close, or carries what broke the request stream."""
     try:
         async for request in requests:
+            await budget.take(budget.weight(request))
             await queue.put(request)
-    except Exception as exc:  # the call is being torn down; answer what we have
+    except Exception as exc:  # an undecodable request, or the call is being torn down
         log.debug("SignStream request stream ended: %s", type(exc).__name__)
-    await queue.put(None)
+        await queue.put(_End(exc))
+        return
+    await queue.put(_End())
 
 
 def _drain(
-    first: Request | None, queue: asyncio.Queue[Request | None]
-) -> tuple[list[Request], bool]:
-    """The next chunk: *first* and whatever else is queued (up to CHUNK_MAX); and eof."""
-    if first is None:
-        return [], True
+    first: Request | _End, queue: asyncio.Queue[Request | _End]
+) -> tuple[list[Request], _End | None]:
+    """The next chunk: *first* and whatever else is queued (up to CHUNK_MAX); and the end."""
+    if isinstance(first, _End):
+        return [], first
     chunk = [first]
     while len(chunk) < CHUNK_MAX:
         try:
             item = queue.get_nowait()
         except asyncio.QueueEmpty:
             break
-        if item is None:
-            return chunk, True
+        if isinstance(item, _End):
+            return chunk, item
         chunk.append(item)
-    return chunk, False
+    return chunk, None

@@ -60,6 +60,18 @@ class Policy:
     def allows_key(self, role: str, key: str) -> bool:
         return self._resource_allowed(self.config.keys, role, key)
 
+    def allows_create(self, role: str, label: str) -> bool:
+        """May *role* create a new persistent key called *label*?
+
+        The first key rule whose pattern matches the label decides, as for use,
+        but by its ``create`` roles (empty unless granted): the right to use
+        keys called ``signer-*`` is not the right to mint more of them.
+        """
+        for rule in self.config.keys:
+            if fnmatch.fnmatchcase(label, rule.pattern):
+                return role in rule.create
+        return False
+
     def allows_reader(self, role: str, reader: str) -> bool:
         return self._resource_allowed(self.config.readers, role, reader)
 
@@ -73,6 +85,13 @@ class Policy:
         caller = caller or current_caller()
         if not self.allows_key(caller.role, key):
             raise PolicyDenied(f"role {caller.role!r} may not use key {key!r}", rule="key")
+
+    def check_create(self, label: str, caller: Caller | None = None) -> None:
+        caller = caller or current_caller()
+        if not self.allows_create(caller.role, label):
+            raise PolicyDenied(
+                f"role {caller.role!r} may not create keys labelled {label!r}", rule="create"
+            )
 
     def check_reader(self, reader: str, caller: Caller | None = None) -> None:
         caller = caller or current_caller()

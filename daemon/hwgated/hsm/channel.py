@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from hwgated.hsm.errors import HsmError, HsmUnavailable, HsmWorkerLost, error_from_reason
+from hwgated.hsm.errors import HsmError, HsmUnavailable, HsmWorkerLost, error_from_wire
 from hwgated.hsm.wire import STARTUP_ID, FrameDecoder, encode
 
 log = logging.getLogger("hwgated.hsm")
@@ -37,6 +37,7 @@ class WorkerChannel(asyncio.Protocol):
         self.name = name
         self.process = process
         self.load = 0  # requests reserved by the pool (sent or about to be)
+        self.bulk_load = 0  # of which bulk work (the pool caps it below the pipeline depth)
         self.started_at = time.monotonic()
         loop = asyncio.get_running_loop()
         self._loop = loop
@@ -65,13 +66,15 @@ class WorkerChannel(asyncio.Protocol):
         self._transport = transport
 
     def data_received(self, data: bytes) -> None:
+        # Everything a worker sends is untrusted data (vendor code runs there): a frame
+        # outside the schema, or a reply of the wrong shape, means the worker is lost.
         try:
             messages = self._decoder.feed(data)
-        except Exception:  # a garbled pipe means the worker is unusable
-            self.kill("sent an undecodable frame")
-            return
-        for request_id, ok, payload in messages:
-            self._on_reply(request_id, ok, payload)
+            for message in messages:
+                request_id, ok, payload = _reply_shape(message)
+                self._on_reply(request_id, ok, payload)
+        except ValueError as exc:  # DecodeError, or a malformed reply / error payload
+            self.kill(f"sent an undecodable frame ({exc})")
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lose("closed its pipe")
@@ -118,15 +121,17 @@ class WorkerChannel(asyncio.Protocol):
         if ok:
             pending.future.set_result(payload)
         else:
-            pending.future.set_exception(error_from_reason(*payload))
+            pending.future.set_exception(error_from_wire(payload))
 
     def _on_startup(self, ok: bool, payload: Any) -> None:
         if self.ready.done():
             return
         if ok:
+            if not isinstance(payload, dict):
+                raise ValueError("malformed start-up report")
             self.ready.set_result(payload)
         else:
-            self.ready.set_exception(error_from_reason(*payload))
+            self.ready.set_exception(error_from_wire(payload))
 
     # -- death ---------------------------------------------------------------
 
@@ -178,6 +183,16 @@ class WorkerChannel(asyncio.Protocol):
             exc = self.ready.exception()
             return exc if isinstance(exc, HsmError) else None
         return None
+
+
+def _reply_shape(message: Any) -> tuple[int, bool, Any]:
+    """``(request_id, ok, payload)`` of a reply; ValueError for any other shape."""
+    if not (isinstance(message, tuple) and len(message) == 3):
+        raise ValueError("a reply is not a 3-tuple")
+    request_id, ok, payload = message
+    if type(request_id) is not int or type(ok) is not bool:
+        raise ValueError("malformed reply header")
+    return request_id, ok, payload
 
 
 def _describe_exit(code: int | None) -> str:

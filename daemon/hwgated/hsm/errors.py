@@ -3,7 +3,9 @@
 The gRPC edge maps these to status codes once (``reason`` becomes the
 ``google.rpc.ErrorInfo`` reason). Workers report failures as ``(reason, message)``
 pairs over their pipe and the pool rebuilds the same class here with
-:func:`error_from_reason`, so callers never see python-pkcs11 exceptions.
+:func:`error_from_wire`, so callers never see python-pkcs11 exceptions. What
+crosses the pipe is data (reason, message, fields), never a pickled exception:
+the parent must not run anything a worker sends.
 
 Messages never contain a PIN, a secret or key material: they are built from
 labels, mechanism names and PKCS#11 return-code names only.
@@ -17,9 +19,10 @@ class HsmError(Exception):
 
     reason = "HSM_ERROR"
 
-    def __init__(self, message: str = "") -> None:
+    def __init__(self, message: str = "", **fields: str | int) -> None:
         super().__init__(message or self.reason)
         self.message = message or self.reason
+        self.fields: dict[str, str | int] = dict(fields)
 
 
 class KeyNotFound(HsmError):
@@ -93,6 +96,27 @@ _BY_REASON: dict[str, type[HsmError]] = {
 }
 
 
-def error_from_reason(reason: str, message: str) -> HsmError:
+def error_from_reason(reason: str, message: str, **fields: str | int) -> HsmError:
     """Rebuild the exception a worker reported; an unknown reason becomes a plain HsmError."""
-    return _BY_REASON.get(reason, HsmError)(message)
+    return _BY_REASON.get(reason, HsmError)(message, **fields)
+
+
+_MAX_MESSAGE = 1000  # characters of a worker's message kept
+
+
+def error_to_wire(error: HsmError) -> dict[str, object]:
+    """The typed data a worker sends for *error*."""
+    return {"reason": error.reason, "message": error.message, "fields": dict(error.fields)}
+
+
+def error_from_wire(payload: object) -> HsmError:
+    """The HsmError a worker's error payload describes; a malformed payload raises
+    ValueError (the caller treats the worker as broken)."""
+    if not isinstance(payload, dict) or set(payload) != {"reason", "message", "fields"}:
+        raise ValueError("malformed error payload")
+    reason, message, fields = payload["reason"], payload["message"], payload["fields"]
+    if not isinstance(reason, str) or not isinstance(message, str) or not isinstance(fields, dict):
+        raise ValueError("malformed error payload")
+    if not all(type(v) in (str, int) for v in fields.values()):
+        raise ValueError("malformed error fields")
+    return error_from_reason(reason, message[:_MAX_MESSAGE], **fields)

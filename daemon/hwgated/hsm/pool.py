@@ -11,7 +11,15 @@ it waits until the PIN source holds a different PIN.
 
 Dispatch goes to the least-loaded ready worker. ``pipeline_depth`` requests may
 be outstanding per worker so a worker never idles while the next request
-crosses the pipe; callers beyond that wait in FIFO order in the parent.
+crosses the pipe; callers beyond that wait in the parent, in two FIFO queues.
+Bulk work (``sign_many`` of more than ``SMALL_BATCH`` items: stream slices)
+may fill only BULK_DEPTH of a worker's pipeline slots and is handed free
+slots only when no interactive call (a unary sign, a lookup, key management)
+waits. So a unary call never queues behind bulk work in the parent, and in a
+worker it waits for at most the one slice already running there: its wait is
+bounded by one slice whatever the bulk load. (A slice takes tens of
+milliseconds, so the round trip a worker idles between two bulk slices costs
+bulk throughput about one percent.)
 """
 
 from __future__ import annotations
@@ -58,6 +66,8 @@ log = logging.getLogger("hwgated.hsm")
 _E = TypeVar("_E", bound=enum.Enum)
 
 BATCH_UNIT = 64  # a batch gets op_timeout per this many items
+SMALL_BATCH = 4  # sign_many of at most this many items is interactive, not bulk
+BULK_DEPTH = 1  # pipeline slots per worker that bulk work may hold
 _CRASH_WINDOW = 5.0  # a worker dying sooner than this after start counts as a crash loop
 _DESCRIBE_CACHE_MAX = 1024  # distinct references remembered by ``describe``
 DESCRIBE_CLASSES = (KeyClass.PRIVATE, KeyClass.SECRET, KeyClass.PUBLIC)
@@ -97,7 +107,9 @@ class HsmPool:
         self._slots: list[WorkerChannel | None] = [None] * config.workers
         self._rotor = 0
         self._channels: set[WorkerChannel] = set()  # every live process, starting or serving
+        self._bulk_depth = min(BULK_DEPTH, self._depth)
         self._waiters: collections.deque[asyncio.Future[WorkerChannel]] = collections.deque()
+        self._bulk_waiters: collections.deque[asyncio.Future[WorkerChannel]] = collections.deque()
         self._tasks: list[asyncio.Task[None]] = []
         self._state = PoolState.STARTING
         self._state_changed = asyncio.Event()
@@ -230,7 +242,9 @@ class HsmPool:
             return []
         check_batch(alg, items)
         cost = max(1.0, len(items) / BATCH_UNIT)
-        result: list[bytes] = await self._call("sign_many", (self._ref(ref), alg, items), cost=cost)
+        args = (self._ref(ref), alg, items)
+        bulk = len(items) > SMALL_BATCH
+        result: list[bytes] = await self._call("sign_many", args, cost=cost, bulk=bulk)
         return result
 
     async def derive_ecdh(
@@ -364,33 +378,37 @@ class HsmPool:
         kwargs: dict[str, Any] | None = None,
         *,
         cost: float = 1.0,
+        bulk: bool = False,
     ) -> Any:
-        worker = await self._acquire()
+        worker = await self._acquire(bulk)
         try:
             future = worker.submit(op, args, kwargs or {}, self.config.op_timeout * cost)
             return await future
         finally:
-            self._release(worker)
+            self._release(worker, bulk)
 
-    async def _acquire(self) -> WorkerChannel:
-        if not self._waiters:
-            worker = self._pick()
+    async def _acquire(self, bulk: bool = False) -> WorkerChannel:
+        queue = self._bulk_waiters if bulk else self._waiters
+        # Bulk work also lets waiting interactive calls go first.
+        if not queue and not (bulk and self._waiters):
+            worker = self._pick(bulk)
             if worker is not None:
-                worker.load += 1
+                self._take(worker, bulk)
                 return worker
         if self._state in (PoolState.DOWN, PoolState.CLOSED):
             raise self._refusal()
         waiter: asyncio.Future[WorkerChannel] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
+        queue.append(waiter)
         try:
             return await waiter
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                self._release(waiter.result())
+                self._release(waiter.result(), bulk)
             raise
 
-    def _pick(self) -> WorkerChannel | None:
-        """The least-loaded worker with capacity; ties rotate so every worker gets work."""
+    def _pick(self, bulk: bool = False) -> WorkerChannel | None:
+        """The least-loaded worker with capacity (for bulk: with a free bulk slot too);
+        ties rotate so every worker gets work."""
         best: WorkerChannel | None = None
         slots = self._slots
         count = len(slots)
@@ -399,33 +417,45 @@ class HsmPool:
             worker = slots[(self._rotor + offset) % count]
             if worker is None or not worker.alive or worker.load >= self._depth:
                 continue
+            if bulk and worker.bulk_load >= self._bulk_depth:
+                continue
             if best is None or worker.load < best.load:
                 best = worker
                 if not worker.load:
                     break
         return best
 
-    def _release(self, worker: WorkerChannel) -> None:
+    @staticmethod
+    def _take(worker: WorkerChannel, bulk: bool) -> None:
+        worker.load += 1
+        if bulk:
+            worker.bulk_load += 1
+
+    def _release(self, worker: WorkerChannel, bulk: bool = False) -> None:
         worker.load -= 1
+        if bulk:
+            worker.bulk_load -= 1
         self._hand_out()
 
     def _hand_out(self) -> None:
-        """Give free capacity to waiting callers, oldest first."""
-        while self._waiters:
-            if self._waiters[0].done():
-                self._waiters.popleft()
-                continue
-            worker = self._pick()
-            if worker is None:
-                return
-            worker.load += 1
-            self._waiters.popleft().set_result(worker)
+        """Give free capacity to waiting callers: interactive first, then bulk; FIFO each."""
+        for queue, bulk in ((self._waiters, False), (self._bulk_waiters, True)):
+            while queue:
+                if queue[0].done():
+                    queue.popleft()
+                    continue
+                worker = self._pick(bulk)
+                if worker is None:
+                    break
+                self._take(worker, bulk)
+                queue.popleft().set_result(worker)
 
     def _fail_waiters(self, error: HsmError) -> None:
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_exception(error)
+        for queue in (self._waiters, self._bulk_waiters):
+            while queue:
+                waiter = queue.popleft()
+                if not waiter.done():
+                    waiter.set_exception(error)
 
     def _refusal(self) -> HsmError:
         if self._state is PoolState.CLOSED:

@@ -1,7 +1,7 @@
 """Typed values that cross the HSM layer's API (and the worker pipe).
 
-They are plain dataclasses and str enums, picklable, with no PKCS#11 handles in
-them: a handle is only meaningful inside the worker process that owns the
+They are plain dataclasses and str enums (``wire.py``'s fixed schema lists them),
+with no PKCS#11 handles in them: a handle is only meaningful inside the worker process that owns the
 session, so nothing above this package ever sees one.
 """
 

@@ -17,34 +17,36 @@ import signal
 import socket
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import pkcs11
 from pkcs11 import exceptions as p11
 
 from hwgated.hsm import p11derive, p11manage
-from hwgated.hsm.errors import HsmError, HsmUnavailable, InvalidArgument
+from hwgated.hsm.errors import (
+    HsmError,
+    HsmUnavailable,
+    InvalidArgument,
+    KeyNotFound,
+    error_to_wire,
+)
 from hwgated.hsm.keyref import KeyClass, KeyRef
 from hwgated.hsm.p11errors import STALE_HANDLE, is_fatal, translate, translate_login
 from hwgated.hsm.p11keys import KeyStore, key_info, public_key_der
 from hwgated.hsm.p11sign import make_signer
 from hwgated.hsm.types import SignAlgorithm
-from hwgated.hsm.wire import STARTUP_ID, recv_frame, recv_message, send_message
+from hwgated.hsm.wire import (
+    STARTUP_ID,
+    EncodeError,
+    encode,
+    recv_frame,
+    recv_message,
+    send_message,
+)
+from hwgated.hsm.worker_init import WorkerInit
 
 EXIT_SESSION_LOST = 3
 _SIGN_CLASSES = (KeyClass.PRIVATE, KeyClass.SECRET)
-
-
-@dataclass(frozen=True)
-class WorkerInit:
-    """What a worker needs besides the PIN (which comes in its own frame)."""
-
-    module: str
-    token_label: str | None
-    token_serial: str | None
-    env: dict[str, str] = field(default_factory=dict)
-    unset_env: tuple[str, ...] = ()  # e.g. the pin_env variable, inherited from the daemon
 
 
 def worker_main(sock: socket.socket) -> None:
@@ -67,7 +69,7 @@ def _serve(sock: socket.socket) -> None:
     try:
         session, token = _open_session(init, pin)
     except HsmError as exc:
-        send_message(sock, (STARTUP_ID, False, (exc.reason, exc.message)))
+        send_message(sock, (STARTUP_ID, False, error_to_wire(exc)))
         return
     finally:
         pin[:] = bytes(len(pin))
@@ -152,31 +154,36 @@ class WorkerServer:
             request_id, op, args, kwargs = message
             reply, fatal = self._run(op, args, kwargs)
             if request_id is not None:
-                send_message(self._sock, (request_id, *reply))
+                try:
+                    frame = encode((request_id, *reply))
+                except EncodeError:  # a result outside the wire schema: a bug here
+                    error = HsmError(f"internal error ({op} result not encodable)")
+                    frame = encode((request_id, False, error_to_wire(error)))
+                self._sock.sendall(frame)
             if fatal:
                 return EXIT_SESSION_LOST
 
     def _run(self, op: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, bool]:
         handler = self._ops.get(op)
         if handler is None:
-            return (False, ("INVALID_ARGUMENT", f"unknown worker op {op!r}")), False
+            return (False, error_to_wire(InvalidArgument(f"unknown worker op {op!r}"))), False
         for attempt in (1, 2):
             try:
                 return (True, handler(*args, **kwargs)), False
             except HsmError as exc:
-                return (False, (exc.reason, exc.message)), False
+                return (False, error_to_wire(exc)), False
             except STALE_HANDLE:
                 # Another worker deleted the object behind a cached handle.
                 self._store.invalidate()
                 if attempt == 2:
-                    return (False, ("KEY_NOT_FOUND", "the key was deleted")), False
+                    return (False, error_to_wire(KeyNotFound("the key was deleted"))), False
             except p11.PKCS11Error as exc:
-                error = translate(exc)
-                return (False, (error.reason, error.message)), is_fatal(exc)
+                return (False, error_to_wire(translate(exc))), is_fatal(exc)
             except Exception as exc:  # a bug must not kill the session
                 # Only the type: an exception text could quote request data.
                 print(f"hwgate hsm worker: {op} failed: {type(exc).__name__}", file=sys.stderr)
-                return (False, ("HSM_ERROR", f"internal error ({type(exc).__name__})")), False
+                error = HsmError(f"internal error ({type(exc).__name__})")
+                return (False, error_to_wire(error)), False
         raise AssertionError("unreachable")
 
     def sign(self, ref: KeyRef, algorithm: SignAlgorithm, data: bytes) -> bytes:

@@ -114,6 +114,12 @@ class LimitsConfig:
     verify_pin_per_minute: int = 10
     max_sessions_per_identity: int = 4
     max_streams_per_connection: int = 100
+    # A connection must finish its TLS handshake and send the HTTP/2 preface this fast;
+    # grpc core's default is 120 s, enough to hold thousands of idle sockets open.
+    handshake_timeout: float = 10.0
+    # Open connections per listener (grpc.max_allowed_incoming_connections); more are
+    # accepted and closed at once. The unit's LimitNOFILE is 65536.
+    max_connections_per_listener: int = 1024
 
 
 @dataclass(frozen=True)
@@ -493,9 +499,21 @@ def _limits(t: _Table) -> LimitsConfig:
         verify_pin_per_minute=t.take_int("verify_pin_per_minute", 10),
         max_sessions_per_identity=t.take_int("max_sessions_per_identity", 4),
         max_streams_per_connection=t.take_int("max_streams_per_connection", 100),
+        **_connection_limits(t),
     )
     t.done()
     return limits
+
+
+def _connection_limits(t: _Table) -> dict[str, Any]:
+    """The transport limits of [limits]: handshake deadline and connection cap."""
+    timeout = t.take_number("handshake_timeout", 10.0, minimum=0.1)
+    if timeout > 3600:
+        raise t.error("handshake_timeout", "must be <= 3600 seconds")
+    cap = t.take_int("max_connections_per_listener", 1024)
+    if cap > 2**31 - 1:  # gRPC channel options are int32
+        raise t.error("max_connections_per_listener", "must be < 2**31")
+    return {"handshake_timeout": timeout, "max_connections_per_listener": cap}
 
 
 def _check_roles(listeners: tuple[ListenerConfig, ...], policy: PolicyConfig, top: _Table) -> None:

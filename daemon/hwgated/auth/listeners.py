@@ -17,7 +17,7 @@ from pathlib import Path
 
 import grpc
 
-from hwgated.config import ConfigError, ListenerConfig
+from hwgated.config import ConfigError, LimitsConfig, ListenerConfig
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,19 @@ def server_credentials(listener: ListenerConfig) -> grpc.ServerCredentials:
     return grpc.ssl_server_credentials(
         [(key, cert)], root_certificates=ca, require_client_auth=True
     )
+
+
+def connection_options(limits: LimitsConfig) -> list[tuple[str, int]]:
+    """gRPC server options bounding connections that never finish their handshake.
+
+    ``grpc.server_handshake_timeout_ms`` covers the TLS handshake and the client's
+    HTTP/2 preface (insecure listeners too); ``grpc.max_allowed_incoming_connections``
+    is counted per server, and the daemon runs one server per listener.
+    """
+    return [
+        ("grpc.server_handshake_timeout_ms", int(limits.handshake_timeout * 1000)),
+        ("grpc.max_allowed_incoming_connections", limits.max_connections_per_listener),
+    ]
 
 
 def bind(server: grpc.aio.Server, listener: ListenerConfig) -> str:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from hwgated.filemodes import UnsafeFile, check_config_file, check_secret_file
 from hwgated.hsm.config import TokenConfig
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -244,7 +245,24 @@ def load_config(path: Path | str) -> Config:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return parse_config(raw, source=str(path), base=path.resolve().parent, path=path)
+    config = parse_config(raw, source=str(path), base=path.resolve().parent, path=path)
+    _check_trusted_files(path, config)
+    return config
+
+
+def _check_trusted_files(path: Path, config: Config) -> None:
+    """The config file and the secrets it names pass hwgated.filemodes' rules."""
+    try:
+        check_config_file(path)
+        # A missing file is the schema's concern (or a token's own problem), not this check's.
+        for token in config.tokens:
+            if token.pin_file is not None and Path(token.pin_file).exists():
+                check_secret_file(Path(token.pin_file), "pin_file")
+        for listener in config.listeners:
+            if listener.tls_key is not None and listener.tls_key.exists():
+                check_secret_file(listener.tls_key, "tls_key")
+    except UnsafeFile as exc:
+        raise ConfigError(f"{path}: {exc}") from None
 
 
 def parse_config(

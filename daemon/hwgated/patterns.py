@@ -37,13 +37,24 @@ _ClassTest = Callable[[str], object]  # one ``[...]`` token: does it accept a ch
 _Token = str | _ClassTest  # a literal character, _ANY, or a class (stars are kept apart)
 
 
-def _next_close(pattern: str) -> list[int]:
-    """For each index, the index of the first ``]`` at or after it (len when none)."""
-    n = len(pattern)
-    nxt = [n] * (n + 1)
-    for i in range(n - 1, -1, -1):
-        nxt[i] = i if pattern[i] == "]" else nxt[i + 1]
-    return nxt
+class _CloseFinder:
+    """The first ``]`` at or after a position, for positions asked in increasing order.
+
+    The last answer stays valid while the position has not passed it, so every
+    character is scanned at most once (``str.find`` from each ``[`` would rescan
+    the rest of the pattern each time: the quadratic case of fnmatch).
+    """
+
+    def __init__(self, pattern: str) -> None:
+        self._pattern = pattern
+        self._found = -1
+
+    def at_or_after(self, start: int) -> int:
+        """Index of the first ``]`` at or after *start*; ``len(pattern)`` when none."""
+        if self._found < start:
+            found = self._pattern.find("]", start)
+            self._found = len(self._pattern) if found < 0 else found
+        return self._found
 
 
 def _class_test(text: str, seen: dict[str, _ClassTest]) -> _ClassTest:
@@ -58,7 +69,7 @@ def _tokenize(pattern: str) -> tuple[list[_Token], list[bool]]:
     """The non-star tokens, and for each position 0..k whether a star may loop there."""
     tokens: list[_Token] = []
     loops = [False]
-    close = _next_close(pattern)
+    close = _CloseFinder(pattern)
     classes: dict[str, _ClassTest] = {}
     i, n = 0, len(pattern)
     while i < n:
@@ -74,7 +85,7 @@ def _tokenize(pattern: str) -> tuple[list[_Token], list[bool]]:
                 j += 1
             if j < n and pattern[j] == "]":
                 j += 1
-            j = close[j]
+            j = close.at_or_after(j)
             if j < n:
                 tokens.append(_class_test(pattern[i - 1 : j + 1], classes))
                 i = j + 1
@@ -84,6 +95,14 @@ def _tokenize(pattern: str) -> tuple[list[_Token], list[bool]]:
             tokens.append(c)
         loops.append(False)
     return tokens, loops
+
+
+def _bits(positions: Iterable[int], size: int) -> int:
+    """An int with the given bits set, built in O(size) (``|=`` per bit would be quadratic)."""
+    raw = bytearray(size // 8 + 1)
+    for i in positions:
+        raw[i >> 3] |= 1 << (i & 7)
+    return int.from_bytes(raw, "little")
 
 
 class Glob:
@@ -97,6 +116,7 @@ class Glob:
         "_literals",
         "_loops",
         "_prefix",
+        "_size",
         "pattern",
     )
 
@@ -104,20 +124,19 @@ class Glob:
         self.pattern = pattern
         tokens, loops = _tokenize(pattern)
         # Shift-And state: bit i set = the first i tokens match the text read so far.
+        self._size = len(tokens) + 1
         self._final = 1 << len(tokens)
-        self._loops = sum(1 << i for i, loop in enumerate(loops) if loop)
+        self._loops = _bits((i for i, loop in enumerate(loops) if loop), self._size)
         self._fixed = None if self._loops else len(tokens)  # no star: the length is fixed
-        self._any = 0
-        self._literals: dict[str, int] = {}
+        self._any = _bits((i for i, t in enumerate(tokens) if t == _ANY), self._size)
+        # Positions only; a character's mask is built when a text first holds it.
+        self._literals: dict[str, list[int]] = {}
         self._classes: list[tuple[_ClassTest, int]] = []
         for i, token in enumerate(tokens):
-            bit = 1 << i
             if not isinstance(token, str):
-                self._classes.append((token, bit))
-            elif token == _ANY:
-                self._any |= bit
-            else:
-                self._literals[token] = self._literals.get(token, 0) | bit
+                self._classes.append((token, i))
+            elif token != _ANY:
+                self._literals.setdefault(token, []).append(i)
         # Fast path for the common policy shapes "name" and "prefix*".
         plain = all(isinstance(t, str) and t != _ANY for t in tokens)
         self._prefix: str | None = None
@@ -148,11 +167,8 @@ class Glob:
 
     def _mask(self, c: str) -> int:
         """The tokens that accept character *c*."""
-        mask = self._any | self._literals.get(c, 0)
-        for test, bit in self._classes:
-            if test(c):
-                mask |= bit
-        return mask
+        hits = [i for test, i in self._classes if test(c)]
+        return self._any | _bits((*self._literals.get(c, ()), *hits), self._size)
 
 
 @functools.lru_cache(maxsize=1024)

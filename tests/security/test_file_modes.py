@@ -99,6 +99,28 @@ def test_config_in_a_world_writable_directory_is_refused(tmp_path: Path) -> None
         directory.chmod(0o700)
 
 
+AS_ROOT = pytest.mark.skipif(os.geteuid() != 0, reason="only root can chown to another user")
+NOBODY = 65534
+
+
+@AS_ROOT
+def test_files_owned_by_another_user(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    config = make_config(tmp_path)
+    os.chown(tmp_path / "user.pin", NOBODY, -1)
+    with pytest.raises(ConfigError, match=f"pin_file .*user.pin is owned by uid {NOBODY}"):
+        load_config(config)
+    os.chown(tmp_path / "user.pin", 0, -1)
+    os.chown(config, NOBODY, -1)
+    with caplog.at_level(logging.WARNING, logger="hwgated.filemodes"):
+        load_config(config)  # a config owned by someone else: a warning only
+    assert any(f"owned by uid {NOBODY}" in r.getMessage() for r in caplog.records)
+    run = tmp_path / "run"
+    run.mkdir(mode=0o755)
+    os.chown(run, NOBODY, -1)
+    with pytest.raises(UnsafeFile, match=f"owned by uid {NOBODY}"):
+        check_socket_dir(run)
+
+
 def test_hwgated_exits_2_naming_the_exposed_pin_file(tmp_path: Path) -> None:
     config = make_config(tmp_path, pin_mode=0o644)
     result = subprocess.run(

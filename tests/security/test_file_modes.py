@@ -16,6 +16,7 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -202,3 +203,18 @@ def test_bound_sockets_have_exactly_the_configured_modes(testbed: object, tmp_pa
         assert stat.S_IMODE(admin.stat().st_mode) == 0o600
     finally:
         daemon.stop(signal.SIGTERM)
+
+
+@pytest.mark.testbed
+def test_the_test_beds_files_pass_without_a_warning(
+    testbed: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What hwgate-testbed writes (config, PIN, TLS key, socket directory) is trusted as is."""
+    paths = testbed.paths
+    with caplog.at_level(logging.WARNING, logger="hwgated.filemodes"):
+        config = load_config(paths.daemon_config)
+        for listener in config.listeners:
+            if listener.unix is not None:
+                check_socket_dir(listener.unix.parent)
+    assert [r.getMessage() for r in caplog.records] == []
+    assert config.tokens[0].pin_file == str(paths.user_pin)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from hwgated.filemodes import UnsafeFile, check_config_file, check_secret_file
 from hwgated.hsm.config import TokenConfig, token_problem
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -120,6 +121,12 @@ class LimitsConfig:
     verify_pin_per_minute: int = 10
     max_sessions_per_identity: int = 4
     max_streams_per_connection: int = 100
+    # A connection must finish its TLS handshake and send the HTTP/2 preface this fast;
+    # grpc core's default is 120 s, enough to hold thousands of idle sockets open.
+    handshake_timeout: float = 10.0
+    # Open connections per listener (grpc.max_allowed_incoming_connections); more are
+    # accepted and closed at once. The unit's LimitNOFILE is 65536.
+    max_connections_per_listener: int = 1024
 
 
 @dataclass(frozen=True)
@@ -244,7 +251,24 @@ def load_config(path: Path | str) -> Config:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return parse_config(raw, source=str(path), base=path.resolve().parent, path=path)
+    config = parse_config(raw, source=str(path), base=path.resolve().parent, path=path)
+    _check_trusted_files(path, config)
+    return config
+
+
+def _check_trusted_files(path: Path, config: Config) -> None:
+    """The config file and the secrets it names pass hwgated.filemodes' rules."""
+    try:
+        check_config_file(path)
+        # A missing file is the schema's concern (or a token's own problem), not this check's.
+        for token in config.tokens:
+            if token.pin_file is not None and Path(token.pin_file).exists():
+                check_secret_file(Path(token.pin_file), "pin_file")
+        for listener in config.listeners:
+            if listener.tls_key is not None and listener.tls_key.exists():
+                check_secret_file(listener.tls_key, "tls_key")
+    except UnsafeFile as exc:
+        raise ConfigError(f"{path}: {exc}") from None
 
 
 def parse_config(
@@ -528,9 +552,21 @@ def _limits(t: _Table) -> LimitsConfig:
         verify_pin_per_minute=t.take_int("verify_pin_per_minute", 10),
         max_sessions_per_identity=t.take_int("max_sessions_per_identity", 4),
         max_streams_per_connection=t.take_int("max_streams_per_connection", 100),
+        **_connection_limits(t),
     )
     t.done()
     return limits
+
+
+def _connection_limits(t: _Table) -> dict[str, Any]:
+    """The transport limits of [limits]: handshake deadline and connection cap."""
+    timeout = t.take_number("handshake_timeout", 10.0, minimum=0.1)
+    if timeout > 3600:
+        raise t.error("handshake_timeout", "must be <= 3600 seconds")
+    cap = t.take_int("max_connections_per_listener", 1024)
+    if cap > 2**31 - 1:  # gRPC channel options are int32
+        raise t.error("max_connections_per_listener", "must be < 2**31")
+    return {"handshake_timeout": timeout, "max_connections_per_listener": cap}
 
 
 def _check_roles(listeners: tuple[ListenerConfig, ...], policy: PolicyConfig, top: _Table) -> None:

@@ -109,6 +109,7 @@ class Daemon:
                 ("grpc.max_send_message_length", size),
                 ("grpc.max_concurrent_streams", self.config.limits.max_streams_per_connection),
                 ("grpc.so_reuseport", 0),
+                *listeners.connection_options(self.config.limits),
             ],
         )
         card_pb2_grpc.add_CardServiceServicer_to_server(

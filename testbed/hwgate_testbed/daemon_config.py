@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
+from hwgate_testbed.fsutil import write_trusted
 from hwgate_testbed.paths import PKI_CLIENTS, SOFTHSM_MODULE, TCP_LISTEN, TOKEN_LABEL, TestbedPaths
 from hwgate_testbed.tlspki import TlsPki, spiffe_uri
 
@@ -88,4 +89,4 @@ def render(paths: TestbedPaths, pki: TlsPki) -> str:
 
 
 def write(paths: TestbedPaths, pki: TlsPki) -> None:
-    paths.daemon_config.write_text(render(paths, pki))
+    write_trusted(paths.daemon_config, render(paths, pki))

@@ -19,6 +19,7 @@ def write(tmp_path: Path, text: str) -> Path:
 def tls_files(tmp_path: Path) -> None:
     for name in ("server.pem", "server.key", "ca.pem"):
         (tmp_path / name).write_text("x")
+    (tmp_path / "server.key").chmod(0o600)  # hwgated refuses a key others can read
 
 
 GOOD = """
@@ -76,6 +77,7 @@ roles = ["enrollment"]
 def test_good_config_loads_with_paths_resolved(tmp_path: Path) -> None:
     tls_files(tmp_path)
     (tmp_path / "pin").write_text("1234")
+    (tmp_path / "pin").chmod(0o600)
     (tmp_path / "softhsm2.conf").write_text("")
     config = load_config(write(tmp_path, GOOD.format(dir=tmp_path)))
     assert config.daemon.log_level == "debug"

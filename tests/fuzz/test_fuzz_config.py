@@ -52,7 +52,13 @@ KEYS = {
         "env",
     ],
     "audit": ["file"],
-    "limits": ["verify_pin_per_minute", "max_sessions_per_identity", "max_streams_per_connection"],
+    "limits": [
+        "verify_pin_per_minute",
+        "max_sessions_per_identity",
+        "max_streams_per_connection",
+        "handshake_timeout",
+        "max_connections_per_listener",
+    ],
     "identity": ["role", "san_uri", "cn"],
     "rule": ["pattern", "roles"],
 }

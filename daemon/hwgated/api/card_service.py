@@ -16,6 +16,7 @@ from hwgated.api.auditing import audited
 from hwgated.api.errors import stream, timeout_of, unary
 from hwgated.auth.identity import current_caller
 from hwgated.auth.policy import PolicyHolder
+from hwgated.patterns import caller_globs
 from hwgated.pcsc.events import EventFilter, EventType
 from hwgated.pcsc.manager import CardManager, Session
 from hwgated.pcsc.worker import CardLink
@@ -96,7 +97,7 @@ class CardServicer(card_pb2_grpc.CardServiceServicer):
     ) -> AsyncIterator[card_pb2.WatchEventsResponse]:
         role, policy = current_caller().role, self._policy
         event_filter = EventFilter(
-            tuple(request.reader_patterns),
+            caller_globs(request.reader_patterns, "reader_patterns"),
             _event_types(request.types),
             reader_allowed=lambda reader: policy.current.allows_reader(role, reader),
         )

@@ -27,7 +27,6 @@ role fill the token with new ``signer-*`` keys that other rules then match.
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from hwgated.api import hsm_convert
 from hwgated.auth.identity import current_caller
 from hwgated.auth.policy import PolicyHolder
 from hwgated.hsm import HsmError, HsmPool, HsmUnavailable, KeyClass, KeyInfo, KeyNotFound, KeyRef
+from hwgated.patterns import glob_match
 
 DERIVE_VALUE_PREFIX = "derive-value:"
 SIGN_CLASSES = (KeyClass.PRIVATE, KeyClass.SECRET)
@@ -179,7 +179,7 @@ class KeyAccess:
         for rule in self._policy.current.config.keys:
             if not rule.pattern.startswith(DERIVE_VALUE_PREFIX):
                 continue
-            if fnmatch.fnmatchcase(base_label, rule.pattern[len(DERIVE_VALUE_PREFIX) :]):
+            if glob_match(base_label, rule.pattern[len(DERIVE_VALUE_PREFIX) :]):
                 return role in rule.roles
         return False
 

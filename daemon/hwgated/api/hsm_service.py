@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import fnmatch
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
@@ -38,6 +37,7 @@ from hwgated.hsm import (
     KeyPairSpec,
     KeyRef,
 )
+from hwgated.patterns import caller_globs
 
 Context = Any  # grpc.aio.ServicerContext
 
@@ -73,13 +73,13 @@ class HsmServicer(hsm_pb2_grpc.HsmServiceServicer):
     ) -> hsm_pb2.ListKeysResponse:
         role = current_caller().role
         policy = self._policy.current
-        pattern = request.label_pattern or "*"
+        (pattern,) = caller_globs([request.label_pattern or "*"], "label_pattern")
         keys = []
         for token, pool in self._access.pools(request.token):
             with annotated(token):
                 infos = await pool.list_keys()
             for info in sorted(infos, key=lambda i: (i.label, i.key_class.value, i.id_hex)):
-                if fnmatch.fnmatchcase(info.label, pattern) and policy.allows_key(role, info.label):
+                if pattern.match(info.label) and policy.allows_key(role, info.label):
                     keys.append(hsm_convert.key_info(info, token, pool.config.token_label))
         return hsm_pb2.ListKeysResponse(keys=keys)
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import grpc
 
+from hwgated.auth.peer_cert import peer_names
 from hwgated.config import ListenerConfig, PolicyConfig
 from hwgated.errors import GatewayError
 
@@ -47,10 +48,6 @@ def set_caller(caller: Caller) -> None:
     _CALLER.set(caller)
 
 
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
-
 def resolve_caller(
     listener: ListenerConfig, policy: PolicyConfig, context: grpc.aio.ServicerContext[Any, Any]
 ) -> Caller:
@@ -59,12 +56,11 @@ def resolve_caller(
         assert listener.role is not None
         where = str(listener.unix) if listener.unix is not None else str(listener.tcp)
         return Caller(role=listener.role, subject=f"local:{where}", listener=where)
-    auth = context.auth_context()
-    sans = [_text(v) for v in auth.get("x509_subject_alternative_name", [])]
-    cns = [_text(v) for v in auth.get("x509_common_name", [])]
+    # URI SANs and CNs from the parsed certificate, never gRPC's merged SAN list.
+    names = peer_names(context.auth_context())
     for rule in policy.identities:
-        if rule.san_uri is not None and rule.san_uri in sans:
+        if rule.san_uri is not None and rule.san_uri in names.uris:
             return Caller(role=rule.role, subject=rule.san_uri, listener=str(listener.tcp))
-        if rule.cn is not None and rule.cn in cns:
+        if rule.cn is not None and rule.cn in names.cns:
             return Caller(role=rule.role, subject=f"CN={rule.cn}", listener=str(listener.tcp))
     raise UnauthenticatedPeer("the client certificate maps to no role in the policy")

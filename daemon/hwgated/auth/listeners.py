@@ -17,7 +17,8 @@ from pathlib import Path
 
 import grpc
 
-from hwgated.config import ConfigError, ListenerConfig
+from hwgated.config import ConfigError, LimitsConfig, ListenerConfig
+from hwgated.filemodes import UnsafeFile, check_socket_dir, check_socket_mode
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +35,14 @@ _bound: dict[Path, tuple[int, int]] = {}
 
 
 def prepare_unix_path(path: Path) -> None:
-    """Make the socket's directory (0750) and clear a stale socket file."""
+    """Make the socket's directory (0750) or check an existing one; clear a stale socket."""
     if not path.parent.exists():
         path.parent.mkdir(mode=0o750)
+    else:
+        try:
+            check_socket_dir(path.parent)
+        except UnsafeFile as exc:
+            raise ListenerError(str(exc)) from None
     if not path.exists() and not path.is_symlink():
         return
     if not path.is_socket():
@@ -80,6 +86,19 @@ def server_credentials(listener: ListenerConfig) -> grpc.ServerCredentials:
     )
 
 
+def connection_options(limits: LimitsConfig) -> list[tuple[str, int]]:
+    """gRPC server options bounding connections that never finish their handshake.
+
+    ``grpc.server_handshake_timeout_ms`` covers the TLS handshake and the client's
+    HTTP/2 preface (insecure listeners too); ``grpc.max_allowed_incoming_connections``
+    is counted per server, and the daemon runs one server per listener.
+    """
+    return [
+        ("grpc.server_handshake_timeout_ms", int(limits.handshake_timeout * 1000)),
+        ("grpc.max_allowed_incoming_connections", limits.max_connections_per_listener),
+    ]
+
+
 def bind(server: grpc.aio.Server, listener: ListenerConfig) -> str:
     """Add *listener* to *server*; returns the bound address for the log."""
     if listener.unix is not None:
@@ -95,6 +114,10 @@ def bind(server: grpc.aio.Server, listener: ListenerConfig) -> str:
         apply_unix_permissions(listener)
         st = listener.unix.lstat()
         _bound[listener.unix] = (st.st_dev, st.st_ino)
+        try:
+            check_socket_mode(listener.unix, listener.mode, listener.role)
+        except UnsafeFile as exc:
+            raise ListenerError(str(exc)) from None
         return f"unix:{listener.unix}"
     assert listener.tcp is not None
     if listener.insecure:

@@ -10,12 +10,12 @@ current policy in one place and swaps it atomically on SIGHUP.
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Iterable
 
 from hwgated.auth.identity import Caller, current_caller
 from hwgated.config import PolicyConfig, ResourceRule
 from hwgated.errors import PolicyDenied
+from hwgated.patterns import any_match, glob_match
 
 # RPCs every authenticated caller may use: health checks and server reflection
 # reveal nothing a caller could not learn from the public .proto files.
@@ -32,7 +32,7 @@ def _method_name(method: str) -> str:
 
 
 def _matches(patterns: Iterable[str], value: str) -> bool:
-    return any(fnmatch.fnmatchcase(value, p) for p in patterns)
+    return any_match(value, patterns)
 
 
 class Policy:
@@ -53,7 +53,7 @@ class Policy:
     def _resource_allowed(rules: tuple[ResourceRule, ...], role: str, name: str) -> bool:
         # Rules are read in order; the first whose pattern matches decides.
         for rule in rules:
-            if fnmatch.fnmatchcase(name, rule.pattern):
+            if glob_match(name, rule.pattern):
                 return role in rule.roles
         return False
 

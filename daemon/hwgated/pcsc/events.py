@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import fnmatch
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 from hwgated.errors import SubscriberTooSlow
+from hwgated.patterns import Glob
 from hwgated.pcsc.identity import CardIdentity
 
 
@@ -61,7 +61,7 @@ def _any_reader(reader: str) -> bool:
 
 @dataclass(frozen=True)
 class EventFilter:
-    reader_patterns: tuple[str, ...] = ()
+    reader_patterns: tuple[Glob, ...] = ()  # compiled and bounded by patterns.caller_globs
     types: frozenset[EventType] = frozenset()
     # The policy's per-reader rule: events of readers the caller may not use are hidden.
     reader_allowed: Callable[[str], bool] = _any_reader
@@ -76,9 +76,7 @@ class EventFilter:
     def _reader_ok(self, reader: str) -> bool:
         if not self.reader_allowed(reader):
             return False
-        return not self.reader_patterns or any(
-            fnmatch.fnmatchcase(reader, p) for p in self.reader_patterns
-        )
+        return not self.reader_patterns or any(p.match(reader) for p in self.reader_patterns)
 
 
 class Subscription:

@@ -20,13 +20,13 @@ withholds its ping when the heartbeat goes stale (see hwgated.ops.watchdog).
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 import threading
 import time
 from collections.abc import Sequence
 from typing import Protocol
 
+from hwgated.patterns import any_match
 from hwgated.pcsc import scard
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ class ReaderMonitor:
         self.heartbeat = time.monotonic()
 
     def _wanted(self, name: str) -> bool:
-        return any(fnmatch.fnmatchcase(name, p) for p in self._patterns)
+        return any_match(name, self._patterns)
 
     def _run(self) -> None:
         backoff = BACKOFF_START

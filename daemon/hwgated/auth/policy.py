@@ -68,7 +68,7 @@ class Policy:
         keys called ``signer-*`` is not the right to mint more of them.
         """
         for rule in self.config.keys:
-            if fnmatch.fnmatchcase(label, rule.pattern):
+            if glob_match(label, rule.pattern):
                 return role in rule.create
         return False
 

@@ -1,26 +1,33 @@
 """The asyncio client: the same methods as :class:`hwgate.Client`, awaitable.
 
-``watch_events`` returns an async iterator with the same resume behaviour as
-the blocking one (see :mod:`hwgate.resume`). ``hsm_key`` is only on the
-blocking client, because cryptography's ``sign()`` is synchronous.
+Unary methods are coroutines built from the same :mod:`hwgate.requests`
+functions as the blocking client's, so names, parameters and defaults match
+(tests/clients/test_parity.py checks every RPC). ``watch_events`` returns an
+async iterator with the same resume behaviour as the blocking one (see
+:mod:`hwgate.resume`); ``sign_stream`` is an async iterator. ``hsm_key`` is
+only on the blocking client, because cryptography's ``sign()`` is synchronous.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2_grpc
 
-from hwgate import errors, names
+from hwgate import errors
+from hwgate import requests as rq
 from hwgate.channel import DEFAULT_KEEPALIVE_MS, channel_spec, open_aio_channel
-from hwgate.client import DEFAULT_TIMEOUT, PathLike, _duration, _pin_bytes
+from hwgate.client import DEFAULT_TIMEOUT, PathLike
 from hwgate.resume import ResumeState, resumable
-from hwgate.v1 import card_pb2, card_pb2_grpc, hsm_pb2, hsm_pb2_grpc, piv_pb2, piv_pb2_grpc
+from hwgate.v1 import card_pb2, card_pb2_grpc, hsm_pb2, hsm_pb2_grpc, piv_pb2_grpc
+
+T = TypeVar("T")
+P = ParamSpec("P")
 
 
 class AsyncEventStream:
@@ -72,19 +79,41 @@ class AsyncEventStream:
             self._call.cancel()
 
 
+def _unary(
+    build: Callable[P, rq.Call[T]],
+) -> Callable[Concatenate[AsyncClient, P], Coroutine[Any, Any, T]]:
+    """An :class:`AsyncClient` coroutine method that sends the call *build* describes."""
+
+    async def method(self: AsyncClient, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self._invoke(build(*args, **kwargs))
+
+    return rq.as_method(method, build, "AsyncClient")  # type: ignore[no-any-return]
+
+
+def _in_session(
+    build: Callable[Concatenate[str, P], rq.Call[T]],
+) -> Callable[Concatenate[AsyncCardSession, P], Coroutine[Any, Any, T]]:
+    """An :class:`AsyncCardSession` coroutine method: *build* with the session's id first."""
+
+    async def method(self: AsyncCardSession, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self.client._invoke(build(self.session_id, *args, **kwargs))
+
+    return rq.as_method(method, build, "AsyncCardSession", bound=1)  # type: ignore[no-any-return]
+
+
 @dataclass
 class AsyncCardSession:
-    """An open session (see :meth:`AsyncClient.card_session`)."""
+    """An open session (see :meth:`AsyncClient.card_session`); methods as on CardSession."""
 
     client: AsyncClient
     reader: str
     session_id: str
 
-    async def get_card_info(self) -> piv_pb2.GetCardInfoResponse:
-        return await self.client.get_card_info(session_id=self.session_id)
-
-    async def verify_pin(self, pin: str | bytes | bytearray, allow_last: bool = False) -> None:
-        await self.client.verify_pin(self.session_id, pin, allow_last_attempt=allow_last)
+    get_card_info = _in_session(rq.session_get_card_info)
+    verify_pin = _in_session(rq.session_verify_pin)
+    authenticate = _in_session(rq.session_authenticate)
+    sign = _in_session(rq.session_sign)
+    transmit = _in_session(rq.session_transmit)
 
 
 class AsyncClient:
@@ -111,6 +140,10 @@ class AsyncClient:
         except grpc.RpcError as err:
             raise errors.from_rpc_error(err) from err
 
+    async def _invoke(self, call: rq.Call[T]) -> T:
+        stub_method = getattr(getattr(self, call.stub), call.method)
+        return call.result(await self._call(stub_method, call.request))
+
     async def close(self) -> None:
         await self.channel.close(None)
 
@@ -120,15 +153,23 @@ class AsyncClient:
     async def __aexit__(self, *_exc: object) -> None:
         await self.close()
 
-    async def health(self, service: str = "") -> str:
-        response = await self._call(
-            self._health.Check, health_pb2.HealthCheckRequest(service=service)
-        )
-        return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
+    async def wait_ready(self, timeout: float = 10.0) -> None:
+        """Wait until the channel is connected; HwgateError(UNAVAILABLE) if not in time."""
+        try:
+            await asyncio.wait_for(self.channel.channel_ready(), timeout)
+        except TimeoutError:
+            raise errors.HwgateError(
+                grpc.StatusCode.UNAVAILABLE, f"not connected within {timeout}s"
+            ) from None
 
-    async def list_readers(self) -> list[card_pb2.Reader]:
-        response = await self._call(self.card.ListReaders, card_pb2.ListReadersRequest())
-        return list(response.readers)
+    health = _unary(rq.health)
+
+    # --- CardService ---
+
+    list_readers = _unary(rq.list_readers)
+    open_session = _unary(rq.open_session)
+    close_session = _unary(rq.close_session)
+    transmit = _unary(rq.transmit)
 
     def watch_events(
         self,
@@ -138,19 +179,9 @@ class AsyncClient:
         after_sequence: int = 0,
         resume: bool = True,
     ) -> AsyncEventStream:
+        """Reader and card events, snapshot first; resumes across drops (see EventStream)."""
         state = ResumeState(after_sequence, list(reader_patterns), list(types))
         return AsyncEventStream(self.card, state, self.metadata or None, resume)
-
-    async def open_session(
-        self, reader: str, ttl: float | None = None
-    ) -> card_pb2.OpenSessionResponse:
-        request = card_pb2.OpenSessionRequest(reader=reader, ttl=_duration(ttl))
-        result: card_pb2.OpenSessionResponse = await self._call(self.card.OpenSession, request)
-        return result
-
-    async def close_session(self, session_id: str) -> None:
-        request = card_pb2.CloseSessionRequest(session_id=session_id)
-        await self._call(self.card.CloseSession, request)
 
     @contextlib.asynccontextmanager
     async def card_session(
@@ -164,77 +195,39 @@ class AsyncClient:
             with contextlib.suppress(errors.SessionNotFound):
                 await self.close_session(opened.session_id)
 
-    async def transmit(
+    # --- PivService ---
+
+    get_card_info = _unary(rq.get_card_info)
+    verify_pin = _unary(rq.verify_pin)
+    authenticate = _unary(rq.authenticate)
+    piv_sign = _unary(rq.piv_sign)
+
+    # --- HsmService ---
+
+    list_keys = _unary(rq.list_keys)
+    get_public_key = _unary(rq.get_public_key)
+    sign = _unary(rq.sign)
+    derive = _unary(rq.derive)
+    generate_key_pair = _unary(rq.generate_key_pair)
+    delete_key = _unary(rq.delete_key)
+
+    async def sign_stream(
         self,
-        apdus: Sequence[bytes],
-        *,
-        reader: str | None = None,
-        session_id: str | None = None,
-        auto_response: bool = False,
-    ) -> list[card_pb2.ResponseApdu]:
-        request = card_pb2.TransmitRequest(
-            reader=reader, session_id=session_id, apdus=list(apdus), auto_response=auto_response
-        )
-        return list((await self._call(self.card.Transmit, request)).responses)
+        requests: Iterable[hsm_pb2.SignStreamRequest] | AsyncIterable[hsm_pb2.SignStreamRequest],
+    ) -> AsyncIterator[hsm_pb2.SignStreamResponse]:
+        """Bulk signing on one stream; per-item failures are in each response's ``error``.
 
-    async def get_card_info(
-        self, reader: str | None = None, *, session_id: str | None = None
-    ) -> piv_pb2.GetCardInfoResponse:
-        request = piv_pb2.GetCardInfoRequest(reader=reader, session_id=session_id)
-        result: piv_pb2.GetCardInfoResponse = await self._call(self.piv.GetCardInfo, request)
-        return result
-
-    async def verify_pin(
-        self, session_id: str, pin: str | bytes | bytearray, *, allow_last_attempt: bool = False
-    ) -> None:
-        request = piv_pb2.VerifyPinRequest(
-            session_id=session_id, pin=_pin_bytes(pin), allow_last_attempt=allow_last_attempt
-        )
-        await self._call(self.piv.VerifyPin, request)
-
-    async def list_keys(self, token: str = "", label_pattern: str = "") -> list[hsm_pb2.KeyInfo]:
-        request = hsm_pb2.ListKeysRequest(token=token, label_pattern=label_pattern)
-        return list((await self._call(self.hsm.ListKeys, request)).keys)
-
-    async def get_public_key(self, key: names.KeyRefLike) -> hsm_pb2.GetPublicKeyResponse:
-        request = hsm_pb2.GetPublicKeyRequest(key=names.key_ref(key))
-        result: hsm_pb2.GetPublicKeyResponse = await self._call(self.hsm.GetPublicKey, request)
-        return result
-
-    async def sign(
-        self,
-        key: names.KeyRefLike,
-        algorithm: names.SignatureAlgorithmLike,
-        *,
-        digest: bytes = b"",
-        data: bytes = b"",
-    ) -> bytes:
-        request = hsm_pb2.SignRequest(
-            key=names.key_ref(key),
-            algorithm=names.signature_algorithm(algorithm),  # type: ignore[arg-type]
-            digest=digest,
-            data=data,
-        )
-        return bytes((await self._call(self.hsm.Sign, request)).signature)
-
-    async def derive(self, request: hsm_pb2.DeriveRequest) -> hsm_pb2.DeriveResponse:
-        result: hsm_pb2.DeriveResponse = await self._call(self.hsm.Derive, request)
-        return result
-
-    async def generate_key_pair(
-        self, label: str, algorithm: str | int, *, token: str = "", ephemeral: bool = False
-    ) -> hsm_pb2.KeyInfo:
-        request = hsm_pb2.GenerateKeyPairRequest(
-            token=token,
-            label=label,
-            algorithm=names.key_algorithm(algorithm),  # type: ignore[arg-type]
-            ephemeral=ephemeral,
-        )
-        return (await self._call(self.hsm.GenerateKeyPair, request)).key  # type: ignore[no-any-return]
-
-    async def delete_key(self, key: names.KeyRefLike) -> int:
-        request = hsm_pb2.DeleteKeyRequest(key=names.key_ref(key))
-        return int((await self._call(self.hsm.DeleteKey, request)).deleted_objects)
+        *requests* may be an iterable or an async iterable (produce while you consume).
+        """
+        source = requests if isinstance(requests, AsyncIterable) else iter(requests)
+        call = self.hsm.SignStream(source, metadata=self.metadata or None)
+        try:
+            async for response in call:
+                yield response
+        except grpc.RpcError as err:
+            raise errors.from_rpc_error(err) from err
+        finally:
+            call.cancel()  # a consumer that stops early must not leave the stream open
 
 
 def connect(

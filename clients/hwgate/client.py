@@ -13,19 +13,20 @@ import hashlib
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import grpc
-from google.protobuf import duration_pb2
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2_grpc
 
 from hwgate import errors, names
+from hwgate import requests as rq
 from hwgate.channel import DEFAULT_KEEPALIVE_MS, channel_spec, open_channel
 from hwgate.events import EventStream
 from hwgate.resume import ResumeState
-from hwgate.v1 import card_pb2, card_pb2_grpc, hsm_pb2, hsm_pb2_grpc, piv_pb2, piv_pb2_grpc
+from hwgate.v1 import card_pb2_grpc, hsm_pb2, hsm_pb2_grpc, piv_pb2_grpc
 
 T = TypeVar("T")
+P = ParamSpec("P")
 DEFAULT_TIMEOUT = 30.0
 PathLike = str | os.PathLike[str]
 
@@ -44,16 +45,24 @@ def digest_for(algorithm: names.SignatureAlgorithmLike, message: bytes) -> bytes
     return bytes(HASHES[name.rsplit("-", 1)[1]](message).digest())
 
 
-def _duration(seconds: float | None) -> duration_pb2.Duration | None:
-    if seconds is None:
-        return None
-    result = duration_pb2.Duration()
-    result.FromNanoseconds(int(seconds * 1e9))
-    return result
+def _unary(build: Callable[P, rq.Call[T]]) -> Callable[Concatenate[Client, P], T]:
+    """A :class:`Client` method that sends the call *build* describes."""
+
+    def method(self: Client, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return self._invoke(build(*args, **kwargs))
+
+    return rq.as_method(method, build, "Client")  # type: ignore[no-any-return]
 
 
-def _pin_bytes(pin: str | bytes | bytearray) -> bytes:
-    return pin.encode("ascii") if isinstance(pin, str) else bytes(pin)
+def _in_session(
+    build: Callable[Concatenate[str, P], rq.Call[T]],
+) -> Callable[Concatenate[CardSession, P], T]:
+    """A :class:`CardSession` method: *build* with the session's id first."""
+
+    def method(self: CardSession, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return self.client._invoke(build(self.session_id, *args, **kwargs))
+
+    return rq.as_method(method, build, "CardSession", bound=1)  # type: ignore[no-any-return]
 
 
 @dataclass
@@ -64,28 +73,19 @@ class CardSession:
     reader: str
     session_id: str
 
-    def get_card_info(self) -> piv_pb2.GetCardInfoResponse:
-        return self.client.get_card_info(session_id=self.session_id)
-
-    def verify_pin(self, pin: str | bytes | bytearray, allow_last_attempt: bool = False) -> None:
-        self.client.verify_pin(self.session_id, pin, allow_last_attempt=allow_last_attempt)
-
-    def authenticate(self, origin: str, challenge: bytes) -> piv_pb2.AuthenticateResponse:
-        return self.client.authenticate(self.session_id, origin, challenge)
-
-    def sign(
-        self, digest: bytes, algorithm: names.SignatureAlgorithmLike, slot: int = 0
-    ) -> piv_pb2.PivServiceSignResponse:
-        return self.client.piv_sign(self.session_id, digest, algorithm, slot=slot)
-
-    def transmit(
-        self, apdus: Sequence[bytes], auto_response: bool = False
-    ) -> list[card_pb2.ResponseApdu]:
-        return self.client.transmit(apdus, session_id=self.session_id, auto_response=auto_response)
+    get_card_info = _in_session(rq.session_get_card_info)
+    verify_pin = _in_session(rq.session_verify_pin)
+    authenticate = _in_session(rq.session_authenticate)
+    sign = _in_session(rq.session_sign)
+    transmit = _in_session(rq.session_transmit)
 
 
 class Client:
-    """A connection to one hwgated (or a round_robin set of them). Use :func:`hwgate.connect`."""
+    """A connection to one hwgated (or a round_robin set of them). Use :func:`hwgate.connect`.
+
+    The unary methods come from :mod:`hwgate.requests`, shared with the asyncio
+    client, whose methods have the same names, parameters and defaults.
+    """
 
     def __init__(
         self,
@@ -109,6 +109,10 @@ class Client:
         except grpc.RpcError as err:
             raise errors.from_rpc_error(err) from err
 
+    def _invoke(self, call: rq.Call[T]) -> T:
+        stub_method = getattr(getattr(self, call.stub), call.method)
+        return call.result(self._call(stub_method, call.request))
+
     def close(self) -> None:
         self.channel.close()
 
@@ -127,19 +131,14 @@ class Client:
                 grpc.StatusCode.UNAVAILABLE, f"not connected within {timeout}s"
             ) from None
 
-    # --- health ---
-
-    def health(self, service: str = "") -> str:
-        """grpc.health.v1 status name of *service* ("" = the server): SERVING, NOT_SERVING..."""
-        request = health_pb2.HealthCheckRequest(service=service)
-        response = self._call(self._health.Check, request)
-        return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
+    health = _unary(rq.health)
 
     # --- CardService ---
 
-    def list_readers(self) -> list[card_pb2.Reader]:
-        """The readers the caller may see, sorted by name."""
-        return list(self._call(self.card.ListReaders, card_pb2.ListReadersRequest()).readers)
+    list_readers = _unary(rq.list_readers)
+    open_session = _unary(rq.open_session)
+    close_session = _unary(rq.close_session)
+    transmit = _unary(rq.transmit)
 
     def watch_events(
         self,
@@ -152,13 +151,6 @@ class Client:
         """Reader and card events, snapshot first; resumes across drops (see EventStream)."""
         state = ResumeState(after_sequence, list(reader_patterns), list(types))
         return EventStream(self.card, state, self.metadata or None, resume)
-
-    def open_session(self, reader: str, ttl: float | None = None) -> card_pb2.OpenSessionResponse:
-        request = card_pb2.OpenSessionRequest(reader=reader, ttl=_duration(ttl))
-        return self._call(self.card.OpenSession, request)
-
-    def close_session(self, session_id: str) -> None:
-        self._call(self.card.CloseSession, card_pb2.CloseSessionRequest(session_id=session_id))
 
     @contextlib.contextmanager
     def card_session(self, reader: str, ttl: float | None = None) -> Iterator[CardSession]:
@@ -174,88 +166,21 @@ class Client:
             with contextlib.suppress(errors.SessionNotFound):
                 self.close_session(opened.session_id)
 
-    def transmit(
-        self,
-        apdus: Sequence[bytes],
-        *,
-        reader: str | None = None,
-        session_id: str | None = None,
-        auto_response: bool = False,
-    ) -> list[card_pb2.ResponseApdu]:
-        """Raw APDUs to a reader (one job) or a session; one response per APDU."""
-        request = card_pb2.TransmitRequest(
-            reader=reader, session_id=session_id, apdus=list(apdus), auto_response=auto_response
-        )
-        return list(self._call(self.card.Transmit, request).responses)
-
     # --- PivService ---
 
-    def get_card_info(
-        self, reader: str | None = None, *, session_id: str | None = None
-    ) -> piv_pb2.GetCardInfoResponse:
-        request = piv_pb2.GetCardInfoRequest(reader=reader, session_id=session_id)
-        return self._call(self.piv.GetCardInfo, request)
-
-    def verify_pin(
-        self, session_id: str, pin: str | bytes | bytearray, *, allow_last_attempt: bool = False
-    ) -> None:
-        """Verify the PIV PIN in a session. Raises PinIncorrect (retries_left), PinBlocked,
-        LastPinAttempt. Never retried automatically."""
-        request = piv_pb2.VerifyPinRequest(
-            session_id=session_id, pin=_pin_bytes(pin), allow_last_attempt=allow_last_attempt
-        )
-        self._call(self.piv.VerifyPin, request)
-
-    def authenticate(
-        self, session_id: str, origin: str, challenge: bytes
-    ) -> piv_pb2.AuthenticateResponse:
-        request = piv_pb2.AuthenticateRequest(
-            session_id=session_id, origin=origin, challenge=challenge
-        )
-        return self._call(self.piv.Authenticate, request)
-
-    def piv_sign(
-        self,
-        session_id: str,
-        digest: bytes,
-        algorithm: names.SignatureAlgorithmLike,
-        *,
-        slot: int = 0,
-    ) -> piv_pb2.PivServiceSignResponse:
-        request = piv_pb2.PivServiceSignRequest(
-            session_id=session_id,
-            slot=slot,  # type: ignore[arg-type]
-            digest=digest,
-            algorithm=names.signature_algorithm(algorithm),  # type: ignore[arg-type]
-        )
-        return self._call(self.piv.Sign, request)
+    get_card_info = _unary(rq.get_card_info)
+    verify_pin = _unary(rq.verify_pin)
+    authenticate = _unary(rq.authenticate)
+    piv_sign = _unary(rq.piv_sign)
 
     # --- HsmService ---
 
-    def list_keys(self, token: str = "", label_pattern: str = "") -> list[hsm_pb2.KeyInfo]:
-        request = hsm_pb2.ListKeysRequest(token=token, label_pattern=label_pattern)
-        return list(self._call(self.hsm.ListKeys, request).keys)
-
-    def get_public_key(self, key: names.KeyRefLike) -> hsm_pb2.GetPublicKeyResponse:
-        request = hsm_pb2.GetPublicKeyRequest(key=names.key_ref(key))
-        return self._call(self.hsm.GetPublicKey, request)
-
-    def sign(
-        self,
-        key: names.KeyRefLike,
-        algorithm: names.SignatureAlgorithmLike,
-        *,
-        digest: bytes = b"",
-        data: bytes = b"",
-    ) -> bytes:
-        """Sign a digest (asymmetric) or data (HMAC) in the HSM; the signature bytes."""
-        request = hsm_pb2.SignRequest(
-            key=names.key_ref(key),
-            algorithm=names.signature_algorithm(algorithm),  # type: ignore[arg-type]
-            digest=digest,
-            data=data,
-        )
-        return bytes(self._call(self.hsm.Sign, request).signature)
+    list_keys = _unary(rq.list_keys)
+    get_public_key = _unary(rq.get_public_key)
+    sign = _unary(rq.sign)
+    derive = _unary(rq.derive)
+    generate_key_pair = _unary(rq.generate_key_pair)
+    delete_key = _unary(rq.delete_key)
 
     def sign_stream(
         self, requests: Iterable[hsm_pb2.SignStreamRequest]
@@ -266,40 +191,12 @@ class Client:
         except grpc.RpcError as err:
             raise errors.from_rpc_error(err) from err
 
-    def derive(self, request: hsm_pb2.DeriveRequest) -> hsm_pb2.DeriveResponse:
-        """HsmService.Derive; build the request with :func:`hwgate.ecdh_request` & co or by hand."""
-        return self._call(self.hsm.Derive, request)
-
-    def generate_key_pair(
-        self,
-        label: str,
-        algorithm: str | int,
-        *,
-        token: str = "",
-        ephemeral: bool = False,
-        extractable: bool = False,
-        usages: Sequence[int] = (),
-    ) -> hsm_pb2.KeyInfo:
-        request = hsm_pb2.GenerateKeyPairRequest(
-            token=token,
-            label=label,
-            algorithm=names.key_algorithm(algorithm),  # type: ignore[arg-type]
-            ephemeral=ephemeral,
-            extractable=extractable,
-            usages=list(usages),  # type: ignore[arg-type]
-        )
-        return self._call(self.hsm.GenerateKeyPair, request).key
-
-    def delete_key(self, key: names.KeyRefLike) -> int:
-        """Destroy a key; the number of PKCS#11 objects destroyed."""
-        request = hsm_pb2.DeleteKeyRequest(key=names.key_ref(key))
-        return int(self._call(self.hsm.DeleteKey, request).deleted_objects)
-
     def hsm_key(self, key: names.KeyRefLike) -> Any:
         """The HSM key as a ``cryptography`` private key (EC or RSA) that signs remotely.
 
         See :mod:`hwgate.remote_key`: ``x509.CertificateBuilder().sign(key, SHA256())``
-        works unchanged. The public key is fetched once, here.
+        works unchanged. The public key is fetched once, here. Blocking only:
+        cryptography's ``sign()`` is synchronous.
         """
         from hwgate.remote_key import remote_key
 

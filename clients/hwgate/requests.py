@@ -1,0 +1,278 @@
+"""Every unary hwgated call, described once for both clients.
+
+Each function here takes a client method's parameters and returns a
+:class:`Call`: which stub method to call, the request message, and how the
+response becomes the method's result. The functions are pure (no I/O), so the
+blocking :class:`hwgate.Client` and the asyncio :class:`hwgate.aio.AsyncClient`
+cannot drift apart: both turn the same functions into methods with
+:func:`as_method`, which gives the method the function's name, docstring and
+signature. The ``session_*`` functions are the same calls with the session id
+first; the session objects bind it.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from google.protobuf import duration_pb2
+from grpc_health.v1 import health_pb2
+
+from hwgate import names
+from hwgate.v1 import card_pb2, hsm_pb2, piv_pb2
+
+R = TypeVar("R")
+Pin = str | bytes | bytearray
+
+
+@dataclass(frozen=True)
+class Call(Generic[R]):
+    """One unary RPC ready to send: ``stub`` names the client's stub attribute."""
+
+    stub: str
+    method: str
+    request: Any
+    result: Callable[[Any], R]
+
+
+def _none(_response: object) -> None:
+    return None
+
+
+def _same(response: Any) -> Any:
+    return response
+
+
+def duration(seconds: float | None) -> duration_pb2.Duration | None:
+    """A protobuf Duration, or None (the field left unset) for None."""
+    if seconds is None:
+        return None
+    result = duration_pb2.Duration()
+    result.FromNanoseconds(int(seconds * 1e9))
+    return result
+
+
+def pin_bytes(pin: Pin) -> bytes:
+    """PINs travel as bytes; a str is taken as ASCII digits."""
+    return pin.encode("ascii") if isinstance(pin, str) else bytes(pin)
+
+
+# --- health ---
+
+
+def health(service: str = "") -> Call[str]:
+    """grpc.health.v1 status name of *service* ("" = the server): SERVING, NOT_SERVING..."""
+    return Call(
+        "_health",
+        "Check",
+        health_pb2.HealthCheckRequest(service=service),
+        lambda r: str(health_pb2.HealthCheckResponse.ServingStatus.Name(r.status)),
+    )
+
+
+# --- CardService ---
+
+
+def list_readers() -> Call[list[card_pb2.Reader]]:
+    """The readers the caller may see, sorted by name."""
+    return Call("card", "ListReaders", card_pb2.ListReadersRequest(), lambda r: list(r.readers))
+
+
+def open_session(reader: str, ttl: float | None = None) -> Call[card_pb2.OpenSessionResponse]:
+    """Hold *reader* exclusively until CloseSession or *ttl* seconds (None = the daemon's)."""
+    request = card_pb2.OpenSessionRequest(reader=reader, ttl=duration(ttl))
+    return Call("card", "OpenSession", request, _same)
+
+
+def close_session(session_id: str) -> Call[None]:
+    """End a session (SessionNotFound if it is already gone)."""
+    return Call("card", "CloseSession", card_pb2.CloseSessionRequest(session_id=session_id), _none)
+
+
+def transmit(
+    apdus: Sequence[bytes],
+    *,
+    reader: str | None = None,
+    session_id: str | None = None,
+    auto_response: bool = False,
+) -> Call[list[card_pb2.ResponseApdu]]:
+    """Raw APDUs to a reader (one job) or a session; one response per APDU."""
+    request = card_pb2.TransmitRequest(
+        reader=reader, session_id=session_id, apdus=list(apdus), auto_response=auto_response
+    )
+    return Call("card", "Transmit", request, lambda r: list(r.responses))
+
+
+# --- PivService ---
+
+
+def get_card_info(
+    reader: str | None = None, *, session_id: str | None = None
+) -> Call[piv_pb2.GetCardInfoResponse]:
+    """The PIV card's identity, certificates and PIN state, by reader or in a session."""
+    request = piv_pb2.GetCardInfoRequest(reader=reader, session_id=session_id)
+    return Call("piv", "GetCardInfo", request, _same)
+
+
+def verify_pin(session_id: str, pin: Pin, *, allow_last_attempt: bool = False) -> Call[None]:
+    """Verify the PIV PIN in a session. Raises PinIncorrect (retries_left), PinBlocked,
+    LastPinAttempt. Never retried automatically."""
+    request = piv_pb2.VerifyPinRequest(
+        session_id=session_id, pin=pin_bytes(pin), allow_last_attempt=allow_last_attempt
+    )
+    return Call("piv", "VerifyPin", request, _none)
+
+
+def authenticate(
+    session_id: str, origin: str, challenge: bytes
+) -> Call[piv_pb2.AuthenticateResponse]:
+    """Sign an origin-bound digest of *challenge* with the 9A key (PIN verified first)."""
+    request = piv_pb2.AuthenticateRequest(session_id=session_id, origin=origin, challenge=challenge)
+    return Call("piv", "Authenticate", request, _same)
+
+
+def piv_sign(
+    session_id: str,
+    digest: bytes,
+    algorithm: names.SignatureAlgorithmLike,
+    *,
+    slot: int = 0,
+) -> Call[piv_pb2.PivServiceSignResponse]:
+    """Sign *digest* with a PIV slot's key (0 = the daemon's default slot)."""
+    request = piv_pb2.PivServiceSignRequest(
+        session_id=session_id,
+        slot=slot,  # type: ignore[arg-type]
+        digest=digest,
+        algorithm=names.signature_algorithm(algorithm),  # type: ignore[arg-type]
+    )
+    return Call("piv", "Sign", request, _same)
+
+
+# --- HsmService ---
+
+
+def list_keys(token: str = "", label_pattern: str = "") -> Call[list[hsm_pb2.KeyInfo]]:
+    """The HSM keys the caller may use, optionally filtered by token and label glob."""
+    request = hsm_pb2.ListKeysRequest(token=token, label_pattern=label_pattern)
+    return Call("hsm", "ListKeys", request, lambda r: list(r.keys))
+
+
+def get_public_key(key: names.KeyRefLike) -> Call[hsm_pb2.GetPublicKeyResponse]:
+    """The public key (DER SubjectPublicKeyInfo and PEM) of an asymmetric HSM key."""
+    request = hsm_pb2.GetPublicKeyRequest(key=names.key_ref(key))
+    return Call("hsm", "GetPublicKey", request, _same)
+
+
+def sign(
+    key: names.KeyRefLike,
+    algorithm: names.SignatureAlgorithmLike,
+    *,
+    digest: bytes = b"",
+    data: bytes = b"",
+) -> Call[bytes]:
+    """Sign a digest (asymmetric) or data (HMAC) in the HSM; the signature bytes."""
+    request = hsm_pb2.SignRequest(
+        key=names.key_ref(key),
+        algorithm=names.signature_algorithm(algorithm),  # type: ignore[arg-type]
+        digest=digest,
+        data=data,
+    )
+    return Call("hsm", "Sign", request, lambda r: bytes(r.signature))
+
+
+def derive(request: hsm_pb2.DeriveRequest) -> Call[hsm_pb2.DeriveResponse]:
+    """HsmService.Derive; build the request with :func:`hwgate.ecdh_request` & co or by hand."""
+    return Call("hsm", "Derive", request, _same)
+
+
+def generate_key_pair(
+    label: str,
+    algorithm: str | int,
+    *,
+    token: str = "",
+    ephemeral: bool = False,
+    extractable: bool = False,
+    usages: Sequence[int] = (),
+) -> Call[hsm_pb2.KeyInfo]:
+    """Create a key in the HSM; *ephemeral* keys vanish when the daemon stops."""
+    request = hsm_pb2.GenerateKeyPairRequest(
+        token=token,
+        label=label,
+        algorithm=names.key_algorithm(algorithm),  # type: ignore[arg-type]
+        ephemeral=ephemeral,
+        extractable=extractable,
+        usages=list(usages),  # type: ignore[arg-type]
+    )
+    return Call("hsm", "GenerateKeyPair", request, lambda r: r.key)
+
+
+def delete_key(key: names.KeyRefLike) -> Call[int]:
+    """Destroy a key; the number of PKCS#11 objects destroyed."""
+    request = hsm_pb2.DeleteKeyRequest(key=names.key_ref(key))
+    return Call("hsm", "DeleteKey", request, lambda r: int(r.deleted_objects))
+
+
+# --- the same calls inside a card session (the session id comes first) ---
+
+
+def session_get_card_info(session_id: str) -> Call[piv_pb2.GetCardInfoResponse]:
+    """The card's identity, certificates and PIN state as this session sees it."""
+    return get_card_info(session_id=session_id)
+
+
+def session_verify_pin(session_id: str, pin: Pin, allow_last_attempt: bool = False) -> Call[None]:
+    """Verify the PIV PIN in this session (see ``Client.verify_pin``)."""
+    return verify_pin(session_id, pin, allow_last_attempt=allow_last_attempt)
+
+
+def session_authenticate(
+    session_id: str, origin: str, challenge: bytes
+) -> Call[piv_pb2.AuthenticateResponse]:
+    """Origin-bound 9A signature of *challenge* (see ``Client.authenticate``)."""
+    return authenticate(session_id, origin, challenge)
+
+
+def session_sign(
+    session_id: str, digest: bytes, algorithm: names.SignatureAlgorithmLike, slot: int = 0
+) -> Call[piv_pb2.PivServiceSignResponse]:
+    """Sign *digest* with a PIV slot's key (see ``Client.piv_sign``)."""
+    return piv_sign(session_id, digest, algorithm, slot=slot)
+
+
+def session_transmit(
+    session_id: str, apdus: Sequence[bytes], auto_response: bool = False
+) -> Call[list[card_pb2.ResponseApdu]]:
+    """Raw APDUs inside this session; one response per APDU."""
+    return transmit(apdus, session_id=session_id, auto_response=auto_response)
+
+
+SESSION_PREFIX = "session_"
+
+
+def as_method(
+    method: Callable[..., Any], build: Callable[..., Any], owner: str, *, bound: int = 0
+) -> Any:
+    """Dress *method* (``self, *args, **kwargs``) as the call *build* describes.
+
+    It gets *build*'s name (``session_`` dropped, qualified by the class name
+    *owner*), docstring and signature, with ``self`` in front and the first
+    *bound* parameters left out (they come from the object, like a session's
+    id), so ``help()``, ``inspect.signature`` and the parity test see the real
+    parameters.
+    """
+    signature = inspect.signature(build)
+    params = list(signature.parameters.values())[bound:]
+    self_param = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    name = build.__name__.removeprefix(SESSION_PREFIX) if bound else build.__name__
+    method.__name__ = name
+    method.__qualname__ = f"{owner}.{name}"
+    method.__doc__ = build.__doc__
+    result = signature.return_annotation  # "Call[X]" (postponed annotations): the method returns X
+    if isinstance(result, str) and result.startswith("Call[") and result.endswith("]"):
+        result = result[len("Call[") : -1]
+    method.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[self_param, *params], return_annotation=result
+    )
+    return method

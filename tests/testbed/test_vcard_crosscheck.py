@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import datetime as dt
+import os
 import subprocess
 import sys
 import textwrap
@@ -96,8 +97,13 @@ def test_card_works_with_hwgated_unimportable(tmp_path: Path) -> None:
         print("no-hwgated-ok", sorted(m for m in sys.modules if m.startswith("hwgated")))
         """
     )
+    env = {**os.environ, "PYTHONPATH": str(TESTBED_PACKAGE.parent)}  # this very copy
     done = subprocess.run(
-        [sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", script, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
     )
     assert done.returncode == 0, done.stderr
     assert "no-hwgated-ok []" in done.stdout

@@ -449,6 +449,7 @@ def _token(t: _Table) -> TokenConfig:
         pin_credential=t.take("pin_credential", str),
         workers=t.take("workers", int, 2),
         op_timeout=_seconds(t, "op_timeout", 10.0),
+        describe_ttl=_seconds(t, "describe_ttl", 30.0),
         env=dict(env),
     )
     t.done()

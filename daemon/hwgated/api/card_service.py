@@ -14,7 +14,9 @@ from hwgated.api import convert
 from hwgated.api.auditing import audited
 from hwgated.api.errors import stream, timeout_of, unary
 from hwgated.auth.identity import current_caller
+from hwgated.auth.pinlimit import PinLimits
 from hwgated.auth.policy import PolicyHolder
+from hwgated.auth.transmit_guard import audit_flagged, count_pin_tries, screen
 from hwgated.pcsc.events import EventFilter, EventType
 from hwgated.pcsc.manager import CardManager
 from hwgated.pcsc.worker import CardLink
@@ -68,10 +70,18 @@ def _run_batch(
 
 
 class CardServicer(card_pb2_grpc.CardServiceServicer):
-    def __init__(self, manager: CardManager, policy: PolicyHolder, max_apdus: int) -> None:
+    def __init__(
+        self,
+        manager: CardManager,
+        policy: PolicyHolder,
+        max_apdus: int,
+        pin_limits: PinLimits | None = None,
+    ) -> None:
         self._manager = manager
         self._policy = policy
         self._max_apdus = max_apdus
+        # Shared with PivService (the daemon makes one): a raw VERIFY is a PIN try too.
+        self._pin_limits = pin_limits or PinLimits(10)
 
     @unary
     async def ListReaders(
@@ -147,18 +157,37 @@ class CardServicer(card_pb2_grpc.CardServiceServicer):
         self, request: card_pb2.TransmitRequest, context: Context
     ) -> card_pb2.TransmitResponse:
         target = request.reader or f"session:{request.session_id[:8]}"
-        with audited("card.transmit", reader=target, apdus=len(request.apdus)):
+        caller, policy = current_caller(), self._policy.current
+        with audited("card.transmit", reader=target, apdus=len(request.apdus)) as record:
             commands = parse_apdus(request.apdus, self._max_apdus)
+            try:
+                flagged = screen(commands, caller, policy)
+            except errors.ApduNotPermitted as exc:
+                record["refused"] = exc.metadata.get("kind")
+                raise
             if request.reader:
-                self._policy.current.check_reader(request.reader)
+                policy.check_reader(request.reader)
+                reader = request.reader
+            elif request.session_id:
+                reader = self._manager.session(request.session_id, caller.owner).reader
+            else:
+                raise errors.InvalidArgument("a reader or a session_id is required", field="reader")
+            if flagged:
+                record["security"] = ",".join(sorted({f.kind.value for f in flagged}))
+                count_pin_tries(flagged, self._pin_limits, self._manager, caller.owner, reader)
             auto = request.auto_response
-            responses = await self._manager.run(
-                lambda link: _run_batch(commands, auto, link),
-                owner=current_caller().owner,
-                reader=request.reader or None,
-                session_id=request.session_id or None,
-                timeout=timeout_of(context),
-            )
+            try:
+                responses = await self._manager.run(
+                    lambda link: _run_batch(commands, auto, link),
+                    owner=caller.owner,
+                    reader=request.reader or None,
+                    session_id=request.session_id or None,
+                    timeout=timeout_of(context),
+                )
+            except Exception as exc:
+                audit_flagged(flagged, reader, None, getattr(exc, "reason", type(exc).__name__))
+                raise
+            audit_flagged(flagged, reader, responses)
         return card_pb2.TransmitResponse(
             responses=[card_pb2.ResponseApdu(data=r.data, sw=r.sw) for r in responses]
         )

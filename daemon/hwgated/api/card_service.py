@@ -174,7 +174,14 @@ class CardServicer(card_pb2_grpc.CardServiceServicer):
                 raise errors.InvalidArgument("a reader or a session_id is required", field="reader")
             if flagged:
                 record["security"] = ",".join(sorted({f.kind.value for f in flagged}))
-                count_pin_tries(flagged, self._pin_limits, self._manager, caller.owner, reader)
+                await count_pin_tries(
+                    flagged,
+                    self._pin_limits,
+                    self._manager,
+                    caller.owner,
+                    reader,
+                    timeout_of(context),
+                )
             auto = request.auto_response
             try:
                 responses = await self._manager.run(

@@ -207,7 +207,9 @@ class PivServicer(piv_pb2_grpc.PivServiceServicer):
             except PinFormatError as exc:
                 raise errors.PinFormat(str(exc)) from None
             reader = self._session_reader(request.session_id)
-            self._pin_limits.acquire_on(self._manager, current_caller().owner, reader, "VerifyPin")
+            await self._pin_limits.acquire_on(
+                self._manager, current_caller().owner, reader, "VerifyPin", timeout_of(context)
+            )
             session_id, allow_last = request.session_id, request.allow_last_attempt
             retries = await self._in_session(
                 session_id, lambda link: verify_pin(link, pin, allow_last, session_id), context

@@ -48,7 +48,20 @@ class PinLimits:
         """One try for caller *owner* on card *card*; RateLimited when either is spent."""
         self._limiter.acquire_all((f"caller:{owner}", card), action)
 
-    def acquire_on(self, manager: CardManager, owner: str, reader: str, action: str) -> None:
-        """:meth:`acquire` for the card now in *reader*."""
-        identity = next((s.identity for s in manager.readers() if s.name == reader), None)
+    async def acquire_on(
+        self,
+        manager: CardManager,
+        owner: str,
+        reader: str,
+        action: str,
+        timeout: float | None = None,
+    ) -> None:
+        """:meth:`acquire` for the card now in *reader*.
+
+        A card just inserted is still being identified; its key is taken once that
+        is done, or a try made in the first moments would count against the reader
+        instead of the card and escape the card's budget.
+        """
+        slots = await manager.settled_readers(timeout)
+        identity = next((s.identity for s in slots if s.name == reader), None)
         self.acquire(owner, card_key(identity, reader), action)

@@ -65,17 +65,18 @@ def screen(commands: Sequence[CommandApdu], caller: Caller, policy: Policy) -> l
     return flagged
 
 
-def count_pin_tries(
+async def count_pin_tries(
     flagged: Sequence[FlaggedApdu],
     limits: PinLimits,
     manager: CardManager,
     owner: str,
     reader: str,
+    timeout: float | None = None,
 ) -> None:
     """Take one PIN-limit token per VERIFY with data (RateLimited before the card sees any)."""
     for item in flagged:
         if item.pin_try:
-            limits.acquire_on(manager, owner, reader, "VERIFY")
+            await limits.acquire_on(manager, owner, reader, "VERIFY", timeout)
 
 
 def _outcome(response: ResponseApdu) -> str:

@@ -107,12 +107,12 @@ class _Half(asyncio.Protocol):
         other.transport.write(data)
 
     def eof_received(self) -> bool:
-        other = self.other
-        if other is None or other.transport is None:
-            self.eof = True
-        elif other.transport.can_write_eof():
-            other.transport.write_eof()
-        return True  # keep the other direction open (half close)
+        # HTTP/2 has no use for half-closed connections, and grpc core does not close
+        # its end on a peer's EOF: a half-open relay would linger (and its peer-table
+        # entry with it). So an EOF ends the whole relay; close() still flushes what
+        # the other side has buffered.
+        self.eof = True
+        return False
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.other is not None and self.other.transport is not None:
@@ -136,8 +136,8 @@ class _Half(asyncio.Protocol):
         for chunk in self.pending:
             other.transport.write(chunk)
         self.pending.clear()
-        if self.eof and other.transport.can_write_eof():
-            other.transport.write_eof()
+        if self.eof:
+            other.transport.close()
 
 
 class PeerFront:

@@ -1,0 +1,99 @@
+"""The SO_PEERCRED relay in front of Unix listeners, in-process: mapping, cleanup, big messages."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from hwgated.auth.peerfront import PeerCred, PeerFront, PeerTable
+from hwgated.config import ListenerConfig
+
+ECHO = "/test.Echo/Echo"
+BIG = 4 << 20  # well past every socket and transport buffer: flow control must engage
+OPTIONS = [("grpc.max_receive_message_length", 2 * BIG), ("grpc.max_send_message_length", 2 * BIG)]
+
+
+def _echo_server(table: PeerTable, seen: list[PeerCred | None]) -> grpc.aio.Server:
+    async def echo(request: bytes, context: Any) -> bytes:
+        seen.append(table.lookup(context.peer()))
+        return request
+
+    handler = grpc.method_handlers_generic_handler(
+        "test.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(echo)}
+    )
+    server = grpc.aio.server(options=OPTIONS)
+    server.add_generic_rpc_handlers((handler,))
+    return server
+
+
+async def _until(check: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+def _run(
+    tmp_path: Path, body: Callable[[Path, Path, PeerTable, list[Any]], Awaitable[None]]
+) -> None:
+    async def main() -> None:
+        table, seen = PeerTable(), []
+        private, public = tmp_path / "private.sock", tmp_path / "public.sock"
+        server = _echo_server(table, seen)
+        server.add_insecure_port(f"unix:{private}")
+        front = PeerFront(ListenerConfig(unix=public, role="kiosk", mode=0o600), table, private)
+        await front.bind()
+        await server.start()
+        await front.start()
+        try:
+            await body(public, private, table, seen)
+        finally:
+            await front.close()
+            await server.stop(0)
+
+    asyncio.run(main())
+
+
+def _call(channel: grpc.aio.Channel) -> Callable[..., Awaitable[bytes]]:
+    return channel.unary_unary(ECHO)  # type: ignore[no-any-return]
+
+
+def test_calls_through_the_front_carry_the_peers_credentials(tmp_path: Path) -> None:
+    me = PeerCred(pid=os.getpid(), uid=os.getuid(), gid=os.getgid())
+
+    async def body(public: Path, private: Path, table: PeerTable, seen: list[Any]) -> None:
+        async with grpc.aio.insecure_channel(f"unix:{public}", options=OPTIONS) as channel:
+            assert await _call(channel)(b"one") == b"one"
+            assert await _call(channel)(b"two") == b"two"
+            assert len(table) == 1  # one connection, one entry
+        await _until(lambda: len(table) == 0, "the closed connection's entry to go")
+        # Straight to the private socket (only root could): no credentials, fail closed.
+        async with grpc.aio.insecure_channel(f"unix:{private}") as channel:
+            await _call(channel)(b"three")
+        assert seen == [me, me, None]
+
+    _run(tmp_path, body)
+
+
+def test_big_messages_cross_the_relay_intact(tmp_path: Path) -> None:
+    payload = os.urandom(BIG)
+
+    async def body(public: Path, private: Path, table: PeerTable, seen: list[Any]) -> None:
+        async with grpc.aio.insecure_channel(f"unix:{public}", options=OPTIONS) as channel:
+            replies = await asyncio.gather(*(_call(channel)(payload) for _ in range(3)))
+        assert all(reply == payload for reply in replies)
+
+    _run(tmp_path, body)
+
+
+def test_the_public_socket_gets_the_configured_mode(tmp_path: Path) -> None:
+    async def body(public: Path, private: Path, table: PeerTable, seen: list[Any]) -> None:
+        assert public.is_socket() and (public.stat().st_mode & 0o777) == 0o600
+
+    _run(tmp_path, body)

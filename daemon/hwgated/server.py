@@ -31,7 +31,7 @@ from hwgated.api.piv_service import PivServicer
 from hwgated.auth import audit, listeners
 from hwgated.auth.audit import AuditLog
 from hwgated.auth.interceptor import IdentityInterceptor
-from hwgated.auth.peerfront import PeerFront, PeerTable, PrivateSockets
+from hwgated.auth.peerfront import PeerFront, PeerTable, private_socket, remove_private_socket
 from hwgated.auth.pinlimit import PinLimits
 from hwgated.auth.policy import Policy, PolicyHolder
 from hwgated.config import Config, ListenerConfig
@@ -80,7 +80,6 @@ class Daemon:
         self._servers: list[grpc.aio.Server] = []
         # Unix listeners: a relay that records SO_PEERCRED in front of a private socket.
         self.peers = PeerTable()
-        self._private: PrivateSockets | None = None
         self._fronts: list[PeerFront] = []
         # One PIN-try budget per caller and per card, across listeners and RPCs.
         self.pin_limits = PinLimits(config.limits.verify_pin_per_minute)
@@ -167,9 +166,9 @@ class Daemon:
 
     async def _bind_front(self, server: grpc.aio.Server, listener: ListenerConfig) -> str:
         """The gRPC server on a private socket, the public one relayed by a PeerFront."""
-        if self._private is None:
-            self._private = PrivateSockets()
-        private = self._private.new_path()
+        assert listener.unix is not None
+        listeners.prepare_unix_path(listener.unix)  # refuses a live socket: another hwgated
+        private = private_socket(listener.unix)
         if server.add_insecure_port(f"unix:{private}") == 0 and not private.exists():
             raise listeners.ListenerError(f"cannot bind the private socket {private}")
         front = PeerFront(listener, self.peers, private)
@@ -215,9 +214,9 @@ class Daemon:
         await asyncio.gather(*(server.stop(grace) for server in self._servers))
         self._servers.clear()
         await asyncio.gather(*(front.close() for front in self._fronts))
+        for front in self._fronts:
+            remove_private_socket(front.public)
         self._fronts.clear()
-        if self._private is not None:
-            self._private.remove()
         await self.cards.stop()
         await asyncio.gather(*(pool.close() for pool in self.hsm.values()))
         listeners.remove_unix_sockets(self.config.listeners)

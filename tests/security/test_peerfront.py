@@ -1,17 +1,23 @@
-"""The SO_PEERCRED relay in front of Unix listeners, in-process: mapping, cleanup, big messages."""
+"""The SO_PEERCRED relay in front of Unix listeners: mapping, cleanup, big messages, sockets."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from hwgated.auth.peerfront import PeerCred, PeerFront, PeerTable
+from hwgated.auth.listeners import ListenerError
+from hwgated.auth.peerfront import PeerCred, PeerFront, PeerTable, private_socket
 from hwgated.config import ListenerConfig
+from support.daemon import TEST_POLICY, start_daemon
 
 ECHO = "/test.Echo/Echo"
 BIG = 4 << 20  # well past every socket and transport buffer: flow control must engage
@@ -97,3 +103,51 @@ def test_the_public_socket_gets_the_configured_mode(tmp_path: Path) -> None:
         assert public.is_socket() and (public.stat().st_mode & 0o777) == 0o600
 
     _run(tmp_path, body)
+
+
+def _config(directory: Path, sock: Path) -> Path:
+    config = directory / "hwgated.toml"
+    config.write_text(
+        f'[daemon]\ngrace_period = 1\n[[listen]]\nunix = "{sock}"\nrole = "kiosk"\n' + TEST_POLICY
+    )
+    return config
+
+
+def _health(sock: Path) -> int:
+    with grpc.insecure_channel(f"unix:{sock}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        return int(stub.Check(health_pb2.HealthCheckRequest(), timeout=10).status)
+
+
+def test_private_socket_survives_kill_and_refuses_a_second_daemon(tmp_path: Path) -> None:
+    sock = tmp_path / "hwgate.sock"
+    private_dir = tmp_path / ".hwgate.sock.d"
+    killed = start_daemon(_config(tmp_path, sock), sock, tmp_path / "killed.log")
+    assert (private_dir.stat().st_mode & 0o777) == 0o700
+    killed.stop(signal.SIGKILL)  # leaves both sockets behind
+    daemon = start_daemon(_config(tmp_path, sock), sock, tmp_path / "hwgated.log")
+    try:
+        second = tmp_path / "second"
+        second.mkdir()
+        refused = subprocess.run(
+            [sys.executable, "-m", "hwgated", "--config", str(_config(second, sock))],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert refused.returncode == 2, refused.stderr
+        assert _health(sock) == 1  # SERVING: the first daemon's relay and private socket intact
+    finally:
+        assert daemon.stop() == 0
+    assert not sock.exists() and not private_dir.exists()
+
+
+def test_a_private_directory_that_is_not_private_is_refused(tmp_path: Path) -> None:
+    public = tmp_path / "hwgate.sock"
+    (tmp_path / ".hwgate.sock.d").mkdir(mode=0o755)
+    (tmp_path / ".hwgate.sock.d").chmod(0o755)
+    try:
+        private_socket(public)
+    except ListenerError:
+        return
+    raise AssertionError("a 0755 private directory was trusted")

@@ -29,10 +29,9 @@ import itertools
 import logging
 import os
 import secrets
-import shutil
 import socket
+import stat
 import struct
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -251,15 +250,29 @@ class PeerFront:
             self._server.close()
 
 
-class PrivateSockets:
-    """The 0700 directory the gRPC servers behind the fronts listen in."""
+def private_socket(public: Path) -> Path:
+    """Where the gRPC server behind *public* listens: ``.NAME.d/s`` beside it, dir 0700.
 
-    def __init__(self) -> None:
-        self.directory = Path(tempfile.mkdtemp(prefix="hwgated-"))  # mkdtemp: mode 0700
-        self._count = itertools.count()
+    The name is fixed per listener, so a daemon that was killed leaves nothing
+    behind that the next one does not reuse; a directory that is not ours, or
+    not private, is refused rather than trusted. Only the daemon (and root) can
+    reach the socket, so no connection bypasses the relay's credential check.
+    """
+    directory = public.parent / f".{public.name}.d"
+    with contextlib.suppress(FileExistsError):
+        directory.mkdir(mode=0o700)
+    st = directory.lstat()
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
+        raise listeners.ListenerError(f"{directory} is not a private directory of this user")
+    path = directory / "s"
+    if path.exists() or path.is_symlink():
+        path.unlink()  # the public socket was stale (checked first), so this one is too
+    return path
 
-    def new_path(self) -> Path:
-        return self.directory / f"{next(self._count)}.sock"
 
-    def remove(self) -> None:
-        shutil.rmtree(self.directory, ignore_errors=True)
+def remove_private_socket(public: Path) -> None:
+    directory = public.parent / f".{public.name}.d"
+    with contextlib.suppress(FileNotFoundError):
+        (directory / "s").unlink()
+    with contextlib.suppress(OSError):
+        directory.rmdir()

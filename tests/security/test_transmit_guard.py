@@ -241,3 +241,16 @@ def _dynamic_auth_signature(data: bytes) -> bytes:
         length = int.from_bytes(data[offset : offset + count], "big")
         offset += count
     return data[offset : offset + length]
+
+
+def test_raw_verify_never_spends_the_last_retry(guard: GuardDaemon, cards: Any) -> None:
+    cards.insert(0, "alice")
+    admin = guard.stub("admin.sock")
+    for wrong, left in ((b"654321", 2), (b"11112222", 1)):  # wrong PINs the log scan knows
+        assert transmit(admin, [SELECT_PIV, verify(wrong)])[1].sw == 0x63C0 | left
+    code, reason, meta = refusal(lambda: transmit(admin, [SELECT_PIV, verify()]))
+    assert (code, reason) == (grpc.StatusCode.FAILED_PRECONDITION, "LAST_PIN_ATTEMPT")
+    assert meta["index"] == "1" and meta["retries_left"] == "1"
+    assert guard.retries_left() == 1  # the guarded VERIFY never reached the card
+    last = [r for r in guard.audit_records() if r["action"] == "card.transmit.verify"][-1]
+    assert last["outcome"] == "LAST_PIN_ATTEMPT" and "sw" not in last

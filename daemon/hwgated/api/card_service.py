@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from google.protobuf import duration_pb2
@@ -16,7 +16,13 @@ from hwgated.api.errors import stream, timeout_of, unary
 from hwgated.auth.identity import current_caller
 from hwgated.auth.pinlimit import PinLimits
 from hwgated.auth.policy import PolicyHolder
-from hwgated.auth.transmit_guard import audit_flagged, count_pin_tries, screen
+from hwgated.auth.transmit_guard import (
+    FlaggedApdu,
+    audit_flagged,
+    check_not_last_try,
+    count_pin_tries,
+    screen,
+)
 from hwgated.pcsc.events import EventFilter, EventType
 from hwgated.pcsc.manager import CardManager
 from hwgated.pcsc.worker import CardLink
@@ -55,10 +61,21 @@ def parse_apdus(apdus: Any, limit: int) -> list[CommandApdu]:
 
 
 def _run_batch(
-    commands: list[CommandApdu], auto_response: bool, link: CardLink
+    commands: list[CommandApdu],
+    auto_response: bool,
+    link: CardLink,
+    pin_tries: Mapping[int, FlaggedApdu] | None = None,
+    responses: list[ResponseApdu] | None = None,
 ) -> list[ResponseApdu]:
-    responses = []
-    for command in commands:
+    """Send *commands* in order; a PIN try (by index) is checked for the last retry first.
+
+    Answers are appended to *responses* as they come, so a batch that fails midway
+    still tells the audit which of its APDUs reached the card.
+    """
+    responses = [] if responses is None else responses
+    for index, command in enumerate(commands):
+        if pin_tries and index in pin_tries:
+            check_not_last_try(link.transmit_raw, pin_tries[index])
         if auto_response:
             responses.append(transceive(link.transmit_raw, command))
         else:
@@ -183,16 +200,19 @@ class CardServicer(card_pb2_grpc.CardServiceServicer):
                     timeout_of(context),
                 )
             auto = request.auto_response
+            pin_tries = {f.index: f for f in flagged if f.pin_try}
+            answered: list[ResponseApdu] = []
             try:
                 responses = await self._manager.run(
-                    lambda link: _run_batch(commands, auto, link),
+                    lambda link: _run_batch(commands, auto, link, pin_tries, answered),
                     owner=caller.owner,
                     reader=request.reader or None,
                     session_id=request.session_id or None,
                     timeout=timeout_of(context),
                 )
             except Exception as exc:
-                audit_flagged(flagged, reader, None, getattr(exc, "reason", type(exc).__name__))
+                reason = getattr(exc, "reason", type(exc).__name__)
+                audit_flagged(flagged, reader, list(answered), reason)
                 raise
             audit_flagged(flagged, reader, responses)
         return card_pb2.TransmitResponse(

@@ -5,19 +5,20 @@ APDUs that read (hwgated.piv.apdu_class); one restricted APDU refuses the whole
 batch before anything reaches the card. With it, each security APDU is audited
 as what it is (``card.transmit.verify``, with the PIN or key reference and the
 status word, never the data field) and every VERIFY that carries data is one
-PIN try against the same per-caller and per-card limits as PivService.VerifyPin.
+PIN try against the same per-caller and per-card limits as PivService.VerifyPin,
+and is refused (LAST_PIN_ATTEMPT) when it would spend the PIN's last retry.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from hwgated.auth.audit import audit
 from hwgated.auth.identity import Caller
 from hwgated.auth.pinlimit import PinLimits
 from hwgated.auth.policy import Policy
-from hwgated.errors import ApduNotPermitted
+from hwgated.errors import ApduNotPermitted, LastPinAttempt
 from hwgated.pcsc.manager import CardManager
 from hwgated.piv.apdu import CommandApdu, ResponseApdu
 from hwgated.piv.apdu_class import ApduKind, classify, reference
@@ -77,6 +78,30 @@ async def count_pin_tries(
     for item in flagged:
         if item.pin_try:
             await limits.acquire_on(manager, owner, reader, "VERIFY", timeout)
+
+
+SW_ONE_TRY_LEFT = 0x63C1
+_NO_CHAINING = 0xEF
+
+
+def status_query(command: CommandApdu) -> bytes:
+    """The empty VERIFY asking after *command*'s PIN reference (spends no retry)."""
+    return CommandApdu(command.cla & _NO_CHAINING, 0x20, 0x00, command.p2).encode()
+
+
+def check_not_last_try(transmit: Callable[[bytes], bytes], item: FlaggedApdu) -> None:
+    """LastPinAttempt when *item* would spend its PIN's last retry (asked just before it).
+
+    Transmit has no allow_last_attempt: spending the last retry, which blocks the
+    PIN when wrong, is PivService.VerifyPin's decision, made explicitly.
+    """
+    raw = transmit(status_query(item.command))
+    if len(raw) >= 2 and int.from_bytes(raw[-2:], "big") == SW_ONE_TRY_LEFT:
+        raise LastPinAttempt(
+            f"APDU {item.index}: one PIN retry left; use VerifyPin with allow_last_attempt",
+            index=item.index,
+            retries_left=1,
+        )
 
 
 def _outcome(response: ResponseApdu) -> str:

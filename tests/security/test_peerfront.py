@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
@@ -151,3 +152,48 @@ def test_a_private_directory_that_is_not_private_is_refused(tmp_path: Path) -> N
     except ListenerError:
         return
     raise AssertionError("a 0755 private directory was trusted")
+
+
+def test_a_peer_that_stops_reading_stalls_the_sender_not_the_daemons_memory(
+    tmp_path: Path,
+) -> None:
+    """Flow control: the upstream never reads, so the relay must stop reading the client."""
+
+    async def main() -> int:
+        table = PeerTable()
+        private, public = tmp_path / "private.sock", tmp_path / "public.sock"
+        accepted: list[asyncio.StreamWriter] = []
+
+        async def never_read(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            accepted.append(writer)
+
+        sink = await asyncio.start_unix_server(never_read, str(private))
+        front = PeerFront(ListenerConfig(unix=public, role="kiosk", mode=0o600), table, private)
+        await front.bind()
+        await front.start()
+        loop = asyncio.get_running_loop()
+        client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        client.setblocking(False)
+        await loop.sock_connect(client, str(public))
+        chunk, sent, stalled_since = b"\0" * 65536, 0, None
+        try:
+            while sent < 256 << 20:  # far past any sane buffering
+                try:
+                    sent += client.send(chunk)
+                    stalled_since = None
+                except BlockingIOError:
+                    now = loop.time()
+                    stalled_since = stalled_since or now
+                    if now - stalled_since > 1.0:
+                        break
+                    await asyncio.sleep(0.02)
+        finally:
+            client.close()
+            await front.close()
+            sink.close()
+            for writer in accepted:
+                writer.close()
+        return sent
+
+    sent = asyncio.run(main())
+    assert sent < 32 << 20, f"the relay buffered {sent >> 20} MiB for a peer that never reads"

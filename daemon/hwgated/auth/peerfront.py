@@ -96,6 +96,7 @@ class _Half(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         if self._on_made is not None:
+            transport.pause_reading()  # nothing is read until the relay is linked
             self._on_made(self)
 
     def data_received(self, data: bytes) -> None:
@@ -209,6 +210,7 @@ class PeerFront:
         else:
             client.join(upstream)
             upstream.join(client)
+            transport.resume_reading()
         try:
             await lost
         finally:

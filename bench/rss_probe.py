@@ -53,7 +53,7 @@ from urllib.parse import quote
 RESULTS = Path(__file__).resolve().parent / "results"
 REPO = Path(__file__).resolve().parents[1]
 FRAMES = 25
-TOP = 5
+TOP = 12  # sites kept in the JSON; the first 5 are printed
 LABEL_PREFIX = "rss-"
 
 
@@ -441,9 +441,9 @@ def print_result(result: dict[str, Any]) -> None:
             print(f"   {outcome}: {message}")
     for comparison in result.get("compare", []):
         print(f"\n{comparison['between']}: {comparison['total_diff_kb']:+.1f} KiB traced")
-        for line in comparison["top_lines"]:
+        for line in comparison["top_lines"][:5]:
             print("  ", line)
-        for site in comparison["top_tracebacks"]:
+        for site in comparison["top_tracebacks"][:5]:
             print(f"  {site['size_diff_kb']:+.1f} KiB ({site['count_diff']:+d}):")
             for frame in site["frames"]:
                 print("      ", frame)

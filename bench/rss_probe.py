@@ -18,14 +18,22 @@ Reading it: a leak grows the traced bytes round after round, by a similar amount
 at the same sites; allocator high-water shows RSS well above traced + tracemalloc's
 own overhead that ``malloc_trim`` mostly gives back, and flat traced bytes.
 
-Run (private pcscd; ~1 CPU-minute per round of 60 s)::
+Run (private pcscd; about one CPU-minute per round of 60 s)::
 
     testbed/isolated .venv/bin/python -m bench.rss_probe [--rounds 2] [--seconds 60]
-    testbed/isolated .venv/bin/python -m bench.rss_probe --no-trace   # RSS without
-                                                # tracemalloc's own overhead
-    MALLOC_ARENA_MAX=2 testbed/isolated .venv/bin/python -m bench.rss_probe --no-trace
+    # add fuzzer-like requests (fresh ListKeys patterns, URIs with random serials):
+    testbed/isolated .venv/bin/python -m bench.rss_probe --fuzz
+    # RSS without tracemalloc's own overhead, with 200 KiB requests mixed in, at glibc's
+    # default and with the systemd unit's fixed mmap threshold:
+    testbed/isolated .venv/bin/python -m bench.rss_probe --no-trace --fuzz --big 200
+    MALLOC_MMAP_THRESHOLD_=131072 testbed/isolated .venv/bin/python -m bench.rss_probe \
+        --no-trace --fuzz --big 200
 
-Writes bench/results/rss_probe.json and prints the samples and the top sites.
+Each sample calls ``malloc_trim(0)`` after reading RSS, so "after trim" is what the
+allocator held but did not use; the next round starts from the trimmed heap.
+
+Writes bench/results/rss_probe[_fuzz][_bigN][_notrace].json; prints the samples and the
+top sites.
 """
 
 from __future__ import annotations
@@ -65,11 +73,13 @@ def _client_thread(
     seconds: float,
     seed: str,
     fuzz: bool,
+    big_kb: int,
     counts: Counter[str],
     examples: dict[str, str],
 ) -> None:
     """One caller: key life cycles and signatures in a loop until *seconds* pass; with
-    *fuzz*, also fuzzer-like requests (fresh random patterns and URI attributes)."""
+    *fuzz*, also fuzzer-like requests (fresh random patterns and URI attributes); with
+    *big_kb*, also requests of that size (key references far over their limit)."""
     import grpc
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -186,6 +196,13 @@ def _client_thread(
             call("SignUri", stub.Sign, sign)
         elif i % 10 == 0:
             call("ListKeys", stub.ListKeys, h.ListKeysRequest())
+        for n in range(3 if big_kb else 0):
+            # Large requests: gRPC's receive buffers go through malloc, whatever the answer.
+            uri = f"pkcs11:object=signer-p256;serial={seed}-{i}-{n}-".ljust(big_kb * 1024, "s")
+            sign = h.SignRequest(
+                key=h.KeyRef(uri=uri), algorithm=c.SIGNATURE_ALGORITHM_ECDSA_SHA256, digest=digest
+            )
+            call("SignBig", stub.Sign, sign)
 
 
 def _random_text(rng: random.Random) -> str:
@@ -196,14 +213,16 @@ def _random_text(rng: random.Random) -> str:
     )
 
 
-def client_main(target: str, seconds: float, threads: int, seed: str, fuzz: bool) -> None:
+def client_main(
+    target: str, seconds: float, threads: int, seed: str, fuzz: bool, big_kb: int
+) -> None:
     """A load process: *threads* callers; prints the call outcomes as JSON."""
     counts: Counter[str] = Counter()
     examples: dict[str, str] = {}
     workers = [
         threading.Thread(
             target=_client_thread,
-            args=(target, seconds, f"{seed}t{n}", fuzz, counts, examples),
+            args=(target, seconds, f"{seed}t{n}", fuzz, big_kb, counts, examples),
         )
         for n in range(threads)
     ]
@@ -232,6 +251,7 @@ async def storm(target: str, seconds: float, args: argparse.Namespace) -> dict[s
             "--seed",
             f"{tag}p{n}",
             *(["--fuzz"] if args.fuzz else []),
+            f"--big={args.big}",
             cwd=REPO,
             stdout=asyncio.subprocess.PIPE,
         )
@@ -331,6 +351,26 @@ def sample(name: str, workdir: Path, worker_pids: list[int]) -> dict[str, Any]:
     return point
 
 
+def _condensed(traceback: tracemalloc.Traceback) -> list[str]:
+    """Frames outside the standard library (asyncio plumbing says nothing about a site),
+    a run of frames in one file as ``file:first..last``; innermost last."""
+    runs: list[tuple[str, list[int]]] = []
+    for frame in traceback:  # oldest first
+        name = frame.filename
+        if "/lib/python3" in name and "/site-packages/" not in name:
+            continue
+        name = name.rsplit("/site-packages/", 1)[-1].replace(str(REPO) + "/", "")
+        if runs and runs[-1][0] == name:
+            runs[-1][1].append(frame.lineno)
+        else:
+            runs.append((name, [frame.lineno]))
+    out = []
+    for name, lines in runs:
+        span = str(lines[0]) if len(lines) == 1 else f"{lines[0]}..{lines[-1]}"
+        out.append(f"{name}:{span}")
+    return out or [f"{traceback[-1].filename}:{traceback[-1].lineno}"]
+
+
 def compare(workdir: Path, before: str, after: str) -> dict[str, Any]:
     """Top sites by growth between two dumped snapshots, by traceback."""
     old = tracemalloc.Snapshot.load(str(workdir / f"{before}.snapshot"))
@@ -339,16 +379,14 @@ def compare(workdir: Path, before: str, after: str) -> dict[str, Any]:
     total = sum(s.size_diff for s in stats)
     top = []
     for stat in stats[:TOP]:
-        frames = [
-            f"{f.filename.rsplit('/site-packages/', 1)[-1]}:{f.lineno}" for f in stat.traceback
-        ]
+        frames = _condensed(stat.traceback)
         top.append(
             {
                 "size_diff_kb": round(stat.size_diff / 1024, 1),
                 "count_diff": stat.count_diff,
                 "size_kb": round(stat.size / 1024, 1),
                 "count": stat.count,
-                "frames": frames[-8:],  # innermost last
+                "frames": frames[-10:],  # innermost last
             }
         )
     by_line = new.compare_to(old, "lineno")[:TOP]
@@ -460,11 +498,14 @@ def main() -> int:
     parser.add_argument(
         "--fuzz", action="store_true", help="add fuzzer-like requests (random patterns, URIs)"
     )
+    parser.add_argument(
+        "--big", type=int, default=0, metavar="KIB", help="add requests of this size (0: none)"
+    )
     parser.add_argument("--client", metavar="TARGET", help=argparse.SUPPRESS)
     parser.add_argument("--seed", default="0", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client:
-        client_main(args.client, args.seconds, args.threads, args.seed, args.fuzz)
+        client_main(args.client, args.seconds, args.threads, args.seed, args.fuzz, args.big)
         return 0
     workdir = Path(tempfile.mkdtemp(prefix="hwgate-rss-"))
     try:
@@ -472,7 +513,8 @@ def main() -> int:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     RESULTS.mkdir(exist_ok=True)
-    name = f"rss_probe{'_fuzz' if args.fuzz else ''}{'' if args.trace else '_notrace'}.json"
+    mix = ("_fuzz" if args.fuzz else "") + (f"_big{args.big}" if args.big else "")
+    name = f"rss_probe{mix}{'' if args.trace else '_notrace'}.json"
     (RESULTS / name).write_text(json.dumps(result, indent=2))
     print_result(result)
     return 0

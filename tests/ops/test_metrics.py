@@ -12,6 +12,7 @@ import pytest
 from opsbed import OpsDaemon
 
 from hwgate.v1 import card_pb2, card_pb2_grpc, hsm_pb2, hsm_pb2_grpc
+from hwgate_testbed.timing import scaled
 
 LIST_READERS = "/hwgate.v1.CardService/ListReaders"
 WATCH = "/hwgate.v1.CardService/WatchEvents"
@@ -39,7 +40,7 @@ def wait_value(
     daemon: OpsDaemon, name: str, want: Callable[[float], bool], timeout: float = 10, **labels: str
 ) -> float:
     """Scrape until *name* satisfies *want* (gauges refresh every second)."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + scaled(timeout)
     while True:
         got = value(scrape(daemon), name, **labels)
         if want(got):

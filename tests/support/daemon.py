@@ -11,6 +11,8 @@ from pathlib import Path
 
 import grpc
 
+from hwgate_testbed.timing import scaled
+
 
 @dataclass
 class DaemonProc:
@@ -24,13 +26,13 @@ class DaemonProc:
 
     def channel(self) -> grpc.Channel:
         channel = grpc.insecure_channel(self.target)
-        grpc.channel_ready_future(channel).result(timeout=15)
+        grpc.channel_ready_future(channel).result(timeout=scaled(15))
         return channel
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
-        return self.proc.wait(timeout=timeout)
+        return self.proc.wait(timeout=scaled(timeout))
 
 
 def start_daemon(config: Path, socket: Path, log: Path) -> DaemonProc:

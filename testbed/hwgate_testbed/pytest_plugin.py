@@ -40,6 +40,9 @@ from hwgate_testbed.timing import scaled
 
 RESTORE_TIMEOUT = 30.0  # seconds (scaled) to put the bed back after one test
 OBSERVER_TIMEOUT = 15.0  # seconds (scaled) for an observer to see a card change
+# pcscd reports a change in well under a second on an idle machine; on a busy one
+# a card process can take seconds to start or stop. Only a failure waits this long.
+CARD_TIMEOUT = 30.0  # seconds (scaled) for pcscd to see a card inserted or removed
 
 
 @dataclass(frozen=True)
@@ -86,17 +89,25 @@ class Observers:
     def __init__(self) -> None:
         self._items: list[BedObserver] = []
 
+    def add(self, observer: BedObserver) -> None:
+        self._items.append(observer)
+
+    def discard(self, observer: BedObserver) -> None:
+        with contextlib.suppress(ValueError):
+            self._items.remove(observer)
+
     @contextlib.contextmanager
     def watching(self, observer: BedObserver) -> Iterator[BedObserver]:
-        self._items.append(observer)
+        self.add(observer)
         try:
             yield observer
         finally:
-            with contextlib.suppress(ValueError):
-                self._items.remove(observer)
+            self.discard(observer)
 
     def live(self) -> list[BedObserver]:
-        return [o for o in self._items if o.alive()]
+        """The observers still running (stopped ones are forgotten)."""
+        self._items = [o for o in self._items if o.alive()]
+        return list(self._items)
 
     def wait_reader(self, reader: str, present: bool, timeout: float = OBSERVER_TIMEOUT) -> None:
         deadline = time.monotonic() + scaled(timeout)
@@ -123,7 +134,7 @@ class CardSlots:
             raise orchestrate.TestbedError(f"bad slot {slot}")
         try:
             card_store.ensure_card(paths, name, key_type)
-            card = slots.insert(paths, slot, name, timeout=scaled(slots.INSERT_TIMEOUT))
+            card = slots.insert(paths, slot, name, timeout=scaled(CARD_TIMEOUT))
         except (card_store.CardError, slots.SlotBusy) as exc:
             raise orchestrate.TestbedError(str(exc)) from exc
         self.inserted[slot] = card
@@ -133,7 +144,7 @@ class CardSlots:
     def remove(self, slot: int = 0) -> None:
         """Remove the card; return when pcscd and every observer report the reader empty."""
         self.inserted.pop(slot, None)
-        slots.remove(self.testbed.paths, slot, timeout=scaled(slots.REMOVE_TIMEOUT))
+        slots.remove(self.testbed.paths, slot, timeout=scaled(CARD_TIMEOUT))
         self.watchers.wait_reader(vpcd_reader(slot), False)
 
     def remove_all(self) -> None:

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from support.daemon import DaemonProc, start_daemon, write_config
-from support.daemonview import process_alive, watch
 
 
 @pytest.fixture
@@ -19,8 +18,5 @@ def hwgated(testbed: object, tmp_path: Path) -> Iterator[DaemonProc]:
         tmp_path, pcsc="subscriber_queue = 8\nmax_session_ttl = 5\njournal_size = 16"
     )
     daemon = start_daemon(config, kiosk, tmp_path / "hwgated.log")
-    try:
-        with watch("hwgated", daemon.target, process_alive(daemon.proc)):
-            yield daemon
-    finally:
-        daemon.stop(signal.SIGKILL)
+    yield daemon
+    daemon.stop(signal.SIGKILL)

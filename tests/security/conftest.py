@@ -14,7 +14,6 @@ import pytest
 from security_support import Pki, SecurityDaemon, make_pki, start_security_daemon
 
 from support import logscan
-from support.daemonview import process_alive, watch
 
 # max_message_bytes and the limits are small so the limit tests can cross them
 # cheaply; nothing else in this directory comes near them.
@@ -40,8 +39,5 @@ def secd(
     daemon = start_security_daemon(
         directory, testbed, pki, limits=SECURITY_LIMITS, daemon=SECURITY_DAEMON
     )
-    try:
-        with watch("secd", daemon.proc.target, process_alive(daemon.proc.proc)):
-            yield daemon
-    finally:
-        daemon.proc.stop(signal.SIGTERM)
+    yield daemon
+    daemon.proc.stop(signal.SIGTERM)

@@ -52,6 +52,11 @@ def start_daemon(config: Path, socket: Path, log: Path) -> DaemonProc:
     except grpc.FutureTimeoutError:
         daemon.stop(signal.SIGKILL)
         raise AssertionError(f"hwgated did not come up:\n{log.read_text()}") from None
+    # Card changes from now on wait for this daemon's own view of the readers.
+    from support.daemonview import DaemonView, reader_patterns, register
+
+    alive = daemon.proc.poll
+    register(DaemonView(str(log), daemon.target, lambda: alive() is None, reader_patterns(config)))
     return daemon
 
 

@@ -5,9 +5,10 @@ pcscd seeing a card is not the daemon seeing it: the daemon's monitor thread
 picks the change up and then reads the card's identity, and on a loaded machine
 that can take seconds. A test that calls OpenSession right after inserting a card
 must therefore wait for the daemon's own view, here its WatchEvents stream (the
-snapshot, then live events), with a deadline. Fixtures register a daemon for its
-lifetime with :func:`watch`; the test bed's ``cards`` fixture and bed guard then
-wait on it (see hwgate_testbed.pytest_plugin).
+snapshot, then live events), with a deadline. Every daemon started through
+support.daemon.start_daemon is registered (:func:`register`), others with
+:func:`watch`; the test bed's ``cards`` fixture and bed guard then wait on them
+(see hwgate_testbed.pytest_plugin).
 """
 
 from __future__ import annotations
@@ -15,15 +16,17 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import time
+import tomllib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 
 from hwgate.v1 import card_pb2, card_pb2_grpc
 from hwgate_testbed import bedstate
 from hwgate_testbed.paths import vpcd_reader
-from hwgate_testbed.pytest_plugin import BedObserver, observers
+from hwgate_testbed.pytest_plugin import observers
 from hwgate_testbed.timing import scaled
 
 # A private connection per call: a shared daemon may cap streams per connection.
@@ -35,6 +38,13 @@ _STATE_EVENTS = {
     card_pb2.EVENT_TYPE_CARD_INSERTED,
     card_pb2.EVENT_TYPE_CARD_REMOVED,
 }
+# The socket's role may not watch readers: that daemon cannot be observed.
+_BLIND = {
+    grpc.StatusCode.PERMISSION_DENIED,
+    grpc.StatusCode.UNAUTHENTICATED,
+    grpc.StatusCode.UNIMPLEMENTED,
+}
+SETTLE_TIMEOUT = 15.0  # seconds (scaled) for a new daemon to agree with pcscd
 
 
 @dataclass
@@ -42,18 +52,22 @@ class DaemonView:
     """One daemon's view of the readers, through its CardService."""
 
     name: str
-    target: str  # a Unix socket target whose role may watch every reader
+    target: str  # a Unix socket target
     alive: Callable[[], bool]
     readers: Sequence[str] = ("*",)  # the daemon's [pcsc] readers patterns
+    blind: bool = False
 
     def _channel(self) -> grpc.Channel:
         return grpc.insecure_channel(self.target, options=_CHANNEL_OPTIONS)
 
     def watches(self, reader: str) -> bool:
-        return any(fnmatch.fnmatchcase(reader, pattern) for pattern in self.readers)
+        return not self.blind and any(fnmatch.fnmatchcase(reader, p) for p in self.readers)
 
     def wait_reader(self, reader: str, present: bool, deadline: float) -> None:
-        """Until the daemon reports *reader* identified (PRESENT/MUTE) or empty."""
+        """Until the daemon reports *reader* identified (PRESENT/MUTE) or empty.
+
+        A daemon that is stopping (UNAVAILABLE) or whose role may not watch is
+        not waited on: only "serving but not there in time" is a failure."""
         if not self.watches(reader) or not self.alive():
             return
         want = "a card" if present else "no card"
@@ -75,30 +89,53 @@ class DaemonView:
                     if complete and (state in _PRESENT) == present:
                         return
             except grpc.RpcError as err:
-                if not self.alive():
-                    return  # stopped meanwhile (a test may stop its daemon)
+                if err.code() in _BLIND:
+                    self.blind = True
+                    return
+                if err.code() != grpc.StatusCode.DEADLINE_EXCEEDED or not self.alive():
+                    return  # stopping or stopped: a test may stop its daemon
                 shown = card_pb2.ReaderState.Name(state) if state is not None else "no reader"
                 raise AssertionError(
-                    f"{self.name} did not report {want} in {reader} in time "
-                    f"(last seen: {shown}; {err.code().name})"
+                    f"hwgated {self.name} did not report {want} in {reader} in time "
+                    f"(its last word: {shown})"
                 ) from None
             finally:
                 call.cancel()
-        if self.alive():
-            raise AssertionError(f"{self.name}: WatchEvents ended before {reader} had {want}")
 
     def sessions_held(self) -> list[str]:
-        if not self.alive():
+        if self.blind or not self.alive():
             return []
         with self._channel() as channel:
             stub = card_pb2_grpc.CardServiceStub(channel)
             try:
                 reply = stub.ListReaders(card_pb2.ListReadersRequest(), timeout=scaled(10))
             except grpc.RpcError:
-                if not self.alive():
-                    return []
-                raise
+                return []  # stopping, or a role that may not list: nothing to restore
         return [r.name for r in reply.readers if r.session_held]
+
+    def settle(self, timeout: float = SETTLE_TIMEOUT) -> None:
+        """Wait until the daemon agrees with pcscd about every vpcd reader it watches
+        (a card inserted before it started is identified before a test goes on)."""
+        deadline = time.monotonic() + scaled(timeout)
+        for slot in bedstate.snapshot().slots.values():
+            self.wait_reader(vpcd_reader(slot.slot), slot.present, deadline)
+
+
+def reader_patterns(config: Path) -> tuple[str, ...]:
+    """The [pcsc] readers patterns of a daemon config (every reader by default)."""
+    try:
+        doc = tomllib.loads(config.read_text())
+    except (OSError, tomllib.TOMLDecodeError):
+        return ("*",)
+    return tuple(doc.get("pcsc", {}).get("readers", ("*",)))
+
+
+def register(view: DaemonView, *, settle: bool = True) -> DaemonView:
+    """Observe *view* until its daemon stops (a stopped daemon is dropped)."""
+    if settle:
+        view.settle()
+    observers.add(view)
+    return view
 
 
 @contextlib.contextmanager
@@ -110,22 +147,12 @@ def watch(
     *,
     settle: bool = True,
 ) -> Iterator[DaemonView]:
-    """Register a daemon for as long as the block runs. With *settle*, first wait
-    until it reports every vpcd reader as pcscd does (a card inserted before the
-    daemon started is identified before the test goes on)."""
-    view = DaemonView(name, target, alive, readers)
-    if settle:
-        settle_view(view)
-    observer: BedObserver = view
-    with observers.watching(observer):
+    """Observe a daemon for as long as the block runs."""
+    view = register(DaemonView(name, target, alive, readers), settle=settle)
+    try:
         yield view
-
-
-def settle_view(view: DaemonView, timeout: float = 15.0) -> None:
-    """Wait until *view* agrees with pcscd about every vpcd reader it watches."""
-    deadline = time.monotonic() + scaled(timeout)
-    for slot in bedstate.snapshot().slots.values():
-        view.wait_reader(vpcd_reader(slot.slot), slot.present, deadline)
+    finally:
+        observers.discard(view)
 
 
 def process_alive(proc: object) -> Callable[[], bool]:

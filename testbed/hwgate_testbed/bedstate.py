@@ -14,6 +14,7 @@ host pcscd) is reported, never touched.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,11 +61,23 @@ def vpcd_slot(reader: str) -> int | None:
     return int(tail) if tail != reader and tail.isdigit() else None
 
 
+def _net_namespace(pid: int | str) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/net")
+    except OSError:
+        return None
+
+
 def card_processes() -> dict[int, tuple[int, Path]]:
-    """Virtual card processes by vpcd port: {port: (pid, card dir)}."""
+    """Virtual card processes by vpcd port: {port: (pid, card dir)}.
+
+    Only those in this network namespace: vpcd's ports are per namespace, and
+    other runs (testbed/isolated, other engineers) have card processes on the
+    same port numbers in theirs."""
     found: dict[int, tuple[int, Path]] = {}
+    here = _net_namespace("self")
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+        if not entry.name.isdigit() or _net_namespace(entry.name) != here:
             continue
         args = procs.cmdline(int(entry.name))
         if not args or slots.VCARD_MODULE not in args:
@@ -147,11 +160,14 @@ class Restorer:
         reader = vpcd_reader(state.slot)
         if state.pid is None:
             # Its process is gone; pcscd notices at its next presence poll.
-            with contextlib.suppress(pcscd.PcscError):
+            try:
                 pcscd.wait_for_reader_state(reader, False, self.deadline)
                 return
-        if state.pid is None or not self.owned(state.card_dir):
-            self.failed.append(f"{reader} holds a card this session did not insert")
+            except pcscd.PcscError as exc:
+                self.failed.append(f"{reader} holds a card with no process behind it: {exc}")
+                return
+        if not self.owned(state.card_dir):
+            self.failed.append(f"{reader} holds a card this session did not insert ({state})")
             return
         if note:
             self.done.append(f"card {state.card!r} left in slot {state.slot}: removed")
@@ -173,6 +189,9 @@ class Restorer:
         if note:
             self.done.append(f"card {state.card!r} missing from slot {state.slot}: re-inserted")
         bed = TestbedPaths.at(state.card_dir.parent.parent)
+        # A card process can outlive its card: vpcd may drop a card (pcscd then
+        # reports the reader empty) a moment before the process notices and exits.
+        slots.remove(bed, state.slot, timeout=self._remaining())
         slots.insert(bed, state.slot, state.card, timeout=self._remaining())
 
     def _remaining(self) -> float:

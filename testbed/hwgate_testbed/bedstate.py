@@ -124,7 +124,10 @@ class Restorer:
         return any(resolved.is_relative_to(root) for root in self.owned_roots)
 
     def restore(self, before: BedState) -> BedState:
+        """Undo what changed since *before*; the bed as it is afterwards."""
         now = snapshot()
+        if now == before:
+            return now  # the common case: one look, nothing to do
         if before.pcscd_up and not now.pcscd_up:
             self.done.append("pcscd was down: restarted")
             pcscd.ensure_running(self.paths, self.deadline)

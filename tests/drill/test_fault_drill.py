@@ -271,12 +271,15 @@ def test_hsm_worker_segv(drill: Drill) -> None:
     reasons = {r.error.reason for r in rest if r.HasField("error")}
     from hwgate.v1 import error_pb2
 
-    assert reasons == {error_pb2.HSM_WORKER_LOST}, reasons  # and only what was in flight:
+    # A crash costs at most what was in flight: HSM_WORKER_LOST and nothing else. Bulk
+    # work holds one slice per worker, so at the instant of the kill a worker may hold
+    # nothing at all (then nothing is lost).
+    assert reasons <= {error_pb2.HSM_WORKER_LOST}, reasons
     # Only what sat in the dead worker's pipe is lost, not the queue behind it: the
-    # stream carries on, and most of its 1000 items are signed.
+    # stream carries on, and most of its items are signed.
     lost = [i for i, r in enumerate(rest) if r.HasField("error")]
     assert len(lost) <= 2 * 4 * 64, len(lost)  # at most what sat in the dead workers' pipes
-    assert any(not r.HasField("error") for r in rest[lost[-1] :])
+    assert any(not r.HasField("error") for r in rest[(lost[-1] if lost else 0) :])
     assert len(rest) == len(requests)
     for r in rest:
         if not r.HasField("error"):

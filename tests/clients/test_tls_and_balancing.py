@@ -63,9 +63,11 @@ def test_cli_sign_with_issuing_ca_over_mtls_as_enrollment(gateway: Gateway, tmp_
     public = ca.public_key()
     assert isinstance(public, rsa.RSAPublicKey)
     public.verify(sig.read_bytes(), tbs.read_bytes(), padding.PKCS1v15(), hashes.SHA256())
-    # The role still comes from enrollment.pem: a key only admin may use is refused.
+    # The role still comes from enrollment.pem: a key only admin may use does not exist
+    # for it (hidden keys answer like missing ones, issue #14.7).
     denied = run_cli([*conn, "sign", "cli-test-none", "--alg", "ecdsa-sha256", "--in", str(tbs)])
-    assert denied.code == 64 + 7, denied.err  # PERMISSION_DENIED
+    assert denied.code == 64 + 5, denied.err  # NOT_FOUND
+    assert "KEY_NOT_FOUND" in denied.err
 
 
 def test_round_robin_spreads_calls_and_skips_a_stopped_gateway(

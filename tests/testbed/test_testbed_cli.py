@@ -188,7 +188,14 @@ def test_hwgated_toml_has_the_documented_endpoints_and_policy(bed: Bed) -> None:
     assert cfg["audit"]["file"] == str(p.audit_log)
     roles = cfg["policy"]["roles"]
     assert roles["admin"]["allow"] == ["*"]
-    assert "hwgate.v1.CardService/*" in roles["kiosk"]["allow"]
+    # The kiosk gets CardService without Transmit (raw APDUs are an admin's tool).
+    for rpc in ("ListReaders", "WatchEvents", "OpenSession", "CloseSession"):
+        assert f"hwgate.v1.CardService/{rpc}" in roles["kiosk"]["allow"]
+    assert not any(
+        a in ("hwgate.v1.CardService/*", "hwgate.v1.CardService/Transmit", "*")
+        for a in roles["kiosk"]["allow"]
+    )
+    assert cfg["policy"]["transmit_security"] == ["admin"]
     assert "hwgate.v1.HsmService/Sign" in roles["enrollment"]["allow"]
     assert not any(a.startswith("hwgate.v1.HsmService") for a in roles["kiosk"]["allow"])
     keys = {rule["pattern"]: rule["roles"] for rule in cfg["policy"]["keys"]}

@@ -83,7 +83,7 @@ lint: setup ## ruff, mypy, import contracts, buf lint, stub drift
 	$(BIN)/ruff check $(LINT_DIRS)
 	$(BIN)/ruff format --check $(LINT_DIRS)
 	$(BIN)/mypy
-	$(BIN)/lint-imports --no-cache
+	$(BIN)/lint-imports --no-cache --no-logo
 	cd protos && ../$(BIN)/buf lint
 	$(MAKE) --no-print-directory protos-check
 

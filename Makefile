@@ -129,3 +129,4 @@ kiosk: setup ## the same services, left running for a person to click through
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf clients/build daemon/build testbed/build apps/build */*.egg-info

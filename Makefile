@@ -62,7 +62,7 @@ wheelhouse: $(WHEELHOUSE)/.stamp
 
 $(WHEELHOUSE)/.stamp: $(STAMP)
 	rm -rf $(WHEELHOUSE)
-	$(BIN)/python -m pip wheel -q -w $(WHEELHOUSE) ./clients ./daemon ./testbed ./apps
+	$(BIN)/python -m pip wheel -q --no-build-isolation -w $(WHEELHOUSE) ./clients ./daemon ./testbed ./apps
 	rm -f $(WHEELHOUSE)/hwgate*.whl
 	touch $@
 

@@ -28,8 +28,8 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from bench import harness
 from hwgate_testbed import slots
+from tests.support import harness
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -29,10 +29,10 @@ from typing import Any
 import grpc
 import pytest
 
-from bench import harness
 from hwgate.v1 import card_pb2, card_pb2_grpc, hsm_pb2, hsm_pb2_grpc
 from hwgate_testbed import pcscd, slots
 from hwgate_testbed.paths import TestbedPaths
+from support import harness
 
 pytestmark = [pytest.mark.testbed, pytest.mark.slow]
 

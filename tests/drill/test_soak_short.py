@@ -1,6 +1,7 @@
-"""A ten-second soak (bench/soak.py): mixed clients in separate processes, cards
-pulled and re-inserted, then the soak's own checks (no unexpected errors, every
-signature verifies, gap-free subscribers, flat RSS, no leaked threads/sessions)."""
+"""A ten-second soak (tests/support/soak.py, the code behind bench/soak.py): mixed
+clients in separate processes, cards pulled and re-inserted, then the soak's own
+checks (no unexpected errors, every signature verifies, gap-free subscribers, flat
+RSS, no leaked threads/sessions)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bench import soak
+from support import soak
 
 pytestmark = [pytest.mark.testbed, pytest.mark.slow]
 

@@ -15,9 +15,9 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hsm_service_support import HsmDaemon, label, public_key, start_hsm_daemon, verify
 
-from bench.harness import hsm_worker_pids
 from hwgate.v1 import common_pb2, hsm_pb2
 from support.daemon import error_info
+from support.harness import hsm_worker_pids
 
 pytestmark = pytest.mark.testbed
 

@@ -12,9 +12,7 @@ from __future__ import annotations
 import hmac
 import logging
 
-from hwgated.piv.tlv import Tlv, TlvError
-
-from . import keyops
+from . import ber, keyops
 from .apdu import (
     SW_AUTH_BLOCKED,
     SW_BYTES_REMAINING,
@@ -228,8 +226,8 @@ class PivApplet:
         if (cmd.p1, cmd.p2) != (0x3F, 0xFF):
             raise _Reply(SW_INCORRECT_P1P2)
         try:
-            tag_list = Tlv.unpack(0x5C, data)
-        except TlvError:
+            tag_list = ber.unwrap(0x5C, data)
+        except ber.BerError:
             raise _Reply(SW_WRONG_DATA) from None
         if not 1 <= len(tag_list) <= 3:
             raise _Reply(SW_WRONG_DATA)
@@ -339,7 +337,7 @@ class PivApplet:
                 raise _Reply(SW_WRONG_DATA)
         except keyops.KeyOpError:
             raise _Reply(SW_WRONG_DATA) from None
-        return Tlv(0x7C, Tlv(0x82, result))
+        return ber.tlv(0x7C, ber.tlv(0x82, result))
 
     def _check_access(self, slot: Slot, pin_always: bool) -> None:
         """9E: always; 9A/9D: PIN; 9C: PIN verified by the command right before."""
@@ -352,6 +350,6 @@ class PivApplet:
     @staticmethod
     def _parse_template(data: bytes) -> dict[int, bytes]:
         try:
-            return Tlv.parse_dict(Tlv.unpack(0x7C, data))
-        except TlvError:
+            return ber.decode_template(ber.unwrap(0x7C, data))
+        except ber.BerError:
             raise _Reply(SW_WRONG_DATA) from None

@@ -12,8 +12,7 @@ import hashlib
 
 from cryptography.hazmat.primitives import serialization
 
-from hwgated.piv.tlv import Tlv
-
+from .ber import tlv
 from .profile import CardProfile, Slot
 
 PIV_AID = bytes.fromhex("A000000308000010000100")
@@ -37,15 +36,15 @@ PIN_POLICY_PIV_PIN = bytes([0x40, 0x10])  # PIV PIN only; PIV PIN primary
 def chuid_content(profile: CardProfile) -> bytes:
     """FASC-N, GUID, expiry: the TLVs the issuer signature covers."""
     return (
-        Tlv(0x30, profile.fascn.encode())
-        + Tlv(0x34, profile.guid.bytes)
-        + Tlv(0x35, profile.expiry.strftime("%Y%m%d").encode())
+        tlv(0x30, profile.fascn.encode())
+        + tlv(0x34, profile.guid.bytes)
+        + tlv(0x35, profile.expiry.strftime("%Y%m%d").encode())
     )
 
 
 def chuid(profile: CardProfile) -> bytes:
     """The CHUID value (inside 53): content, 3E signature, empty FE."""
-    return chuid_content(profile) + Tlv(0x3E, profile.chuid_signature) + Tlv(0xFE)
+    return chuid_content(profile) + tlv(0x3E, profile.chuid_signature) + tlv(0xFE)
 
 
 def ccc(profile: CardProfile) -> bytes:
@@ -53,56 +52,56 @@ def ccc(profile: CardProfile) -> bytes:
     card_id = bytes.fromhex("A0000001 16FF02".replace(" ", ""))
     card_id += hashlib.sha256(profile.guid.bytes).digest()[:14]
     body = (
-        Tlv(0xF0, card_id)
-        + Tlv(0xF1, b"\x21")
-        + Tlv(0xF2, b"\x21")
-        + Tlv(0xF3)
-        + Tlv(0xF4, b"\x00")
-        + Tlv(0xF5, b"\x10")
+        tlv(0xF0, card_id)
+        + tlv(0xF1, b"\x21")
+        + tlv(0xF2, b"\x21")
+        + tlv(0xF3)
+        + tlv(0xF4, b"\x00")
+        + tlv(0xF5, b"\x10")
     )
     for tag in (0xF6, 0xF7, 0xFA, 0xFB, 0xFC, 0xFD, 0xFE):
-        body += Tlv(tag)
+        body += tlv(tag)
     return body
 
 
 def discovery() -> bytes:
     """Discovery object (whole 7E template): PIV AID + PIN usage policy."""
-    return Tlv(TAG_DISCOVERY, Tlv(0x4F, PIV_AID) + Tlv(0x5F2F, PIN_POLICY_PIV_PIN))
+    return tlv(TAG_DISCOVERY, tlv(0x4F, PIV_AID) + tlv(0x5F2F, PIN_POLICY_PIV_PIN))
 
 
 def key_history() -> bytes:
     """No retired keys on or off card."""
-    return Tlv(0xC1, b"\x00") + Tlv(0xC2, b"\x00") + Tlv(0xFE)
+    return tlv(0xC1, b"\x00") + tlv(0xC2, b"\x00") + tlv(0xFE)
 
 
 def cert_container(profile: CardProfile, slot: Slot) -> bytes:
     """70 certificate (gzip'd when the profile says so), 71 CertInfo, FE."""
     der = profile.slots[slot].certificate.public_bytes(serialization.Encoding.DER)
     if slot in profile.compressed_slots:
-        return Tlv(0x70, gzip.compress(der, mtime=0)) + Tlv(0x71, b"\x01") + Tlv(0xFE)
-    return Tlv(0x70, der) + Tlv(0x71, b"\x00") + Tlv(0xFE)
+        return tlv(0x70, gzip.compress(der, mtime=0)) + tlv(0x71, b"\x01") + tlv(0xFE)
+    return tlv(0x70, der) + tlv(0x71, b"\x00") + tlv(0xFE)
 
 
 def build_objects(profile: CardProfile) -> dict[int, bytes]:
     """Every readable object as the exact GET DATA response body."""
     objects = {
         TAG_DISCOVERY: discovery(),
-        TAG_CHUID: Tlv(0x53, chuid(profile)),
-        TAG_CCC: Tlv(0x53, ccc(profile)),
-        TAG_KEY_HISTORY: Tlv(0x53, key_history()),
+        TAG_CHUID: tlv(0x53, chuid(profile)),
+        TAG_CCC: tlv(0x53, ccc(profile)),
+        TAG_KEY_HISTORY: tlv(0x53, key_history()),
     }
     for slot in profile.slots:
-        objects[CERT_TAGS[slot]] = Tlv(0x53, cert_container(profile, slot))
+        objects[CERT_TAGS[slot]] = tlv(0x53, cert_container(profile, slot))
     return objects
 
 
 def application_property_template() -> bytes:
     """APT returned by SELECT: AID, authority, label, algorithms."""
-    algorithms = b"".join(Tlv(0x80, bytes([alg])) for alg in (0x07, 0x11))
-    return Tlv(
+    algorithms = b"".join(tlv(0x80, bytes([alg])) for alg in (0x07, 0x11))
+    return tlv(
         0x61,
-        Tlv(0x4F, PIV_AID)
-        + Tlv(0x79, Tlv(0x4F, PIV_RID))
-        + Tlv(0x50, b"hwgate virtual PIV")
-        + Tlv(0xAC, algorithms + Tlv(0x06, b"\x00")),
+        tlv(0x4F, PIV_AID)
+        + tlv(0x79, tlv(0x4F, PIV_RID))
+        + tlv(0x50, b"hwgate virtual PIV")
+        + tlv(0xAC, algorithms + tlv(0x06, b"\x00")),
     )

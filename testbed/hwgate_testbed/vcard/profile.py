@@ -21,7 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from hwgated.piv.fascn import Fascn
+from .fascn import Fascn
 
 KeyType = Literal["rsa", "ecc"]
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey

@@ -16,9 +16,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
-from hwgated.piv.fascn import Fascn
-
 from .chuid_signature import sign_chuid
+from .fascn import Fascn
 from .objects import chuid_content
 from .piv_ca import PivCa
 from .profile import CardProfile, KeyType, PrivateKey, Slot, SlotCredential

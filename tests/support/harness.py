@@ -1,5 +1,5 @@
 """A whole hwgated (cards + HSM) on the test bed, for the soak, the fault drill and
-the daemon benchmarks.
+the daemon benchmarks (bench/ imports it from here; tests never import bench/).
 
 One place knows how to bring the test bed up, write a config that lets the load
 generators do everything (admin role on a Unix socket, generous limits), start the

@@ -11,16 +11,17 @@ APT_PACKAGES := pcscd vsmartcard-vpcd softhsm2 opensc p11-kit libpcsclite-dev \
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test test-stress lint protos protos-check bench fuzz setup system-deps venv pcscd clean
+.PHONY: run test test-stress lint protos protos-check bench fuzz setup system-deps venv wheelhouse pcscd clean
 
+# The test bed brings itself up and execs hwgated on its config: the daemon
+# itself only knows --config (it never imports the test bed).
 run: setup ## set up, bring the test bed up, run hwgated on it in the foreground
-	$(BIN)/hwgate-testbed up --dir $(TESTBED_DIR)
-	exec $(BIN)/hwgated --testbed --testbed-dir $(TESTBED_DIR)
+	exec $(BIN)/hwgate-testbed run --dir $(TESTBED_DIR)
 
 # As root the suite runs against a private pcscd in its own mount + network namespace
 # (testbed/isolated): tests may kill and restart pcscd, and a host pcscd or another
 # run's cards are never touched. Elsewhere it uses the machine's pcscd.
-test: setup ## set up, then the whole pytest suite
+test: setup wheelhouse ## set up, then the whole pytest suite
 	@if [ "$$(id -u)" = 0 ] && unshare -mn true 2>/dev/null; then \
 		echo "running the suite against a private pcscd (testbed/isolated)"; \
 		testbed/isolated $(BIN)/python -m pytest $(PYTEST_ARGS); \
@@ -67,12 +68,32 @@ system-deps: ## Debian packages the daemon and the test bed need (root)
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 
+# Four distributions, one pyproject.toml each (see the top-level pyproject.toml),
+# all installed editable, plus the top-level `dev` dependency group (pip >= 25.1).
+PYPROJECTS := pyproject.toml clients/pyproject.toml daemon/pyproject.toml \
+	testbed/pyproject.toml apps/pyproject.toml
+EDITABLE := -e ./clients -e './daemon[systemd]' -e ./testbed -e './apps[demo]'
+
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): $(PYPROJECTS)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,systemd,apps]'
+	$(BIN)/python -m pip install -q --upgrade 'pip>=25.1'
+	$(BIN)/python -m pip install -q $(EDITABLE) --group dev
+	touch $@
+
+# Wheels of every third-party dependency, for tests/wheels: they install freshly
+# built project wheels into clean venvs with --no-index, since the suite runs in
+# a network namespace without network (testbed/isolated). Our own wheels are
+# dropped here: the tests build them from the checkout.
+WHEELHOUSE := $(VENV)/wheelhouse
+
+wheelhouse: $(WHEELHOUSE)/.stamp
+
+$(WHEELHOUSE)/.stamp: $(STAMP)
+	rm -rf $(WHEELHOUSE)
+	$(BIN)/python -m pip wheel -q --no-build-isolation -w $(WHEELHOUSE) ./clients ./daemon ./testbed ./apps
+	rm -f $(WHEELHOUSE)/hwgate*.whl
 	touch $@
 
 protos: venv ## regenerate clients/hwgate/v1 from protos/
@@ -86,10 +107,13 @@ protos-check: protos ## fail if the committed stubs differ from a fresh generati
 	git diff --exit-code -- clients/hwgate/v1 || { echo "generated stubs are stale: run make protos"; exit 1; }
 	test -z "$$(git status --porcelain -- clients/hwgate/v1)" || { git status --porcelain -- clients/hwgate/v1; echo "untracked generated files"; exit 1; }
 
-lint: setup ## ruff, mypy, buf lint, stub drift
-	$(BIN)/ruff check daemon clients testbed tests bench
-	$(BIN)/ruff format --check daemon clients testbed tests bench
+LINT_DIRS := daemon clients testbed apps tests bench
+
+lint: setup ## ruff, mypy, import contracts, buf lint, stub drift
+	$(BIN)/ruff check $(LINT_DIRS)
+	$(BIN)/ruff format --check $(LINT_DIRS)
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache --no-logo
 	cd protos && ../$(BIN)/buf lint
 	$(MAKE) --no-print-directory protos-check
 
@@ -117,7 +141,7 @@ fuzz: setup ## long property-based run of every parser (HYPOTHESIS_PROFILE=fuzz,
 		HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -m fuzz -p no:cacheprovider tests/fuzz $(PYTEST_ARGS); \
 	fi
 
-# Reference apps (clients/hwgate_apps): the SP 800-157 derived-credential flow.
+# Reference apps (apps/hwgate_apps): the SP 800-157 derived-credential flow.
 # `demo` drives the kiosk page in headless Chromium (Debian chromium, never a
 # downloaded browser) and writes docs/kiosk-qr.png; as root it runs against a
 # private pcscd like `test`. `kiosk` serves the same stack for a person
@@ -135,3 +159,4 @@ kiosk: setup ## the same services, left running for a person to click through
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf clients/build daemon/build testbed/build apps/build */*.egg-info

@@ -1,11 +1,15 @@
-"""``hwgated`` command line: ``--config FILE`` or ``--testbed``."""
+"""``hwgated`` command line: ``--config FILE``.
+
+The daemon knows nothing about the test bed: ``hwgate-testbed run --dir DIR``
+brings a bed up and execs ``hwgated --config DIR/hwgated.toml``, so the daemon
+distribution never imports (or depends on) the test bed.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -23,46 +27,26 @@ def _parser() -> argparse.ArgumentParser:
         prog="hwgated",
         description="Hardware-gateway daemon: PC/SC readers and PKCS#11 HSMs over gRPC.",
     )
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--config", type=Path, help="the daemon config (TOML)")
-    source.add_argument(
-        "--testbed",
-        action="store_true",
-        help="run on the test bed's config (brings the test bed up if needed)",
-    )
     parser.add_argument(
-        "--testbed-dir",
+        "--config",
         type=Path,
-        default=Path(os.environ.get("HWGATE_TESTBED_DIR", ".testbed")),
-        help="test bed directory for --testbed (default: $HWGATE_TESTBED_DIR or ./.testbed)",
+        required=True,
+        help="the daemon config (TOML); on the test bed: hwgate-testbed run --dir DIR",
     )
     parser.add_argument("--log-level", choices=LOG_LEVELS, help="overrides the config")
     parser.add_argument("--version", action="version", version=f"hwgated {__version__}")
     return parser
 
 
-def _testbed_config(directory: Path) -> Path:
-    """The test bed's daemon config, bringing the test bed up first if it is not."""
-    config = directory / "hwgated.toml"
-    if not config.exists():
-        from hwgate_testbed.cli import main as testbed_main
-
-        if testbed_main(["up", "--dir", str(directory)]) != 0:
-            raise ConfigError(f"{directory}: the test bed could not be brought up")
-    return config
-
-
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        path = _testbed_config(args.testbed_dir) if args.testbed else args.config
-        config = load_config(path)
+        config = load_config(args.config)
     except ConfigError as exc:
         print(f"hwgated: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except Exception as exc:
-        where = args.testbed_dir if args.testbed else args.config
-        print(f"hwgated: {where}: cannot load the config: {exc!r}", file=sys.stderr)
+        print(f"hwgated: {args.config}: cannot load the config: {exc!r}", file=sys.stderr)
         return EXIT_CONFIG
     setup_logging(args.log_level or config.daemon.log_level, config.daemon.log_target)
     from hwgated.server import serve

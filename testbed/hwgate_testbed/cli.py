@@ -1,4 +1,4 @@
-"""`hwgate-testbed up|down|insert|remove|status`: parse, one library call, print.
+"""`hwgate-testbed up|down|insert|remove|status|run`: parse, one library call, print.
 
 Errors from the layers below are turned into a one-line message and exit
 status 1 here and only here.
@@ -12,14 +12,22 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from hwgate_testbed import envfile, orchestrate
+from hwgate_testbed import envfile, orchestrate, rundaemon
 from hwgate_testbed.cards import CardError
 from hwgate_testbed.paths import DEFAULT_DIR, PIV_PIN, PIV_PUK, TestbedPaths
 from hwgate_testbed.pcscd import PcscError
 from hwgate_testbed.slots import SlotBusy
 from hwgate_testbed.softhsm import TokenError
 
-_FAILURES = (orchestrate.TestbedError, PcscError, TokenError, CardError, SlotBusy, OSError)
+_FAILURES = (
+    orchestrate.TestbedError,
+    PcscError,
+    TokenError,
+    CardError,
+    SlotBusy,
+    rundaemon.DaemonNotFound,
+    OSError,
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -47,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     st = verb("status", "readers, cards, token and processes of this test bed")
     st.add_argument("--json", action="store_true")
     verb("down", "stop the card processes and the pcscd that up started; keep files")
+    run = verb("run", "up (if needed), then exec hwgated --config DIR/hwgated.toml (foreground)")
+    run.add_argument("--no-insert", action="store_true", help="leave every slot empty")
+    run.add_argument("--log-level", help="passed to hwgated (overrides the config)")
     return parser
 
 
@@ -99,6 +110,11 @@ def _run(args: argparse.Namespace) -> int:
     elif args.verb == "status":
         st = orchestrate.status(paths)
         print(json.dumps(st, indent=2)) if args.json else _print_status(st)
+    elif args.verb == "run":
+        argv = rundaemon.daemon_argv(paths, args.log_level)  # fail before touching the bed
+        _print_up(orchestrate.up(paths, insert_card=not args.no_insert))
+        print(f"# exec {' '.join(argv)}")
+        rundaemon.exec_daemon(argv)
     elif args.verb == "down":
         done = orchestrate.down(paths)
         for c in done["removed"]:

@@ -1,21 +1,44 @@
-"""Audit an RPC's act with its outcome: ``ok`` or the error reason it failed with."""
+"""Audit an RPC's act with its outcome, the same way for every service.
+
+The outcome is "ok", "CANCELLED" when the call ended because its client went
+away (or its deadline passed) while the act ran, or else the reason of the
+error it failed with. A bug (any other exception) is "INTERNAL_ERROR", like
+the status the client sees. An error may carry an ``audit_outcome`` that is
+truer than what the client is told (a key hidden by policy is answered as
+"not found" but audited as "POLICY_DENIED").
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Iterator
-from typing import Any
 
 from hwgated.auth.audit import audit
+from hwgated.edge.status import as_hwgate
+
+CANCELLED = "CANCELLED"
+
+
+def outcome(exc: BaseException) -> str:
+    """The audit outcome of a failure: the true reason, even where the client sees another."""
+    told = getattr(exc, "audit_outcome", None)
+    if isinstance(told, str) and told:
+        return told
+    if isinstance(exc, asyncio.CancelledError):
+        return CANCELLED
+    error = as_hwgate(exc)
+    return error.reason if error is not None else "INTERNAL_ERROR"
 
 
 @contextlib.contextmanager
-def audited(action: str, **fields: Any) -> Iterator[dict[str, Any]]:
-    """Record *action* once the block ends; the block may add fields to the dict."""
-    extra: dict[str, Any] = {}
+def audited(action: str, **fields: object) -> Iterator[dict[str, object]]:
+    """Record *action* once the block ends, with its outcome; the block may add fields to
+    the yielded dict (they are recorded whether it ends well or not)."""
+    extra: dict[str, object] = {}
     try:
         yield extra
     except BaseException as exc:
-        audit(action, getattr(exc, "reason", None) or type(exc).__name__, **fields, **extra)
+        audit(action, outcome(exc), **fields, **extra)
         raise
     audit(action, "ok", **fields, **extra)

@@ -2,9 +2,11 @@
 
 Every failure leaves as a canonical status code plus a ``google.rpc.Status``
 in the trailers holding one ``google.rpc.ErrorInfo`` (domain "hwgate.v1",
-reason = an ErrorReason name, metadata). Domain errors carry their reason; PIV
-status words and PKCS#11 errors that reach this far are mapped here. Anything
-else is a bug: INTERNAL, logged with its traceback, and no detail leaks out.
+reason = an ErrorReason name, metadata). Daemon errors (``HwgateError``) carry
+their reason and fields; PIV status words and parse errors that reach this far
+are translated here (the pure protocol package has no reasons of its own).
+Anything else is a bug: INTERNAL, logged with its traceback, and no detail
+leaks out.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from hwgated import errors
 from hwgated.piv import errors as piv_errors
 
 log = logging.getLogger(__name__)
@@ -26,6 +29,8 @@ log = logging.getLogger(__name__)
 DOMAIN = "hwgate.v1"
 C = grpc.StatusCode
 
+# Every ErrorReason and its status code (tests/unit/test_error_reasons.py holds this
+# equal to the proto enum and to the daemon's error classes).
 REASON_CODES: dict[str, grpc.StatusCode] = {
     "PCSC_UNAVAILABLE": C.UNAVAILABLE,
     "READER_NOT_FOUND": C.NOT_FOUND,
@@ -68,31 +73,36 @@ REASON_CODES: dict[str, grpc.StatusCode] = {
 }
 
 
-def _from_piv(exc: piv_errors.PivError) -> tuple[str, dict[str, str]]:
-    """Card status words that reached the edge unhandled by a servicer."""
+def from_piv(exc: piv_errors.PivError | piv_errors.PivParseError) -> errors.HwgateError:
+    """The daemon error for a card status word (or unparsable answer) nobody handled."""
+    if isinstance(exc, piv_errors.PivParseError):
+        return errors.CardError(f"malformed card response: {exc}")
     if isinstance(exc, piv_errors.InvalidPin):
         left = "" if exc.retries_left is None else str(exc.retries_left)
-        return "PIN_INCORRECT", {"retries_left": left}
+        return errors.PinIncorrect(str(exc), retries_left=left)
     if isinstance(exc, piv_errors.PinBlocked):
-        return "PIN_BLOCKED", {}
+        return errors.PinBlocked(str(exc))
     if isinstance(exc, piv_errors.SecurityStatusNotSatisfied):
-        return "SECURITY_STATUS_NOT_SATISFIED", {}
-    return "CARD_ERROR", {"sw": f"{exc.sw:04X}"}
+        return errors.SecurityStatusNotSatisfied(str(exc))
+    return errors.CardError(str(exc), sw=f"{exc.sw:04X}")
+
+
+def as_hwgate(exc: BaseException) -> errors.HwgateError | None:
+    """*exc* as a daemon error, or None when it is none (a bug, or not an error at all)."""
+    if isinstance(exc, errors.HwgateError):
+        return exc
+    if isinstance(exc, piv_errors.PivError | piv_errors.PivParseError):
+        return from_piv(exc)
+    return None
 
 
 def classify(exc: BaseException) -> tuple[grpc.StatusCode, str, str, dict[str, str]]:
     """(code, reason, message, metadata) for *exc*."""
-    reason = getattr(exc, "reason", None)
-    if isinstance(reason, str) and reason in REASON_CODES:
-        metadata = {k: str(v) for k, v in (getattr(exc, "metadata", None) or {}).items()}
-        return REASON_CODES[reason], reason, str(exc), metadata
-    if isinstance(exc, piv_errors.PivError):
-        reason, metadata = _from_piv(exc)
-        return REASON_CODES[reason], reason, str(exc), metadata
-    if isinstance(exc, piv_errors.PivParseError):
-        return C.FAILED_PRECONDITION, "CARD_ERROR", f"malformed card response: {exc}", {}
-    log.error("internal error", exc_info=exc)
-    return C.INTERNAL, "INTERNAL_ERROR", "internal error (see the daemon log)", {}
+    error = as_hwgate(exc)
+    if error is None:
+        log.error("internal error", exc_info=exc)
+        return C.INTERNAL, "INTERNAL_ERROR", "internal error (see the daemon log)", {}
+    return REASON_CODES[error.reason], error.reason, str(error), error.metadata
 
 
 def status_for(exc: BaseException) -> grpc.Status:
@@ -115,7 +125,7 @@ G = TypeVar("G", bound=Callable[..., AsyncIterator[Any]])
 
 
 def unary(method: F) -> F:
-    """Servicer method decorator: domain errors leave as status + ErrorInfo."""
+    """Servicer method decorator: errors leave as status + ErrorInfo."""
 
     @functools.wraps(method)
     async def wrapper(self: Any, request: Any, context: Any) -> Any:

@@ -13,6 +13,7 @@ from typing import Any
 
 import grpc
 import pytest
+
 from hwgate.v1 import card_pb2, card_pb2_grpc
 from hwgate_testbed.paths import vpcd_reader
 from support.daemon import DaemonProc

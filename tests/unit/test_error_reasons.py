@@ -13,8 +13,8 @@ import asyncio
 
 import grpc
 import pytest
-from hwgate.v1 import error_pb2
 
+from hwgate.v1 import error_pb2
 from hwgated import errors
 from hwgated.edge import status
 from hwgated.edge.audited import outcome
@@ -22,7 +22,9 @@ from hwgated.hsm import errors as hsm_errors
 from hwgated.piv import errors as piv_errors
 
 PROTO_REASONS = {
-    name for name in error_pb2.ErrorReason.keys() if name != "ERROR_REASON_UNSPECIFIED"
+    value.name
+    for value in error_pb2.ErrorReason.DESCRIPTOR.values
+    if value.name != "ERROR_REASON_UNSPECIFIED"
 }
 
 

@@ -32,6 +32,8 @@ class HwgateError(Exception):
     """
 
     reason: ClassVar[str] = "INTERNAL_ERROR"
+    # What the audit log records when it is truer than ``reason`` (which the client sees).
+    audit_outcome: ClassVar[str | None] = None
 
     def __init__(self, message: str = "", **fields: FieldValue) -> None:
         self.message = message or self.reason

@@ -22,7 +22,7 @@ from hwgated.auth.transmit_guard import (
     count_pin_tries,
     screen,
 )
-from hwgated.edge.audited import audited
+from hwgated.edge.audited import audited, outcome
 from hwgated.edge.status import stream, timeout_of, unary
 from hwgated.patterns import caller_globs
 from hwgated.pcsc.events import EventFilter, EventType
@@ -228,9 +228,8 @@ class CardServicer(card_pb2_grpc.CardServiceServicer):
                     session_id=request.session_id or None,
                     timeout=timeout_of(context),
                 )
-            except Exception as exc:
-                reason = getattr(exc, "reason", type(exc).__name__)
-                audit_flagged(flagged, reader, list(answered), reason)
+            except BaseException as exc:
+                audit_flagged(flagged, reader, list(answered), outcome(exc))
                 raise
             audit_flagged(flagged, reader, responses)
         return card_pb2.TransmitResponse(

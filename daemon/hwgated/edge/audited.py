@@ -22,13 +22,12 @@ CANCELLED = "CANCELLED"
 
 def outcome(exc: BaseException) -> str:
     """The audit outcome of a failure: the true reason, even where the client sees another."""
-    told = getattr(exc, "audit_outcome", None)
-    if isinstance(told, str) and told:
-        return told
     if isinstance(exc, asyncio.CancelledError):
         return CANCELLED
     error = as_hwgate(exc)
-    return error.reason if error is not None else "INTERNAL_ERROR"
+    if error is None:
+        return "INTERNAL_ERROR"
+    return error.audit_outcome or error.reason
 
 
 @contextlib.contextmanager

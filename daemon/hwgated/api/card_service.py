@@ -12,8 +12,6 @@ from google.protobuf import duration_pb2
 from hwgate.v1 import card_pb2, card_pb2_grpc
 from hwgated import errors
 from hwgated.api import convert
-from hwgated.api.auditing import audited
-from hwgated.api.errors import stream, timeout_of, unary
 from hwgated.auth.identity import current_caller
 from hwgated.auth.pinlimit import PinLimits
 from hwgated.auth.policy import PolicyHolder
@@ -24,6 +22,8 @@ from hwgated.auth.transmit_guard import (
     count_pin_tries,
     screen,
 )
+from hwgated.edge.audited import audited, outcome
+from hwgated.edge.status import stream, timeout_of, unary
 from hwgated.patterns import caller_globs
 from hwgated.pcsc.events import EventFilter, EventType
 from hwgated.pcsc.manager import CardManager, Session
@@ -228,9 +228,8 @@ class CardServicer(card_pb2_grpc.CardServiceServicer):
                     session_id=request.session_id or None,
                     timeout=timeout_of(context),
                 )
-            except Exception as exc:
-                reason = getattr(exc, "reason", type(exc).__name__)
-                audit_flagged(flagged, reader, list(answered), reason)
+            except BaseException as exc:
+                audit_flagged(flagged, reader, list(answered), outcome(exc))
                 raise
             audit_flagged(flagged, reader, responses)
         return card_pb2.TransmitResponse(

@@ -36,7 +36,7 @@ from hwgated import errors
 from hwgated.api import hsm_convert
 from hwgated.auth.identity import current_caller
 from hwgated.auth.policy import PolicyHolder
-from hwgated.hsm import HsmError, HsmPool, HsmUnavailable, KeyClass, KeyInfo, KeyNotFound, KeyRef
+from hwgated.hsm import HsmPool, HsmUnavailable, KeyClass, KeyInfo, KeyNotFound, KeyRef
 from hwgated.patterns import glob_match
 
 DERIVE_VALUE_PREFIX = "derive-value:"
@@ -55,11 +55,6 @@ def unusable(reference: str, hidden: bool) -> KeyNotFound:
     to the client); *reference* is the caller's own text, never a resolved label."""
     cls = HiddenKey if hidden else KeyNotFound
     return cls(f"no key you may use matches {reference}")
-
-
-def outcome(exc: BaseException) -> str:
-    """The audit outcome of a failure: the true reason, even where the client sees another."""
-    return str(getattr(exc, "audit_outcome", None) or getattr(exc, "reason", "INTERNAL_ERROR"))
 
 
 @dataclass(frozen=True)
@@ -89,16 +84,19 @@ class ResolvedKey:
 
 @contextmanager
 def annotated(token: str, key: str | None = None) -> Iterator[None]:
-    """Attach ErrorInfo metadata (token, key) to HSM errors raised inside."""
+    """Name the token (pool down) or the key (missing, exists) in errors raised inside.
+
+    The HSM layer below does not know the configured token name nor the
+    caller's reference, so those two fields are added here, on the way out.
+    """
     try:
         yield
-    except HsmError as exc:
-        metadata: dict[str, str] = {}
-        if exc.reason in ("HSM_UNAVAILABLE", "HSM_LOGIN_FAILED"):
-            metadata["token"] = token
-        if exc.reason in ("KEY_NOT_FOUND", "KEY_EXISTS") and key is not None:
-            metadata["key"] = key
-        exc.metadata = metadata  # type: ignore[attr-defined]
+    except HsmUnavailable as exc:  # and HsmLoginFailed
+        exc.fields["token"] = token
+        raise
+    except (KeyNotFound, errors.KeyExists) as exc:
+        if key is not None:
+            exc.fields["key"] = key
         raise
 
 

@@ -8,27 +8,25 @@ its outcome. Errors leave through ``@unary``/``@stream`` as status + reason.
 from __future__ import annotations
 
 import base64
-import contextlib
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from hwgate.v1 import common_pb2, hsm_pb2, hsm_pb2_grpc
 from hwgated import errors
 from hwgated.api import hsm_convert
-from hwgated.api.errors import stream, unary
 from hwgated.api.hsm_access import (
     ANY_CLASSES,
     SIGN_CLASSES,
     KeyAccess,
     ResolvedKey,
     annotated,
-    outcome,
 )
 from hwgated.api.hsm_signing import audit_sign, check_key_type, sign_input
 from hwgated.api.hsm_stream import StreamSigner
-from hwgated.auth.audit import audit
 from hwgated.auth.identity import current_caller
 from hwgated.auth.policy import PolicyHolder
+from hwgated.edge.audited import audited, outcome
+from hwgated.edge.status import stream, unary
 from hwgated.hsm import (
     DerivedKey,
     HsmPool,
@@ -40,18 +38,6 @@ from hwgated.hsm import (
 from hwgated.patterns import caller_globs
 
 Context = Any  # grpc.aio.ServicerContext
-
-
-@contextlib.contextmanager
-def audited(action: str, **fields: object) -> Iterator[dict[str, object]]:
-    """Record *action* once, with outcome "ok" or the error's reason; yields extra fields."""
-    extra: dict[str, object] = {}
-    try:
-        yield extra
-    except BaseException as exc:
-        audit(action, outcome(exc), **fields, **extra)
-        raise
-    audit(action, "ok", **fields, **extra)
 
 
 def pem(der: bytes) -> str:

@@ -42,9 +42,10 @@ from typing import cast
 
 from hwgate.v1 import error_pb2, hsm_pb2
 from hwgated.api import hsm_convert
-from hwgated.api.errors import classify
-from hwgated.api.hsm_access import SIGN_CLASSES, KeyAccess, ResolvedKey, annotated, outcome
+from hwgated.api.hsm_access import SIGN_CLASSES, KeyAccess, ResolvedKey, annotated
 from hwgated.api.hsm_signing import audit_sign, check_key_type, sign_input
+from hwgated.edge.audited import outcome
+from hwgated.edge.status import classify
 from hwgated.errors import InvalidArgument
 from hwgated.hsm import SignAlgorithm
 

@@ -14,11 +14,11 @@ from typing import Any, TypeVar
 from hwgate.v1 import common_pb2, piv_pb2, piv_pb2_grpc
 from hwgated import errors
 from hwgated.api import convert
-from hwgated.api.errors import timeout_of, unary
-from hwgated.auth.audit import audit
 from hwgated.auth.identity import current_caller
 from hwgated.auth.pinlimit import PinLimits
 from hwgated.auth.policy import PolicyHolder
+from hwgated.edge.audited import audited
+from hwgated.edge.status import timeout_of, unary
 from hwgated.pcsc.manager import CardManager
 from hwgated.pcsc.piv_info import CardInfo, read_card_info
 from hwgated.pcsc.piv_pin import verify_pin
@@ -44,11 +44,6 @@ _SLOTS: dict[int, Slot] = {
     piv_pb2.SLOT_CARD_AUTHENTICATION: Slot.CARD_AUTH,
 }
 _SLOT_ENUMS = {slot: value for value, slot in _SLOTS.items()}
-
-
-def _outcome(exc: BaseException) -> str:
-    reason = getattr(exc, "reason", None)
-    return reason if isinstance(reason, str) else type(exc).__name__
 
 
 def _sign_slot(value: int) -> Slot:
@@ -199,38 +194,42 @@ class PivServicer(piv_pb2_grpc.PivServiceServicer):
         # The request's own `pin` bytes are immutable and cannot be wiped; they live
         # only as long as the request message. The one copy we control is wiped.
         pin = PinBuffer(request.pin)
-        reader: str | None = None
-        retries: int | None = None
         try:
-            try:
-                pin.check_format()
-            except PinFormatError as exc:
-                raise errors.PinFormat(str(exc)) from None
-            reader = self._session_reader(request.session_id)
-            await self._pin_limits.acquire_on(
-                self._manager, current_caller().owner, reader, "VerifyPin", timeout_of(context)
-            )
-            session_id, allow_last = request.session_id, request.allow_last_attempt
-            retries = await self._in_session(
-                session_id, lambda link: verify_pin(link, pin, allow_last, session_id), context
-            )
-        except Exception as exc:
-            left = getattr(exc, "metadata", {}).get("retries_left")
-            audit("piv.verify_pin", _outcome(exc), reader=reader, retries_left=left)
-            raise
+            with audited("piv.verify_pin") as record:
+                try:
+                    pin.check_format()
+                except PinFormatError as exc:
+                    raise errors.PinFormat(str(exc)) from None
+                reader = self._session_reader(request.session_id)
+                record["reader"] = reader
+                try:
+                    await self._pin_limits.acquire_on(
+                        self._manager,
+                        current_caller().owner,
+                        reader,
+                        "VerifyPin",
+                        timeout_of(context),
+                    )
+                    session_id, allow_last = request.session_id, request.allow_last_attempt
+                    record["retries_before"] = await self._in_session(
+                        session_id,
+                        lambda link: verify_pin(link, pin, allow_last, session_id),
+                        context,
+                    )
+                except errors.HwgateError as exc:
+                    record["retries_left"] = exc.metadata.get("retries_left")
+                    raise
         finally:
             pin.abandon()
-        audit("piv.verify_pin", "ok", reader=reader, retries_before=retries)
         return piv_pb2.VerifyPinResponse(verified=True)
 
     @unary
     async def Authenticate(
         self, request: piv_pb2.AuthenticateRequest, context: Context
     ) -> piv_pb2.AuthenticateResponse:
-        fields: dict[str, object] = {"slot": "9A", "origin": request.origin[:256]}
-        try:
+        with audited("piv.authenticate", slot="9A", origin=request.origin[:256]) as record:
             digest = _bound_digest(request.origin, request.challenge)
-            fields["reader"] = self._session_reader(request.session_id)
+            record["reader"] = self._session_reader(request.session_id)
             session_id = request.session_id
 
             def job(link: CardLink) -> tuple[CardSignature, Scheme]:
@@ -242,10 +241,7 @@ class PivServicer(piv_pb2_grpc.PivServiceServicer):
                 return signed, scheme
 
             signed, scheme = await self._in_session(session_id, job, context)
-        except Exception as exc:
-            audit("piv.authenticate", _outcome(exc), **fields)
-            raise
-        audit("piv.authenticate", "ok", algorithm=scheme.name, **fields)
+            record["algorithm"] = scheme.name
         return piv_pb2.AuthenticateResponse(
             signature=signed.signature,
             algorithm=f"SIGNATURE_ALGORITHM_{scheme.name}",
@@ -257,25 +253,20 @@ class PivServicer(piv_pb2_grpc.PivServiceServicer):
     async def Sign(
         self, request: piv_pb2.PivServiceSignRequest, context: Context
     ) -> piv_pb2.PivServiceSignResponse:
-        fields: dict[str, object] = {}
-        try:
+        with audited("piv.sign") as record:
             slot = _sign_slot(request.slot)
-            fields["slot"] = f"{slot:02X}"
+            record["slot"] = f"{slot:02X}"
             scheme = _scheme_of(request.algorithm)
-            fields["algorithm"] = scheme.name
+            record["algorithm"] = scheme.name
             digest = bytes(request.digest)
             scheme.check_digest(digest)
-            fields["reader"] = self._session_reader(request.session_id)
+            record["reader"] = self._session_reader(request.session_id)
             session_id = request.session_id
             signed = await self._in_session(
                 session_id,
                 lambda link: sign_digest(link, slot, scheme, digest, session_id),
                 context,
             )
-        except Exception as exc:
-            audit("piv.sign", _outcome(exc), **fields)
-            raise
-        audit("piv.sign", "ok", **fields)
         return piv_pb2.PivServiceSignResponse(
             signature=signed.signature, certificate=signed.certificate
         )

@@ -23,11 +23,7 @@ import grpc
 from hwgated.auth.peer_cert import peer_names
 from hwgated.auth.peerfront import PeerCred, PeerTable
 from hwgated.config import ListenerConfig, PolicyConfig
-from hwgated.errors import GatewayError
-
-
-class UnauthenticatedPeer(GatewayError):
-    reason = "UNAUTHENTICATED_PEER"
+from hwgated.errors import UnauthenticatedPeer as UnauthenticatedPeer  # re-exported
 
 
 @dataclass(frozen=True)

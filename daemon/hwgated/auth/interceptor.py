@@ -19,11 +19,11 @@ from typing import Any
 
 import grpc
 
-from hwgated.api import errors as api_errors
-from hwgated.api.handlers import Kind, rewrap
 from hwgated.auth.identity import resolve_caller, set_caller
 from hwgated.auth.peerfront import PeerTable
 from hwgated.config import ListenerConfig, PolicyConfig
+from hwgated.edge import status as edge_status
+from hwgated.edge.handlers import Kind, rewrap
 from hwgated.errors import InvalidArgument
 
 Check = Callable[[Any, str], None]
@@ -118,7 +118,7 @@ class IdentityInterceptor(grpc.aio.ServerInterceptor):
             if request is _UNDECODABLE:
                 raise _bad_request()
         except Exception as exc:
-            await api_errors.abort(context, exc)
+            await edge_status.abort(context, exc)
         return request
 
     def _wrap_unary(self, behavior: Any, method: str, client_stream: bool = False) -> Any:

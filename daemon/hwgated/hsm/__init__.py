@@ -1,7 +1,7 @@
 """The HSM layer: PKCS#11 tokens served by restartable worker processes.
 
 Only this package imports ``pkcs11``. The gRPC servicer uses ``HsmPool`` (one
-per ``[[hsm.token]]``) and maps ``HsmError.reason`` to status codes.
+per ``[[hsm.token]]``); errors are hwgated.errors classes (the edge maps reasons).
 """
 
 from hwgated.hsm.config import TokenConfig, read_pin

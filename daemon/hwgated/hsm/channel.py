@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from hwgated.hsm.errors import HsmError, HsmUnavailable, HsmWorkerLost, error_from_wire
+from hwgated.hsm.errors import HsmUnavailable, HsmWorkerLost, HwgateError, error_from_wire
 from hwgated.hsm.wire import STARTUP_ID, FrameDecoder, encode
 
 log = logging.getLogger("hwgated.hsm")
@@ -86,7 +86,7 @@ class WorkerChannel(asyncio.Protocol):
     def submit(
         self, op: str, args: tuple[Any, ...], kwargs: dict[str, Any], budget: float
     ) -> asyncio.Future[Any]:
-        """Send one request; the future gets its result or its HsmError."""
+        """Send one request; the future gets its result or its HwgateError."""
         future: asyncio.Future[Any] = self._loop.create_future()
         if self._lost_reason is not None or self._transport is None:
             future.set_exception(HsmWorkerLost(f"worker {self.name} {self._lost_reason}"))
@@ -177,11 +177,11 @@ class WorkerChannel(asyncio.Protocol):
         if not self.exited.done():
             self.exited.set_result(code)
 
-    def retrieve_startup_error(self) -> HsmError | None:
+    def retrieve_startup_error(self) -> HwgateError | None:
         """The start-up failure, if the worker reported or suffered one."""
         if self.ready.done() and not self.ready.cancelled():
             exc = self.ready.exception()
-            return exc if isinstance(exc, HsmError) else None
+            return exc if isinstance(exc, HwgateError) else None
         return None
 
 

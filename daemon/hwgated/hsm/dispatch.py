@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from hwgated.hsm.channel import WorkerChannel
-from hwgated.hsm.errors import HsmError
+from hwgated.hsm.errors import HwgateError
 
 BULK_DEPTH = 1  # pipeline slots per worker that bulk work may hold
 
@@ -34,7 +34,7 @@ class Dispatcher:
         slots: Sequence[WorkerChannel | None],
         *,
         depth: int,
-        refusal: Callable[[], HsmError | None],
+        refusal: Callable[[], HwgateError | None],
     ) -> None:
         self._slots = slots  # the supervisor's list, read live
         self._depth = max(1, depth)
@@ -73,7 +73,7 @@ class Dispatcher:
                 self._take(worker, bulk)
                 queue.popleft().set_result(worker)
 
-    def fail_waiters(self, error: HsmError) -> None:
+    def fail_waiters(self, error: HwgateError) -> None:
         """Refuse every waiting caller (the pool went DOWN or closed)."""
         for queue in (self.waiters, self.bulk_waiters):
             while queue:

@@ -1,4 +1,4 @@
-"""python-pkcs11 exceptions -> HsmError, once, inside the worker.
+"""python-pkcs11 exceptions -> HwgateError subclasses (hwgated.errors), once, inside the worker.
 
 Only the exception class name (a CKR_* code) goes into the message: it is
 enough to diagnose and cannot carry data from the request. ``is_fatal`` marks
@@ -16,6 +16,7 @@ from hwgated.hsm.errors import (
     HsmError,
     HsmLoginFailed,
     HsmUnavailable,
+    HwgateError,
     InvalidArgument,
     KeyNotFound,
     MechanismNotSupported,
@@ -61,7 +62,7 @@ def is_fatal(exc: BaseException) -> bool:
     return isinstance(exc, _FATAL)
 
 
-def translate(exc: p11.PKCS11Error) -> HsmError:
+def translate(exc: p11.PKCS11Error) -> HwgateError:
     """The HsmError for a PKCS#11 failure during an operation."""
     name = type(exc).__name__
     if isinstance(exc, p11.NoSuchKey):
@@ -77,7 +78,7 @@ def translate(exc: p11.PKCS11Error) -> HsmError:
     return HsmError(f"PKCS#11 error {name}")
 
 
-def translate_login(exc: p11.PKCS11Error) -> HsmError:
+def translate_login(exc: p11.PKCS11Error) -> HwgateError:
     """The HsmError for a failed C_Login; PIN problems become HsmLoginFailed."""
     for cls, message in _LOGIN_MESSAGES.items():
         if isinstance(exc, cls):

@@ -25,7 +25,7 @@ from hwgated.hsm.channel import WorkerChannel
 from hwgated.hsm.config import TokenConfig
 from hwgated.hsm.describe_cache import DescribeCache
 from hwgated.hsm.dispatch import BULK_DEPTH, Dispatcher
-from hwgated.hsm.errors import HsmError, HsmUnavailable, InvalidArgument, KeyNotFound
+from hwgated.hsm.errors import HsmUnavailable, HwgateError, InvalidArgument, KeyNotFound
 from hwgated.hsm.keyref import KeyClass, KeyRef
 from hwgated.hsm.supervisor import PoolState, WorkerSupervisor
 from hwgated.hsm.types import (
@@ -103,7 +103,7 @@ class HsmPool:
         return self._workers.healthy
 
     @property
-    def last_error(self) -> HsmError | None:
+    def last_error(self) -> HwgateError | None:
         """Why the last worker start failed (safe to log and show), None once healthy."""
         return self._workers.last_error
 

@@ -26,7 +26,7 @@ from collections.abc import Callable
 
 from hwgated.hsm.channel import WorkerChannel
 from hwgated.hsm.config import TokenConfig, read_pin
-from hwgated.hsm.errors import HsmError, HsmLoginFailed, HsmUnavailable
+from hwgated.hsm.errors import HsmLoginFailed, HsmUnavailable, HwgateError
 from hwgated.hsm.rejected_pin import RejectedPin
 from hwgated.hsm.spawn import spawn_worker
 
@@ -57,7 +57,7 @@ class WorkerSupervisor:
         backoff_max: float,
         on_state: Callable[[PoolState], None] | None = None,
         on_capacity: Callable[[], None] = lambda: None,
-        on_refuse: Callable[[HsmError], None] = lambda _: None,
+        on_refuse: Callable[[HwgateError], None] = lambda _: None,
     ) -> None:
         self.config = config
         # One entry per worker: the serving channel or None. Mutated in place only,
@@ -73,7 +73,7 @@ class WorkerSupervisor:
         self._tasks: list[asyncio.Task[None]] = []
         self._state = PoolState.STARTING
         self._state_changed = asyncio.Event()
-        self._last_error: HsmError | None = None
+        self._last_error: HwgateError | None = None
         self._failures = 0
         self._retry_at = 0.0
         self._probe_lock = asyncio.Lock()
@@ -131,7 +131,7 @@ class WorkerSupervisor:
         return self._state in (PoolState.READY, PoolState.DEGRADED)
 
     @property
-    def last_error(self) -> HsmError | None:
+    def last_error(self) -> HwgateError | None:
         return self._last_error
 
     @property
@@ -150,7 +150,7 @@ class WorkerSupervisor:
     def worker_pids(self) -> list[int]:
         return [w.pid for w in self.slots if w is not None and w.alive and w.pid is not None]
 
-    def refusal(self) -> HsmError | None:
+    def refusal(self) -> HwgateError | None:
         """The error for a new call when the pool cannot serve it even later (DOWN or
         CLOSED), else None: a call may wait for a worker."""
         if self._state is PoolState.CLOSED:
@@ -176,7 +176,7 @@ class WorkerSupervisor:
                 await asyncio.sleep(delay)
             try:
                 worker = await self._start_gated(index)
-            except HsmError as exc:
+            except HwgateError as exc:
                 self._on_start_failed(exc)
                 continue
             if worker is None:
@@ -231,7 +231,7 @@ class WorkerSupervisor:
             self._rejected.reject(pin_digest)
             await worker.exited
             raise
-        except HsmError:
+        except HwgateError:
             await worker.exited
             raise
         self._rejected.forget()
@@ -250,7 +250,7 @@ class WorkerSupervisor:
         self._update_state()
         self._on_capacity()
 
-    def _on_start_failed(self, error: HsmError) -> None:
+    def _on_start_failed(self, error: HwgateError) -> None:
         self._failures += 1
         backoff = min(self._backoff_initial * 2 ** (self._failures - 1), self._backoff_max)
         self._retry_at = time.monotonic() + backoff

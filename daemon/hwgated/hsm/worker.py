@@ -26,6 +26,7 @@ from hwgated.hsm import p11derive, p11manage
 from hwgated.hsm.errors import (
     HsmError,
     HsmUnavailable,
+    HwgateError,
     InvalidArgument,
     KeyNotFound,
     error_to_wire,
@@ -68,7 +69,7 @@ def _serve(sock: socket.socket) -> None:
         return
     try:
         session, token = _open_session(init, pin)
-    except HsmError as exc:
+    except HwgateError as exc:
         send_message(sock, (STARTUP_ID, False, error_to_wire(exc)))
         return
     finally:
@@ -170,7 +171,7 @@ class WorkerServer:
         for attempt in (1, 2):
             try:
                 return (True, handler(*args, **kwargs)), False
-            except HsmError as exc:
+            except HwgateError as exc:
                 return (False, error_to_wire(exc)), False
             except STALE_HANDLE:
                 # Another worker deleted the object behind a cached handle.

@@ -24,8 +24,8 @@ from typing import Any
 
 import grpc
 
-from hwgated.api import errors as api_errors
-from hwgated.api.handlers import Kind, rewrap
+from hwgated.edge import status as edge_status
+from hwgated.edge.handlers import Kind, rewrap
 from hwgated.errors import ShuttingDown
 from hwgated.ops.metrics import Metrics
 
@@ -169,7 +169,7 @@ class OpsInterceptor(grpc.aio.ServerInterceptor):
             if not finished:  # closed while suspended at a yield: close the inner stream
                 with contextlib.suppress(Exception):
                     await loop.create_task(_aclose(stream), context=own)
-        await api_errors.abort(context, ShuttingDown("the daemon is shutting down; reconnect"))
+        await edge_status.abort(context, ShuttingDown("the daemon is shutting down; reconnect"))
 
 
 async def _next(stream: AsyncIterator[Any]) -> Any:

@@ -17,9 +17,9 @@ from hwgated.api.errors import stream, timeout_of, unary
 from hwgated.auth.identity import current_caller
 from hwgated.auth.policy import PolicyHolder
 from hwgated.patterns import caller_globs
+from hwgated.pcsc.connection import Connection
 from hwgated.pcsc.events import EventFilter, EventType
 from hwgated.pcsc.manager import CardManager, Session
-from hwgated.pcsc.worker import CardLink
 from hwgated.piv.apdu import CommandApdu, ResponseApdu, transceive
 from hwgated.piv.errors import PivParseError
 
@@ -55,14 +55,14 @@ def parse_apdus(apdus: Any, limit: int) -> list[CommandApdu]:
 
 
 def _run_batch(
-    commands: list[CommandApdu], auto_response: bool, link: CardLink
+    commands: list[CommandApdu], auto_response: bool, link: Connection
 ) -> list[ResponseApdu]:
     responses = []
     for command in commands:
         if auto_response:
-            responses.append(transceive(link.transmit_raw, command))
+            responses.append(transceive(link.send, command))
         else:
-            raw = link.transmit_raw(command.encode())
+            raw = link.send(command.encode())
             if len(raw) < 2:
                 raise errors.CardError("the card answered with fewer than 2 bytes")
             responses.append(ResponseApdu.parse(raw))

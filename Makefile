@@ -7,11 +7,11 @@ BIN := $(VENV)/bin
 TESTBED_DIR ?= $(CURDIR)/.testbed
 APT_PACKAGES := pcscd vsmartcard-vpcd softhsm2 opensc p11-kit libpcsclite-dev \
 	libsystemd-dev pkg-config swig gcc python3-dev iproute2 util-linux \
-	systemd chromium zbar-tools
+	systemd chromium zbar-tools stress-ng
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test lint protos protos-check bench fuzz setup system-deps venv pcscd clean
+.PHONY: run test test-stress lint protos protos-check bench fuzz setup system-deps venv pcscd clean
 
 run: setup ## set up, bring the test bed up, run hwgated on it in the foreground
 	$(BIN)/hwgate-testbed up --dir $(TESTBED_DIR)
@@ -27,6 +27,36 @@ test: setup ## set up, then the whole pytest suite
 	else \
 		$(BIN)/python -m pytest $(PYTEST_ARGS); \
 	fi
+
+# The suite under load: `make test` RUNS times (default 5) in random order, each
+# beside `stress-ng --cpu 2`, stopping at the first failure. Every run's seed and
+# result line are printed; replay one with
+#   make test PYTEST_ARGS="-p randomly --randomly-seed=SEED"
+# Deadlines inside the tests stretch by HWGATE_TEST_TIMEOUT_SCALE (default 3 here).
+RUNS ?= 5
+STRESS_CPUS ?= 2
+STRESS_SCALE ?= 3
+test-stress: setup ## `make test` RUNS times (default 5) beside stress-ng --cpu 2, random order
+	@set -u; summary=""; \
+	for run in $$(seq 1 $(RUNS)); do \
+		log=$$(mktemp /tmp/hwgate-test-stress.XXXXXX); \
+		stress-ng --cpu $(STRESS_CPUS) --timeout 0 --quiet & stress=$$!; \
+		trap 'kill $$stress 2>/dev/null; wait $$stress 2>/dev/null' EXIT INT TERM; \
+		HWGATE_TEST_TIMEOUT_SCALE=$(STRESS_SCALE) $(MAKE) --no-print-directory test \
+			PYTEST_ARGS="-p randomly $(PYTEST_ARGS)" 2>&1 | tee $$log; \
+		status=$${PIPESTATUS[0]}; \
+		kill $$stress 2>/dev/null; wait $$stress 2>/dev/null; trap - EXIT INT TERM; \
+		seed=$$(grep -o -m1 'randomly-seed=[0-9]*' $$log | cut -d= -f2); \
+		result=$$(grep -E '^=+ .*(passed|failed|error).* =+$$' $$log | tail -1 | tr -d '='); \
+		summary="$$summary\nrun $$run/$(RUNS): seed $$seed:$$result"; \
+		rm -f $$log; \
+		if [ $$status -ne 0 ]; then \
+			echo -e "$$summary"; \
+			echo "run $$run failed; replay: make test PYTEST_ARGS=\"-p randomly --randomly-seed=$$seed\""; \
+			exit 1; \
+		fi; \
+	done; \
+	echo -e "$$summary"; echo "all $(RUNS) runs passed under stress-ng --cpu $(STRESS_CPUS)"
 
 setup: system-deps venv
 

@@ -81,11 +81,14 @@ class RoleConfig:
 
 @dataclass(frozen=True)
 class IdentityRule:
-    """Maps an mTLS client certificate (SAN URI or subject CN) to a role."""
+    """Maps an mTLS client certificate (SAN URI or subject CN), or a local peer's
+    uid or gid (SO_PEERCRED, on Unix listeners), to a role."""
 
     role: str
     san_uri: str | None = None
     cn: str | None = None
+    uid: int | None = None
+    gid: int | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,8 @@ class PolicyConfig:
     identities: tuple[IdentityRule, ...] = ()
     keys: tuple[ResourceRule, ...] = ()
     readers: tuple[ResourceRule, ...] = ()
+    # Roles that may send security APDUs (VERIFY, GENERAL AUTHENTICATE, ...) via Transmit.
+    transmit_security: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -449,6 +454,7 @@ def _token(t: _Table) -> TokenConfig:
         pin_credential=t.take("pin_credential", str),
         workers=t.take("workers", int, 2),
         op_timeout=_seconds(t, "op_timeout", 10.0),
+        describe_ttl=_seconds(t, "describe_ttl", 30.0),
         env=dict(env),
     )
     t.done()
@@ -502,19 +508,29 @@ def _policy(t: _Table) -> PolicyConfig:
     identities = []
     for it in t.take_tables("identity"):
         rule = IdentityRule(
-            role=it.take("role", str), san_uri=it.take("san_uri", str), cn=it.take("cn", str)
+            role=it.take("role", str),
+            san_uri=it.take("san_uri", str),
+            cn=it.take("cn", str),
+            uid=it.take("uid", int),
+            gid=it.take("gid", int),
         )
         it.done()
         if not rule.role:
             raise it.error("role", "required")
-        if (rule.san_uri is None) == (rule.cn is None):
-            raise it.error(None, "set exactly one of 'san_uri' or 'cn'")
+        matchers = (rule.san_uri, rule.cn, rule.uid, rule.gid)
+        if sum(m is not None for m in matchers) != 1:
+            raise it.error(None, "set exactly one of 'san_uri', 'cn', 'uid' or 'gid'")
+        for key in ("uid", "gid"):
+            value = getattr(rule, key)
+            if value is not None and not 0 <= value < 2**32 - 1:
+                raise it.error(key, "must be a uid/gid (0 .. 4294967294)")
         identities.append(rule)
     policy = PolicyConfig(
         roles=roles,
         identities=tuple(identities),
         keys=tuple(_resource_rule(r, creatable=True) for r in t.take_tables("keys")),
         readers=tuple(_resource_rule(r) for r in t.take_tables("readers")),
+        transmit_security=t.take_strings("transmit_security"),
     )
     t.done()
     return policy
@@ -577,6 +593,7 @@ def _check_roles(listeners: tuple[ListenerConfig, ...], policy: PolicyConfig, to
         (f"listen ({lst.target})", lst.role) for lst in listeners if lst.role
     ]
     named += [("policy.identity", rule.role) for rule in policy.identities]
+    named += [("policy.transmit_security", role) for role in policy.transmit_security]
     for rule in (*policy.keys, *policy.readers):
         named += [(f"policy rule {rule.pattern!r}", role) for role in (*rule.roles, *rule.create)]
     for where, role in named:

@@ -123,6 +123,12 @@ class PolicyDenied(GatewayError):
     reason = "POLICY_DENIED"
 
 
+class ApduNotPermitted(GatewayError):
+    """A Transmit APDU that touches security status or keys, without the permission."""
+
+    reason = "APDU_NOT_PERMITTED"
+
+
 class RateLimited(GatewayError):
     reason = "RATE_LIMITED"
 

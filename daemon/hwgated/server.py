@@ -31,6 +31,8 @@ from hwgated.api.piv_service import PivServicer
 from hwgated.auth import audit, listeners
 from hwgated.auth.audit import AuditLog
 from hwgated.auth.interceptor import IdentityInterceptor
+from hwgated.auth.peerfront import PeerFront, PeerTable, private_socket, remove_private_socket
+from hwgated.auth.pinlimit import PinLimits
 from hwgated.auth.policy import Policy, PolicyHolder
 from hwgated.config import Config, ListenerConfig
 from hwgated.hsm import HsmPool, PoolState
@@ -79,6 +81,11 @@ class Daemon:
         self._stopped = asyncio.Event()
         self._shutting_down = asyncio.Event()
         self._servers: list[grpc.aio.Server] = []
+        # Unix listeners: a relay that records SO_PEERCRED in front of a private socket.
+        self.peers = PeerTable()
+        self._fronts: list[PeerFront] = []
+        # One PIN-try budget per caller and per card, across listeners and RPCs.
+        self.pin_limits = PinLimits(config.limits.verify_pin_per_minute)
         self.notifier = Notifier()
         self.metrics = Metrics()
         self.ops = Operations(self.cards, self.hsm, self.metrics, self.notifier)
@@ -105,6 +112,7 @@ class Daemon:
                     listener,
                     lambda: self.policy.current.config,
                     check=lambda caller, method: self.policy.current.check_method(caller, method),
+                    peers=self.peers,
                 ),
             ],
             options=[
@@ -116,10 +124,13 @@ class Daemon:
             ],
         )
         card_pb2_grpc.add_CardServiceServicer_to_server(
-            CardServicer(self.cards, self.policy, self.config.pcsc.max_apdus_per_transmit), server
+            CardServicer(
+                self.cards, self.policy, self.config.pcsc.max_apdus_per_transmit, self.pin_limits
+            ),
+            server,
         )
         piv_pb2_grpc.add_PivServiceServicer_to_server(
-            PivServicer(self.cards, self.policy, self.config.limits.verify_pin_per_minute), server
+            PivServicer(self.cards, self.policy, self.pin_limits), server
         )
         hsm_pb2_grpc.add_HsmServiceServicer_to_server(HsmServicer(self.hsm, self.policy), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
@@ -144,13 +155,30 @@ class Daemon:
         bound = []
         for listener in self.config.listeners:
             server = self._build_server(listener)
-            bound.append(listeners.bind(server, listener))
+            if listener.unix is not None:
+                bound.append(await self._bind_front(server, listener))
+            else:
+                bound.append(listeners.bind(server, listener))
             self._servers.append(server)
         for server in self._servers:
             await server.start()
+        for front in self._fronts:
+            await front.start()
         self.ops.start(self.config.daemon.metrics)
         log.info("hwgated serving on %s", ", ".join(bound))
         self.notifier.ready()
+
+    async def _bind_front(self, server: grpc.aio.Server, listener: ListenerConfig) -> str:
+        """The gRPC server on a private socket, the public one relayed by a PeerFront."""
+        assert listener.unix is not None
+        listeners.prepare_unix_path(listener.unix)  # refuses a live socket: another hwgated
+        private = private_socket(listener.unix)
+        if server.add_insecure_port(f"unix:{private}") == 0 and not private.exists():
+            raise listeners.ListenerError(f"cannot bind the private socket {private}")
+        front = PeerFront(listener, self.peers, private)
+        await front.bind()
+        self._fronts.append(front)
+        return f"unix:{listener.unix}"
 
     def reload(self) -> None:
         """SIGHUP: apply the config file's policy and log level (see hwgated.ops.reload)."""
@@ -184,9 +212,15 @@ class Daemon:
         self._shutting_down.set()  # server streams end with UNAVAILABLE / SHUTTING_DOWN
         await self.ops.stop()
         await self.health.enter_graceful_shutdown()
+        for front in self._fronts:
+            front.stop_accepting()
         grace = self.config.daemon.grace_period
         await asyncio.gather(*(server.stop(grace) for server in self._servers))
         self._servers.clear()
+        await asyncio.gather(*(front.close() for front in self._fronts))
+        for front in self._fronts:
+            remove_private_socket(front.public)
+        self._fronts.clear()
         await self.cards.stop()
         await asyncio.gather(*(pool.close() for pool in self.hsm.values()))
         listeners.remove_unix_sockets(self.config.listeners)

@@ -15,8 +15,13 @@ from hwgate_testbed.paths import PKI_CLIENTS, SOFTHSM_MODULE, TCP_LISTEN, TOKEN_
 from hwgate_testbed.tlspki import TlsPki, spiffe_uri
 
 HEALTH = "grpc.health.v1.Health/*"
+# Everything of CardService but Transmit: raw APDUs are an administrator's tool.
+KIOSK_CARD = [
+    f"hwgate.v1.CardService/{rpc}"
+    for rpc in ("ListReaders", "WatchEvents", "OpenSession", "CloseSession")
+]
 ROLE_ALLOW: dict[str, list[str]] = {
-    "kiosk": ["hwgate.v1.CardService/*", "hwgate.v1.PivService/*", HEALTH],
+    "kiosk": [*KIOSK_CARD, "hwgate.v1.PivService/*", HEALTH],
     "enrollment": [
         "hwgate.v1.HsmService/Sign",
         "hwgate.v1.HsmService/GetPublicKey",
@@ -38,6 +43,8 @@ KEY_RULES: list[tuple[str, list[str]]] = [
 # `create` grant): only the administrator; the enrollment server uses keys.
 KEY_CREATE: dict[str, list[str]] = {pattern: ["admin"] for pattern, _ in KEY_RULES}
 READER_RULES: list[tuple[str, list[str]]] = [("*", ["kiosk", "admin"])]
+# Roles whose Transmit may carry VERIFY, GENERAL AUTHENTICATE, key generation, PUT DATA...
+TRANSMIT_SECURITY = ["admin"]
 
 
 def _q(value: object) -> str:
@@ -72,7 +79,7 @@ def render(paths: TestbedPaths, pki: TlsPki) -> str:
     ])[:-1]  # fmt: skip
     lines += [f"env = {{ SOFTHSM2_CONF = {_q(str(paths.softhsm_conf))} }}", ""]
     lines += _table("[audit]", [("file", str(paths.audit_log))])
-    lines += ["[policy]", ""]
+    lines += _table("[policy]", [("transmit_security", TRANSMIT_SECURITY)])
     for role, allow in ROLE_ALLOW.items():
         lines += _table(f"[policy.roles.{role}]", [("allow", allow)])
     for name in PKI_CLIENTS:

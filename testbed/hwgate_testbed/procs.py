@@ -21,6 +21,7 @@ from pathlib import Path
 # Popen objects of children started by this process: kept so they can be
 # reaped (no zombies in a long-lived parent such as a pytest session).
 _children: dict[int, subprocess.Popen[bytes]] = {}
+_argv: dict[int, list[str]] = {}  # what each of them was started as
 
 
 def spawn_detached(argv: Sequence[str], log: Path, env: Mapping[str, str] | None = None) -> int:
@@ -37,6 +38,7 @@ def spawn_detached(argv: Sequence[str], log: Path, env: Mapping[str, str] | None
             env=dict(env) if env is not None else None,
         )
     _children[proc.pid] = proc
+    _argv[proc.pid] = list(argv)
     return proc.pid
 
 
@@ -69,8 +71,18 @@ def cmdline(pid: int) -> list[str] | None:
 
 def is_running(pid: int, marker: Sequence[str]) -> bool:
     """True if `pid` is alive and each string of `marker` is one of its arguments
-    (the program counts by its base name, so "pcscd" matches "/usr/sbin/pcscd")."""
-    args = cmdline(pid)
+    (the program counts by its base name, so "pcscd" matches "/usr/sbin/pcscd").
+
+    A child started here is judged by its Popen: between fork and exec its
+    /proc cmdline is still this process's, and a busy machine can stretch that
+    moment long enough for a fresh card process to pass for a dead one (the card
+    was then started a second time and the first one leaked into later tests)."""
+    child = _children.get(pid)
+    args: list[str] | None
+    if child is not None:
+        args = None if child.poll() is not None else _argv.get(pid)
+    else:
+        args = cmdline(pid)
     if not args:
         return False
     words = {*args, os.path.basename(args[0])}
@@ -93,6 +105,7 @@ def write_pid(pid_file: Path, pid: int) -> None:
 def _reap(pid: int) -> None:
     """Collect the exit status if `pid` is our child, so it leaves no zombie."""
     proc = _children.pop(pid, None)
+    _argv.pop(pid, None)
     if proc is not None:
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=0)

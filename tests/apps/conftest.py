@@ -13,6 +13,7 @@ import pytest
 
 from hwgate_apps.enrollment.service import EnrollmentService
 from hwgate_apps.stack import Stack, start_stack
+from support.daemonview import process_alive, watch
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +26,11 @@ def stack(testbed: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     config = workdir / "hwgated.toml"
     config.write_text(text)
     running = start_stack(paths, workdir, enrollment_port=0, kiosk_port=0, daemon_config=config)
-    yield running
-    running.stop()
+    try:
+        with watch("stack hwgated", f"unix:{paths.kiosk_socket}", process_alive(running.hwgated)):
+            yield running
+    finally:
+        running.stop()
 
 
 @pytest.fixture

@@ -7,7 +7,8 @@ nothing it acknowledged: every signature verifies, the subscriber's sequence
 numbers stay gap-free. Each fault's recovery time (fault to first successful
 call / SERVING) is printed (pytest -s) and written to bench/results/drill.json.
 
-The tests run in file order and share the daemon; the last one stops it.
+The tests share the daemon and may run in any order: the SIGTERM test stops it,
+and the next test to ask for the drill gets a fresh daemon and load.
 Run alone: ``testbed/isolated .venv/bin/python -m pytest tests/drill -s``.
 """
 
@@ -121,6 +122,16 @@ class Drill:
     load: Load
     public: Any
     work: Path
+    config: Path
+
+    def restart_if_stopped(self) -> None:
+        """A test that stopped the daemon (SIGTERM) leaves it to the next one to start."""
+        if self.gateway.proc.poll() is None:
+            return
+        self.load.stop.set()
+        self.gateway = harness.start_gateway(self.config, self.work)
+        self.load = Load(self.gateway)
+        self.load.start()
 
 
 def record(fault: str, **values: float | str) -> None:
@@ -146,7 +157,7 @@ def first_success(call: Any, timeout: float = 30) -> float:
 
 
 @pytest.fixture(scope="module")
-def drill(testbed: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Drill]:
+def drill_module(testbed: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Drill]:
     work = tmp_path_factory.mktemp("drill")
     paths: TestbedPaths = testbed.paths
     config = harness.write_config(
@@ -162,16 +173,23 @@ def drill(testbed: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dr
         public = harness.public_keys(channel)[harness.EC_KEY]
     load = Load(gateway)
     load.start()
+    drill = Drill(paths, gateway, load, public, work, config)
     try:
-        yield Drill(paths, gateway, load, public, work)
+        yield drill
     finally:
-        load.stop.set()
-        gateway.stop(signal.SIGKILL)
+        drill.load.stop.set()
+        drill.gateway.stop(signal.SIGKILL)
         for slot in (0, 1):
             slots.remove(paths, slot)
         RESULTS.parent.mkdir(exist_ok=True)
         RESULTS.write_text(json.dumps(RECOVERIES, indent=2))
         print(f"\n[drill] recoveries written to {RESULTS}")
+
+
+@pytest.fixture
+def drill(drill_module: Drill) -> Drill:
+    drill_module.restart_if_stopped()
+    return drill_module
 
 
 def assert_nothing_lost(drill: Drill) -> None:
@@ -253,12 +271,15 @@ def test_hsm_worker_segv(drill: Drill) -> None:
     reasons = {r.error.reason for r in rest if r.HasField("error")}
     from hwgate.v1 import error_pb2
 
-    assert reasons == {error_pb2.HSM_WORKER_LOST}, reasons  # and only what was in flight:
+    # A crash costs at most what was in flight: HSM_WORKER_LOST and nothing else. Bulk
+    # work holds one slice per worker, so at the instant of the kill a worker may hold
+    # nothing at all (then nothing is lost).
+    assert reasons <= {error_pb2.HSM_WORKER_LOST}, reasons
     # Only what sat in the dead worker's pipe is lost, not the queue behind it: the
-    # stream carries on, and most of its 1000 items are signed.
+    # stream carries on, and most of its items are signed.
     lost = [i for i, r in enumerate(rest) if r.HasField("error")]
     assert len(lost) <= 2 * 4 * 64, len(lost)  # at most what sat in the dead workers' pipes
-    assert any(not r.HasField("error") for r in rest[lost[-1] :])
+    assert any(not r.HasField("error") for r in rest[(lost[-1] if lost else 0) :])
     assert len(rest) == len(requests)
     for r in rest:
         if not r.HasField("error"):

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from hwgate_testbed.timing import scaled
 from hwgated.hsm import TokenConfig
 
 MODULE = "/usr/lib/softhsm/libsofthsm2.so"
@@ -129,8 +130,9 @@ def _make_keys(conf_path: str) -> dict[str, bytes]:
 
 
 async def eventually(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    """Wait until ``predicate()`` holds, failing the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
+    """Wait until ``predicate()`` holds, failing the test after ``timeout`` seconds
+    (scaled for load). A poll: the pool offers nothing to subscribe to."""
+    deadline = time.monotonic() + scaled(timeout)
     while not predicate():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")

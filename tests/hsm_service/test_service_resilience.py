@@ -16,6 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hsm_service_support import HsmDaemon, label, public_key, start_hsm_daemon, verify
 
 from hwgate.v1 import common_pb2, hsm_pb2
+from hwgate_testbed.timing import scaled
 from support.daemon import error_info
 from support.harness import hsm_worker_pids
 
@@ -66,7 +67,7 @@ def test_sixteen_concurrent_clients_never_fail(hsmd) -> None:
 
 
 def _wait_for(predicate, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + scaled(timeout)
     while not predicate():
         assert time.monotonic() < deadline, "condition not reached"
         time.sleep(0.05)  # polling a condition we cannot subscribe to

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -13,11 +14,14 @@ from pathlib import Path
 import pytest
 from opsbed import FakeNotify, OpsDaemon, free_port, write_ops_config
 
+from support.daemonview import process_alive, watch
+
 
 @pytest.fixture
 def start_ops_daemon(testbed: object, tmp_path: Path) -> Iterator[Callable[..., OpsDaemon]]:
     """Start hwgated as systemd would; every daemon started is killed at teardown."""
     started: list[OpsDaemon] = []
+    views = contextlib.ExitStack()
 
     def start(
         *,
@@ -51,9 +55,12 @@ def start_ops_daemon(testbed: object, tmp_path: Path) -> Iterator[Callable[..., 
             notify.wait_line("READY=1", timeout=30)
         except AssertionError:
             raise AssertionError(f"hwgated never said READY=1:\n{daemon.log_text()}") from None
+        # Card changes wait for its view (admin socket: the kiosk role may be cut down).
+        views.enter_context(watch("hwgated", f"unix:{admin}", process_alive(proc)))
         return daemon
 
-    yield start
+    with views:
+        yield start
     for daemon in started:
         for channel in daemon.channels:
             channel.close()

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import grpc
 
+from hwgate_testbed.timing import scaled
 from support.daemon import TEST_POLICY
 
 KIOSK_ALLOW = '["hwgate.v1.CardService/*", "hwgate.v1.PivService/*"]'
@@ -44,10 +45,18 @@ class FakeNotify:
                 self._cond.notify_all()
 
     def wait_for(
-        self, predicate: Callable[[str], bool], timeout: float = 15.0, after: float = 0.0
+        self,
+        predicate: Callable[[str], bool],
+        timeout: float = 15.0,
+        after: float = 0.0,
+        *,
+        scale: bool = True,
     ) -> float:
-        """Monotonic time of the first message after *after* matching *predicate*."""
-        deadline = time.monotonic() + timeout
+        """Monotonic time of the first message after *after* matching *predicate*.
+
+        *timeout* is stretched by HWGATE_TEST_TIMEOUT_SCALE unless *scale* is False
+        (a window in which a message must *not* come keeps its length)."""
+        deadline = time.monotonic() + (scaled(timeout) if scale else timeout)
         with self._cond:
             while True:
                 for when, line in self.messages:
@@ -58,8 +67,10 @@ class FakeNotify:
                     raise AssertionError(f"no matching notify message; got {self.lines()}")
                 self._cond.wait(remaining)
 
-    def wait_line(self, line: str, timeout: float = 15.0, after: float = 0.0) -> float:
-        return self.wait_for(lambda got: got == line, timeout, after)
+    def wait_line(
+        self, line: str, timeout: float = 15.0, after: float = 0.0, *, scale: bool = True
+    ) -> float:
+        return self.wait_for(lambda got: got == line, timeout, after, scale=scale)
 
     def lines(self, after: float = 0.0) -> list[str]:
         with self._cond:
@@ -86,7 +97,7 @@ class OpsDaemon:
 
     def channel(self, admin: bool = False) -> grpc.Channel:
         channel = grpc.insecure_channel(f"unix:{self.admin if admin else self.kiosk}")
-        grpc.channel_ready_future(channel).result(timeout=15)
+        grpc.channel_ready_future(channel).result(timeout=scaled(15))
         self.channels.append(channel)
         return channel
 
@@ -94,7 +105,7 @@ class OpsDaemon:
         self.proc.send_signal(sig)
 
     def wait(self, timeout: float = 15.0) -> int:
-        return self.proc.wait(timeout=timeout)
+        return self.proc.wait(timeout=scaled(timeout))
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")

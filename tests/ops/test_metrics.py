@@ -12,6 +12,7 @@ import pytest
 from opsbed import OpsDaemon
 
 from hwgate.v1 import card_pb2, card_pb2_grpc, hsm_pb2, hsm_pb2_grpc
+from hwgate_testbed.timing import scaled
 
 LIST_READERS = "/hwgate.v1.CardService/ListReaders"
 WATCH = "/hwgate.v1.CardService/WatchEvents"
@@ -39,7 +40,7 @@ def wait_value(
     daemon: OpsDaemon, name: str, want: Callable[[float], bool], timeout: float = 10, **labels: str
 ) -> float:
     """Scrape until *name* satisfies *want* (gauges refresh every second)."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + scaled(timeout)
     while True:
         got = value(scrape(daemon), name, **labels)
         if want(got):
@@ -79,7 +80,12 @@ def test_metrics_count_rpcs_events_and_apdus(
     reader = "Virtual PCD 00 00"
     # Reading the inserted card's identity (SELECT, GET DATA) goes through the APDU hook.
     wait_value(daemon, "hwgate_apdus_total", lambda v: v >= 2, reader=reader)
+    # The test bed watched the insertion through WatchEvents too (its own, now
+    # finished streams); count from here on.
+    wait_value(daemon, "hwgate_rpc_streams_active", lambda v: v == 1, method=WATCH)
+    cancelled = value(scrape(daemon), "hwgate_rpc_requests_total", method=WATCH, code="CANCELLED")
     stream.cancel()
     wait_value(daemon, "hwgate_rpc_streams_active", lambda v: v == 0, method=WATCH)
     text = scrape(daemon)
-    assert value(text, "hwgate_rpc_requests_total", method=WATCH, code="CANCELLED") == 1
+    after = value(text, "hwgate_rpc_requests_total", method=WATCH, code="CANCELLED")
+    assert after == cancelled + 1

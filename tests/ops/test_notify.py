@@ -14,7 +14,7 @@ IDLE_STATUS = "STATUS=pcscd up; 2 readers, 0 cards; no hsm"
 def no_message(notify: FakeNotify, line: str, seconds: float) -> bool:
     """True when *line* does not arrive within *seconds* from now (a bounded wait)."""
     try:
-        notify.wait_line(line, timeout=seconds, after=time.monotonic())
+        notify.wait_line(line, timeout=seconds, after=time.monotonic(), scale=False)
     except AssertionError:
         return True
     return False

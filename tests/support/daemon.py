@@ -11,6 +11,8 @@ from pathlib import Path
 
 import grpc
 
+from hwgate_testbed.timing import scaled
+
 
 @dataclass
 class DaemonProc:
@@ -24,13 +26,13 @@ class DaemonProc:
 
     def channel(self) -> grpc.Channel:
         channel = grpc.insecure_channel(self.target)
-        grpc.channel_ready_future(channel).result(timeout=15)
+        grpc.channel_ready_future(channel).result(timeout=scaled(15))
         return channel
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
-        return self.proc.wait(timeout=timeout)
+        return self.proc.wait(timeout=scaled(timeout))
 
 
 def start_daemon(config: Path, socket: Path, log: Path) -> DaemonProc:
@@ -50,6 +52,11 @@ def start_daemon(config: Path, socket: Path, log: Path) -> DaemonProc:
     except grpc.FutureTimeoutError:
         daemon.stop(signal.SIGKILL)
         raise AssertionError(f"hwgated did not come up:\n{log.read_text()}") from None
+    # Card changes from now on wait for this daemon's own view of the readers.
+    from support.daemonview import DaemonView, reader_patterns, register
+
+    alive = daemon.proc.poll
+    register(DaemonView(str(log), daemon.target, lambda: alive() is None, reader_patterns(config)))
     return daemon
 
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 import grpc
 
 from hwgate.v1 import card_pb2, card_pb2_grpc
+from hwgate_testbed.timing import scaled
 
 Event = card_pb2.WatchEventsResponse
 
@@ -45,21 +46,24 @@ class EventCollector:
             self.done.set()
 
     def next(self, timeout: float = 10.0) -> Event:
-        event = self.events.get(timeout=timeout)
+        """The next event; *timeout* (like every wait here) is scaled for load."""
+        event = self.events.get(timeout=scaled(timeout))
         self.seen.append(event)
         return event
 
     def wait_for(self, predicate: Callable[[Event], bool], timeout: float = 10.0) -> Event:
         """The first event matching *predicate*; earlier ones are kept in ``seen``."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + scaled(timeout)
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise AssertionError(
-                    f"no matching event within {timeout}s; seen {[type_name(e) for e in self.seen]}"
+                    f"no matching event within {scaled(timeout)}s; "
+                    f"seen {[type_name(e) for e in self.seen]}"
                 )
             try:
-                event = self.next(remaining)
+                event = self.events.get(timeout=remaining)
+                self.seen.append(event)
             except queue.Empty:
                 continue
             if predicate(event):

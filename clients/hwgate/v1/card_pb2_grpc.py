@@ -126,7 +126,14 @@ class CardServiceServicer:
         and returns every response. Each APDU is validated (ISO 7816-4 cases,
         short and extended length) before any reaches the card. The batch stops
         at the first transport failure; status words are returned, not judged.
-        An admin capability: the policy decides who may call it.
+        An admin capability: the policy decides who may call it. APDUs that touch
+        security status or keys (VERIFY, CHANGE REFERENCE DATA, RESET RETRY
+        COUNTER, GENERAL AUTHENTICATE, key generation, PUT DATA, or any INS not
+        known to only read; whatever the CLA) are refused with PERMISSION_DENIED /
+        APDU_NOT_PERMITTED unless the role is in the policy's transmit_security.
+        When allowed they are audited one by one; a VERIFY with a PIN counts
+        against the PIN-try limits and is refused (LAST_PIN_ATTEMPT) when the PIN
+        has one retry left.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

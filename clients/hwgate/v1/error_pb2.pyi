@@ -43,6 +43,7 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TOO_MANY_SESSIONS: _ClassVar[ErrorReason]
     TOO_MANY_APDUS: _ClassVar[ErrorReason]
     SUBSCRIBER_TOO_SLOW: _ClassVar[ErrorReason]
+    APDU_NOT_PERMITTED: _ClassVar[ErrorReason]
     SHUTTING_DOWN: _ClassVar[ErrorReason]
     INTERNAL_ERROR: _ClassVar[ErrorReason]
 ERROR_REASON_UNSPECIFIED: ErrorReason
@@ -81,6 +82,7 @@ RATE_LIMITED: ErrorReason
 TOO_MANY_SESSIONS: ErrorReason
 TOO_MANY_APDUS: ErrorReason
 SUBSCRIBER_TOO_SLOW: ErrorReason
+APDU_NOT_PERMITTED: ErrorReason
 SHUTTING_DOWN: ErrorReason
 INTERNAL_ERROR: ErrorReason
 

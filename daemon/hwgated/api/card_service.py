@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import grpc
@@ -15,7 +15,15 @@ from hwgated.api import convert
 from hwgated.api.auditing import audited
 from hwgated.api.errors import stream, timeout_of, unary
 from hwgated.auth.identity import current_caller
+from hwgated.auth.pinlimit import PinLimits
 from hwgated.auth.policy import PolicyHolder
+from hwgated.auth.transmit_guard import (
+    FlaggedApdu,
+    audit_flagged,
+    check_not_last_try,
+    count_pin_tries,
+    screen,
+)
 from hwgated.patterns import caller_globs
 from hwgated.pcsc.connection import Connection
 from hwgated.pcsc.events import EventFilter, EventType
@@ -55,10 +63,21 @@ def parse_apdus(apdus: Any, limit: int) -> list[CommandApdu]:
 
 
 def _run_batch(
-    commands: list[CommandApdu], auto_response: bool, link: Connection
+    commands: list[CommandApdu],
+    auto_response: bool,
+    link: Connection,
+    pin_tries: Mapping[int, FlaggedApdu] | None = None,
+    responses: list[ResponseApdu] | None = None,
 ) -> list[ResponseApdu]:
-    responses = []
-    for command in commands:
+    """Send *commands* in order; a PIN try (by index) is checked for the last retry first.
+
+    Answers are appended to *responses* as they come, so a batch that fails midway
+    still tells the audit which of its APDUs reached the card.
+    """
+    responses = [] if responses is None else responses
+    for index, command in enumerate(commands):
+        if pin_tries and index in pin_tries:
+            check_not_last_try(link.send, pin_tries[index])
         if auto_response:
             responses.append(transceive(link.send, command))
         else:
@@ -70,10 +89,18 @@ def _run_batch(
 
 
 class CardServicer(card_pb2_grpc.CardServiceServicer):
-    def __init__(self, manager: CardManager, policy: PolicyHolder, max_apdus: int) -> None:
+    def __init__(
+        self,
+        manager: CardManager,
+        policy: PolicyHolder,
+        max_apdus: int,
+        pin_limits: PinLimits | None = None,
+    ) -> None:
         self._manager = manager
         self._policy = policy
         self._max_apdus = max_apdus
+        # Shared with PivService (the daemon makes one): a raw VERIFY is a PIN try too.
+        self._pin_limits = pin_limits or PinLimits(10)
 
     @unary
     async def ListReaders(
@@ -165,18 +192,47 @@ class CardServicer(card_pb2_grpc.CardServiceServicer):
         self, request: card_pb2.TransmitRequest, context: Context
     ) -> card_pb2.TransmitResponse:
         target = request.reader or f"session:{request.session_id[:8]}"
-        with audited("card.transmit", reader=target, apdus=len(request.apdus)):
+        caller, policy = current_caller(), self._policy.current
+        with audited("card.transmit", reader=target, apdus=len(request.apdus)) as record:
             commands = parse_apdus(request.apdus, self._max_apdus)
+            try:
+                flagged = screen(commands, caller, policy)
+            except errors.ApduNotPermitted as exc:
+                record["refused"] = exc.metadata.get("kind")
+                raise
             if request.reader:
-                self._policy.current.check_reader(request.reader)
+                policy.check_reader(request.reader)
+                reader = request.reader
+            elif request.session_id:
+                reader = self._manager.session(request.session_id, caller.owner).reader
+            else:
+                raise errors.InvalidArgument("a reader or a session_id is required", field="reader")
+            if flagged:
+                record["security"] = ",".join(sorted({f.kind.value for f in flagged}))
+                await count_pin_tries(
+                    flagged,
+                    self._pin_limits,
+                    self._manager,
+                    caller.owner,
+                    reader,
+                    timeout_of(context),
+                )
             auto = request.auto_response
-            responses = await self._manager.run(
-                lambda link: _run_batch(commands, auto, link),
-                owner=current_caller().owner,
-                reader=request.reader or None,
-                session_id=request.session_id or None,
-                timeout=timeout_of(context),
-            )
+            pin_tries = {f.index: f for f in flagged if f.pin_try}
+            answered: list[ResponseApdu] = []
+            try:
+                responses = await self._manager.run(
+                    lambda link: _run_batch(commands, auto, link, pin_tries, answered),
+                    owner=caller.owner,
+                    reader=request.reader or None,
+                    session_id=request.session_id or None,
+                    timeout=timeout_of(context),
+                )
+            except Exception as exc:
+                reason = getattr(exc, "reason", type(exc).__name__)
+                audit_flagged(flagged, reader, list(answered), reason)
+                raise
+            audit_flagged(flagged, reader, responses)
         return card_pb2.TransmitResponse(
             responses=[card_pb2.ResponseApdu(data=r.data, sw=r.sw) for r in responses]
         )

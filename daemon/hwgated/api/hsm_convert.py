@@ -25,6 +25,18 @@ from hwgated.hsm import (
 )
 
 _SIGN_PREFIX = "SIGNATURE_ALGORITHM_"
+
+# Bounds on a caller's key reference. The HSM layer remembers references it has
+# seen (the pool's describe cache, the worker wire's encodings, up to 1024 and 256
+# of them), so without a size bound one caller could pin memory with a few requests:
+# 300 Sign calls naming one key by a URI carrying a 200 kB ``serial`` kept 66 MB in
+# the daemon and 100 MB in a worker after the load stopped (issue 25). Real labels
+# and CKA_IDs are far shorter; a URI gets room for a percent-encoded label and the
+# token attributes.
+MAX_LABEL_LENGTH = 1024  # characters
+MAX_ID_BYTES = 256
+MAX_URI_LENGTH = 4096  # characters
+
 _KEY_CLASS = {
     KeyClass.PRIVATE: hsm_pb2.KEY_CLASS_KEY_PAIR,
     KeyClass.SECRET: hsm_pb2.KEY_CLASS_SECRET_KEY,
@@ -79,14 +91,24 @@ def key_ref(ref: hsm_pb2.KeyRef, field: str = "key") -> KeyRef:
     """The reference's selector as the HSM layer's KeyRef (the token is picked elsewhere)."""
     which = ref.WhichOneof("selector")
     if which == "label" and ref.label:
+        _bounded(ref.label, MAX_LABEL_LENGTH, f"{field}.label", "characters")
         return KeyRef(label=ref.label)
     if which == "id" and ref.id:
+        _bounded(ref.id, MAX_ID_BYTES, f"{field}.id", "bytes")
         return KeyRef(id=bytes(ref.id))
     if which == "uri" and ref.uri:
+        _bounded(ref.uri, MAX_URI_LENGTH, f"{field}.uri", "characters")
         if not ref.uri.startswith("pkcs11:"):
             raise errors.InvalidArgument(f"{field}.uri is not a pkcs11: URI", field=f"{field}.uri")
         return KeyRef.parse(ref.uri)
     raise errors.InvalidArgument(f"{field} needs a label, id or uri", field=field)
+
+
+def _bounded(value: str | bytes, limit: int, field: str, unit: str) -> None:
+    if len(value) > limit:
+        raise errors.InvalidArgument(
+            f"{field} is limited to {limit} {unit}", field=field, max=limit
+        )
 
 
 def ref_text(ref: hsm_pb2.KeyRef) -> str:

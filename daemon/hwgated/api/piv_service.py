@@ -17,8 +17,8 @@ from hwgated.api import convert
 from hwgated.api.errors import timeout_of, unary
 from hwgated.auth.audit import audit
 from hwgated.auth.identity import current_caller
+from hwgated.auth.pinlimit import PinLimits
 from hwgated.auth.policy import PolicyHolder
-from hwgated.auth.ratelimit import TokenBucketLimiter
 from hwgated.pcsc.connection import Connection
 from hwgated.pcsc.manager import CardManager
 from hwgated.piv.certinfo import summarize
@@ -140,11 +140,20 @@ def _chuid(info: CardInfo) -> piv_pb2.Chuid:
 
 class PivServicer(piv_pb2_grpc.PivServiceServicer):
     def __init__(
-        self, manager: CardManager, policy: PolicyHolder, verify_pin_per_minute: int = 10
+        self,
+        manager: CardManager,
+        policy: PolicyHolder,
+        verify_pin_per_minute: int | PinLimits = 10,
     ) -> None:
         self._policy = policy
         self._manager = manager
-        self._pin_limiter = TokenBucketLimiter(verify_pin_per_minute)
+        # Per caller and per card; the daemon passes one instance to every listener's
+        # servicers (and to CardService.Transmit), so no path has a budget of its own.
+        self._pin_limits = (
+            verify_pin_per_minute
+            if isinstance(verify_pin_per_minute, PinLimits)
+            else PinLimits(verify_pin_per_minute)
+        )
 
     def _session_reader(self, session_id: str) -> str:
         """The session's reader, after the ownership and reader-policy checks."""
@@ -199,7 +208,9 @@ class PivServicer(piv_pb2_grpc.PivServiceServicer):
             except PinFormatError as exc:
                 raise errors.PinFormat(str(exc)) from None
             reader = self._session_reader(request.session_id)
-            self._pin_limiter.acquire(current_caller().owner, "VerifyPin")
+            await self._pin_limits.acquire_on(
+                self._manager, current_caller().owner, reader, "VerifyPin", timeout_of(context)
+            )
             session_id, allow_last = request.session_id, request.allow_last_attempt
             retries = await self._in_session(
                 session_id, lambda link: verify_pin(link, pin, allow_last, session_id), context

@@ -77,6 +77,8 @@ class AuditLog:
             "subject": who.subject,
             "listener": who.listener,
         }
+        if who.peer:
+            entry["peer"] = who.peer
         entry.update({k: _clip(v) for k, v in fields.items() if v is not None})
         line = json.dumps(entry, sort_keys=True)
         if self._file is None or not self._write(line):

@@ -1,4 +1,11 @@
-"""Who is calling: the listener's role for local sockets, the client certificate for mTLS.
+"""Who is calling: the local peer's uid (and the listener's role), or the client certificate.
+
+On a Unix listener the identity is the listener's role plus the peer's uid,
+from SO_PEERCRED as recorded by the relay in front of the socket
+(hwgated.auth.peerfront): two local apps under different uids never share
+sessions or limits. A ``[[policy.identity]]`` rule with ``uid`` or ``gid`` gives
+that peer another role. The pid is recorded for the audit log only: processes
+of one uid are one identity.
 
 The identity is resolved once per call by :class:`IdentityInterceptor` and put
 in a context variable for the servicers, which use it to own sessions, to check
@@ -14,6 +21,7 @@ from typing import Any
 import grpc
 
 from hwgated.auth.peer_cert import peer_names
+from hwgated.auth.peerfront import PeerCred, PeerTable
 from hwgated.config import ListenerConfig, PolicyConfig
 from hwgated.errors import GatewayError
 
@@ -25,8 +33,9 @@ class UnauthenticatedPeer(GatewayError):
 @dataclass(frozen=True)
 class Caller:
     role: str
-    subject: str  # "unix:/run/hwgate/hwgate.sock", or the certificate's SAN URI / CN
+    subject: str  # "uid:1000" on a Unix socket, or the certificate's SAN URI / CN
     listener: str
+    peer: str = ""  # audit detail that is not part of the identity, e.g. "pid=123 gid=1000"
 
     @property
     def owner(self) -> str:
@@ -48,13 +57,39 @@ def set_caller(caller: Caller) -> None:
     _CALLER.set(caller)
 
 
+def local_caller(listener: ListenerConfig, policy: PolicyConfig, cred: PeerCred) -> Caller:
+    """The caller behind a Unix socket: a uid/gid rule's role, else the listener's."""
+    assert listener.role is not None
+    role = listener.role
+    for rule in policy.identities:
+        if (rule.uid is not None and rule.uid == cred.uid) or (
+            rule.gid is not None and rule.gid == cred.gid
+        ):
+            role = rule.role
+            break
+    return Caller(
+        role=role,
+        subject=f"uid:{cred.uid}",
+        listener=str(listener.unix),
+        peer=f"pid={cred.pid} gid={cred.gid}",
+    )
+
+
 def resolve_caller(
-    listener: ListenerConfig, policy: PolicyConfig, context: grpc.aio.ServicerContext[Any, Any]
+    listener: ListenerConfig,
+    policy: PolicyConfig,
+    context: grpc.aio.ServicerContext[Any, Any],
+    peers: PeerTable | None = None,
 ) -> Caller:
-    """The caller on *listener*; UnauthenticatedPeer when a certificate maps to no role."""
+    """The caller on *listener*; UnauthenticatedPeer when no identity can be established."""
+    if listener.unix is not None:
+        cred = peers.lookup(context.peer()) if peers is not None else None
+        if cred is None:  # not relayed by our front: only root can reach the private socket
+            raise UnauthenticatedPeer("the connection carries no peer credentials")
+        return local_caller(listener, policy, cred)
     if not listener.uses_tls:
         assert listener.role is not None
-        where = str(listener.unix) if listener.unix is not None else str(listener.tcp)
+        where = str(listener.tcp)
         return Caller(role=listener.role, subject=f"local:{where}", listener=where)
     # URI SANs and CNs from the parsed certificate, never gRPC's merged SAN list.
     names = peer_names(context.auth_context())

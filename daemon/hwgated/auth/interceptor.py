@@ -22,6 +22,7 @@ import grpc
 from hwgated.api import errors as api_errors
 from hwgated.api.handlers import Kind, rewrap
 from hwgated.auth.identity import resolve_caller, set_caller
+from hwgated.auth.peerfront import PeerTable
 from hwgated.config import ListenerConfig, PolicyConfig
 from hwgated.errors import InvalidArgument
 
@@ -71,10 +72,12 @@ class IdentityInterceptor(grpc.aio.ServerInterceptor):
         listener: ListenerConfig,
         policy: Callable[[], PolicyConfig],
         check: Check | None = None,
+        peers: PeerTable | None = None,
     ) -> None:
         self._listener = listener
         self._policy = policy
         self._check = check
+        self._peers = peers
 
     async def intercept_service(
         self,
@@ -101,7 +104,7 @@ class IdentityInterceptor(grpc.aio.ServerInterceptor):
         never reset: an async generator may be finalized from another context,
         where a reset would fail.
         """
-        caller = resolve_caller(self._listener, self._policy(), context)
+        caller = resolve_caller(self._listener, self._policy(), context, self._peers)
         if self._check is not None:
             self._check(caller, method)
         set_caller(caller)

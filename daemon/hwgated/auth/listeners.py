@@ -72,6 +72,12 @@ def apply_unix_permissions(listener: ListenerConfig) -> None:
     os.chmod(listener.unix, listener.mode)
 
 
+def record_bound(path: Path) -> None:
+    """Remember *path* as a socket this process bound (removed by remove_unix_sockets)."""
+    st = path.lstat()
+    _bound[path] = (st.st_dev, st.st_ino)
+
+
 def server_credentials(listener: ListenerConfig) -> grpc.ServerCredentials:
     """TLS 1.2+ server credentials that require a client certificate from client_ca."""
     assert listener.tls_cert and listener.tls_key and listener.client_ca

@@ -75,6 +75,10 @@ class Policy:
     def allows_reader(self, role: str, reader: str) -> bool:
         return self._resource_allowed(self.config.readers, role, reader)
 
+    def allows_transmit_security(self, role: str) -> bool:
+        """May *role* send security APDUs through Transmit? Named roles only, no globs."""
+        return role in self.config.transmit_security
+
     def check_method(self, caller: Caller, method: str) -> None:
         if not self.allows_method(caller.role, method):
             raise PolicyDenied(

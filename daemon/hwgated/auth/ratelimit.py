@@ -69,6 +69,31 @@ class TokenBucketLimiter:
             retry_after_seconds=retry_after,
         )
 
+    def acquire_all(self, keys: tuple[str, ...], action: str = "this call") -> None:
+        """Take one token from each of *keys*, or none at all.
+
+        Used where one act is limited on several axes at once (a PIN try counts
+        against the caller and against the card): a refusal on one axis must not
+        spend a token on another.
+        """
+        if not self.enabled:
+            return
+        with self._lock:
+            now = self._clock()
+            buckets = [self._refill(key, now) for key in dict.fromkeys(keys)]
+            short = [b for b in buckets if b.tokens < 1.0]
+            if not short:
+                for bucket in buckets:
+                    bucket.tokens -= 1.0
+                self._maybe_prune(now)
+                return
+            wait = max((1.0 - b.tokens) / self._rate for b in short)
+        retry_after = max(1, math.ceil(wait))
+        raise RateLimited(
+            f"too many {action} calls; retry in {retry_after}s",
+            retry_after_seconds=retry_after,
+        )
+
     def _refill(self, key: str, now: float) -> _Bucket:
         bucket = self._buckets.get(key)
         if bucket is None:

@@ -43,6 +43,10 @@ class TokenConfig:
     pin_credential: str | None = None
     workers: int = 2
     op_timeout: float = 10.0
+    # Seconds a key's description (its label, for authorization) is trusted before
+    # the token is asked again: bounds how long a key relabelled or deleted outside
+    # the daemon is authorized on stale data. 0 = ask every time.
+    describe_ttl: float = 30.0
     env: dict[str, str] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -93,6 +97,8 @@ def token_problem(token: TokenConfig) -> tuple[str | None, str] | None:
         return "workers", f"must be 1..{MAX_WORKERS}"
     if not (math.isfinite(token.op_timeout) and token.op_timeout >= MIN_OP_TIMEOUT):
         return "op_timeout", f"must be a finite number >= {MIN_OP_TIMEOUT}"
+    if not (math.isfinite(token.describe_ttl) and token.describe_ttl >= 0):
+        return "describe_ttl", "must be a finite number >= 0"
     return None
 
 

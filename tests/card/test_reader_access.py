@@ -33,7 +33,10 @@ SELECT_PIV = bytes.fromhex("00A4040009A0000003080000100000")
 
 @pytest.fixture
 def daemon(testbed: object, tmp_path: Path) -> Iterator[DaemonProc]:
-    config, kiosk, _admin = write_config(tmp_path, pcsc="max_session_ttl = 60")
+    # The admin sends raw VERIFY and GENERAL AUTHENTICATE here: that needs transmit_security.
+    config, kiosk, _admin = write_config(
+        tmp_path, pcsc="max_session_ttl = 60", extra='[policy]\ntransmit_security = ["admin"]'
+    )
     proc = start_daemon(config, kiosk, tmp_path / "hwgated.log")
     yield proc
     proc.stop(signal.SIGKILL)

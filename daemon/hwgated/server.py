@@ -43,6 +43,7 @@ from hwgated.ops.notify import Notifier
 from hwgated.ops.reload import reload_config
 from hwgated.ops.runtime import Operations
 from hwgated.pcsc.manager import CardManager
+from hwgated.pivapp.identity import read_identity
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +68,10 @@ class Daemon:
         self.policy = PolicyHolder(Policy(config.policy))
         audit.install(AuditLog(config.audit.file))
         self.health = HealthServicer()
+        # The composition root: the transport learns who a card is from the PIV layer.
         self.cards = CardManager(
             config.pcsc,
+            identify=read_identity,
             max_sessions_per_owner=config.limits.max_sessions_per_identity,
             on_health=self._card_health,
         )

@@ -12,8 +12,9 @@ from hwgated.auth.ratelimit import TokenBucketLimiter
 from hwgated.piv.commands import PinFormatError
 from hwgated.piv.origin import OriginError, check_origin
 from hwgated.piv.pinbuffer import PinBuffer
-from hwgated.piv.schemes import SCHEMES, card_block, scheme_named
+from hwgated.piv.schemes import SCHEMES
 from hwgated.piv.slots import Algorithm
+from hwgated.pivapp.schemes import card_block, scheme_named
 
 
 class FakeClock:

@@ -15,9 +15,9 @@ from hwgated.auth.policy import Policy
 from hwgated.auth.ratelimit import TokenBucketLimiter
 from hwgated.config import ConfigError, parse_config
 from hwgated.errors import RateLimited
-from hwgated.pcsc.identity import CardIdentity
 from hwgated.piv.apdu import CommandApdu
 from hwgated.piv.apdu_class import READ_INS, ApduKind, classify
+from hwgated.pivapp.identity import CardIdentity
 
 SECURITY_INS = {
     0x20: ApduKind.VERIFY,

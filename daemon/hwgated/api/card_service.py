@@ -25,9 +25,9 @@ from hwgated.auth.transmit_guard import (
 from hwgated.edge.audited import audited, outcome
 from hwgated.edge.status import stream, timeout_of, unary
 from hwgated.patterns import caller_globs
+from hwgated.pcsc.connection import Connection
 from hwgated.pcsc.events import EventFilter, EventType
 from hwgated.pcsc.manager import CardManager, Session
-from hwgated.pcsc.worker import CardLink
 from hwgated.piv.apdu import CommandApdu, ResponseApdu, transceive
 from hwgated.piv.errors import PivParseError
 
@@ -65,7 +65,7 @@ def parse_apdus(apdus: Any, limit: int) -> list[CommandApdu]:
 def _run_batch(
     commands: list[CommandApdu],
     auto_response: bool,
-    link: CardLink,
+    link: Connection,
     pin_tries: Mapping[int, FlaggedApdu] | None = None,
     responses: list[ResponseApdu] | None = None,
 ) -> list[ResponseApdu]:
@@ -77,11 +77,11 @@ def _run_batch(
     responses = [] if responses is None else responses
     for index, command in enumerate(commands):
         if pin_tries and index in pin_tries:
-            check_not_last_try(link.transmit_raw, pin_tries[index])
+            check_not_last_try(link.send, pin_tries[index])
         if auto_response:
-            responses.append(transceive(link.transmit_raw, command))
+            responses.append(transceive(link.send, command))
         else:
-            raw = link.transmit_raw(command.encode())
+            raw = link.send(command.encode())
             if len(raw) < 2:
                 raise errors.CardError("the card answered with fewer than 2 bytes")
             responses.append(ResponseApdu.parse(raw))

@@ -9,10 +9,10 @@ from google.protobuf import timestamp_pb2
 
 from hwgate.v1 import card_pb2, common_pb2
 from hwgated.pcsc.events import CardEvent, ReaderState
-from hwgated.pcsc.identity import CardIdentity
 from hwgated.pcsc.manager import ReaderSlot
 from hwgated.piv.certinfo import CertSummary
 from hwgated.piv.fascn import Fascn
+from hwgated.pivapp.identity import CardIdentity
 
 
 def _reader_state(state: ReaderState | None) -> str | None:
@@ -75,7 +75,7 @@ def card_identity(identity: CardIdentity | None) -> card_pb2.CardIdentity | None
     return message
 
 
-def reader(slot: ReaderSlot) -> card_pb2.Reader:
+def reader(slot: ReaderSlot[CardIdentity]) -> card_pb2.Reader:
     return card_pb2.Reader(
         name=slot.name,
         state=_reader_state(slot.state),
@@ -86,7 +86,7 @@ def reader(slot: ReaderSlot) -> card_pb2.Reader:
 
 
 @functools.lru_cache(maxsize=256)
-def event(value: CardEvent) -> card_pb2.WatchEventsResponse:
+def event(value: CardEvent[CardIdentity]) -> card_pb2.WatchEventsResponse:
     """Converted once per event, not once per subscriber (1000 streams share it).
     Callers must not modify the returned message."""
     return card_pb2.WatchEventsResponse(

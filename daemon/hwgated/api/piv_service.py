@@ -1,7 +1,7 @@
 """hwgate.v1.PivService: card identity, PIN, proof of possession, card signatures.
 
 Requests are validated here, card work runs as jobs on the reader's worker
-(hwgated.pcsc.piv_*), errors leave through the edge decorators. Every PIN
+(hwgated.pivapp), errors leave through the edge decorators. Every PIN
 attempt, signature and authentication is audited, never with the PIN.
 """
 
@@ -19,20 +19,21 @@ from hwgated.auth.pinlimit import PinLimits
 from hwgated.auth.policy import PolicyHolder
 from hwgated.edge.audited import audited
 from hwgated.edge.status import timeout_of, unary
+from hwgated.pcsc.connection import Connection
 from hwgated.pcsc.manager import CardManager
-from hwgated.pcsc.piv_info import CardInfo, read_card_info
-from hwgated.pcsc.piv_pin import verify_pin
-from hwgated.pcsc.piv_sign import CardSignature, sign_digest, slot_key
-from hwgated.pcsc.worker import CardLink
 from hwgated.piv.certinfo import summarize
 from hwgated.piv.commands import PinFormatError
 from hwgated.piv.errors import PivParseError
 from hwgated.piv.objects import PinUsage
 from hwgated.piv.origin import OriginError, check_origin
 from hwgated.piv.pinbuffer import PinBuffer
-from hwgated.piv.schemes import SCHEMES, Scheme, scheme_named
+from hwgated.piv.schemes import SCHEMES, Scheme
 from hwgated.piv.signing import MIN_CHALLENGE_LENGTH, origin_bound_digest
 from hwgated.piv.slots import Algorithm, Slot
+from hwgated.pivapp.info import CardInfo, read_card_info
+from hwgated.pivapp.pin import verify_pin
+from hwgated.pivapp.schemes import check_digest, scheme_named
+from hwgated.pivapp.sign import CardSignature, sign_digest, slot_key
 
 Context = Any  # grpc.aio.ServicerContext
 T = TypeVar("T")
@@ -158,7 +159,7 @@ class PivServicer(piv_pb2_grpc.PivServiceServicer):
         return reader
 
     async def _in_session(
-        self, session_id: str, fn: Callable[[CardLink], T], context: Context
+        self, session_id: str, fn: Callable[[Connection], T], context: Context
     ) -> T:
         return await self._manager.run(
             fn, owner=current_caller().owner, session_id=session_id, timeout=timeout_of(context)
@@ -232,7 +233,7 @@ class PivServicer(piv_pb2_grpc.PivServiceServicer):
             record["reader"] = self._session_reader(request.session_id)
             session_id = request.session_id
 
-            def job(link: CardLink) -> tuple[CardSignature, Scheme]:
+            def job(link: Connection) -> tuple[CardSignature, Scheme]:
                 _, algorithm = slot_key(link, Slot.AUTHENTICATION)
                 scheme = _authenticate_scheme(algorithm)
                 signed = sign_digest(
@@ -259,7 +260,7 @@ class PivServicer(piv_pb2_grpc.PivServiceServicer):
             scheme = _scheme_of(request.algorithm)
             record["algorithm"] = scheme.name
             digest = bytes(request.digest)
-            scheme.check_digest(digest)
+            check_digest(scheme, digest)
             record["reader"] = self._session_reader(request.session_id)
             session_id = request.session_id
             signed = await self._in_session(

@@ -17,8 +17,8 @@ use the same instance (made once by the daemon), so neither is a side door.
 from __future__ import annotations
 
 from hwgated.auth.ratelimit import Clock, TokenBucketLimiter
-from hwgated.pcsc.identity import CardIdentity
 from hwgated.pcsc.manager import CardManager
+from hwgated.pivapp.identity import CardIdentity
 
 
 def card_key(identity: CardIdentity | None, reader: str) -> str:

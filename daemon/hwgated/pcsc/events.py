@@ -14,10 +14,13 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
+from typing import Any, Generic, TypeVar
 
 from hwgated.errors import SubscriberTooSlow
 from hwgated.patterns import Glob
-from hwgated.pcsc.identity import CardIdentity
+
+# Who the card is, as the daemon's injected ``identify`` says; opaque to this layer.
+IdentityT = TypeVar("IdentityT")
 
 
 class EventType(enum.Enum):
@@ -43,14 +46,14 @@ SERVICE_TYPES = frozenset({EventType.SERVICE_DOWN, EventType.SERVICE_UP})
 
 
 @dataclass(frozen=True)
-class CardEvent:
+class CardEvent(Generic[IdentityT]):
     sequence: int
     time: float
     type: EventType
     reader: str = ""
     state: ReaderState | None = None
     atr: bytes = b""
-    card: CardIdentity | None = None
+    card: IdentityT | None = None
     snapshot: bool = False
     resync: bool = False
 
@@ -66,7 +69,7 @@ class EventFilter:
     # The policy's per-reader rule: events of readers the caller may not use are hidden.
     reader_allowed: Callable[[str], bool] = _any_reader
 
-    def accepts(self, event: CardEvent) -> bool:
+    def accepts(self, event: CardEvent[Any]) -> bool:
         if event.type in SNAPSHOT_TYPES:
             return event.type is EventType.SNAPSHOT_COMPLETE or self._reader_ok(event.reader)
         if self.types and event.type not in self.types:
@@ -79,17 +82,17 @@ class EventFilter:
         return not self.reader_patterns or any(p.match(reader) for p in self.reader_patterns)
 
 
-class Subscription:
+class Subscription(Generic[IdentityT]):
     """One WatchEvents stream's live queue."""
 
-    def __init__(self, hub: EventHub, event_filter: EventFilter, size: int) -> None:
+    def __init__(self, hub: EventHub[IdentityT], event_filter: EventFilter, size: int) -> None:
         self._hub = hub
         self._filter = event_filter
-        self._queue: asyncio.Queue[CardEvent] = asyncio.Queue(maxsize=size)
+        self._queue: asyncio.Queue[CardEvent[IdentityT]] = asyncio.Queue(maxsize=size)
         self.overflowed = False
         self.last_sequence = 0
 
-    def offer(self, event: CardEvent) -> None:
+    def offer(self, event: CardEvent[IdentityT]) -> None:
         if self.overflowed or not self._filter.accepts(event):
             return
         try:
@@ -97,7 +100,7 @@ class Subscription:
         except asyncio.QueueFull:
             self.overflowed = True  # what is queued is still delivered, then the stream ends
 
-    async def get(self) -> CardEvent:
+    async def get(self) -> CardEvent[IdentityT]:
         """The next event; SubscriberTooSlow once the queue overflowed and drained."""
         if self.overflowed and self._queue.empty():
             raise SubscriberTooSlow(
@@ -116,7 +119,7 @@ class Subscription:
         self._hub.unsubscribe(self)
 
 
-class EventHub:
+class EventHub(Generic[IdentityT]):
     """Assigns sequence numbers, keeps the journal, fans events out."""
 
     def __init__(self, journal_size: int = 1024, queue_size: int = 256) -> None:
@@ -124,9 +127,9 @@ class EventHub:
         # never reuses numbers a client may resume from: old numbers fall before the
         # journal and get a resync snapshot instead of someone else's events.
         self.sequence = int(time.time() * 1_000_000)
-        self._journal: deque[CardEvent] = deque(maxlen=journal_size)
+        self._journal: deque[CardEvent[IdentityT]] = deque(maxlen=journal_size)
         self._queue_size = queue_size
-        self._subscribers: set[Subscription] = set()
+        self._subscribers: set[Subscription[IdentityT]] = set()
 
     @property
     def subscriber_count(self) -> int:
@@ -137,9 +140,9 @@ class EventHub:
         """Events waiting in each subscriber's queue (metrics)."""
         return [s.depth for s in self._subscribers]
 
-    def publish(self, event_type: EventType, **fields: object) -> CardEvent:
+    def publish(self, event_type: EventType, **fields: object) -> CardEvent[IdentityT]:
         self.sequence += 1
-        event = CardEvent(self.sequence, time.time(), event_type, **fields)  # type: ignore[arg-type]
+        event: CardEvent[IdentityT] = CardEvent(self.sequence, time.time(), event_type, **fields)  # type: ignore[arg-type]
         self._journal.append(event)
         for subscriber in list(self._subscribers):
             subscriber.offer(event)
@@ -149,8 +152,8 @@ class EventHub:
         self,
         after_sequence: int,
         event_filter: EventFilter,
-        snapshot: Callable[[], Iterable[CardEvent]],
-    ) -> tuple[list[CardEvent], Subscription]:
+        snapshot: Callable[[], Iterable[CardEvent[IdentityT]]],
+    ) -> tuple[list[CardEvent[IdentityT]], Subscription[IdentityT]]:
         """The events to send first (snapshot or replay) and the live subscription."""
         subscription = Subscription(self, event_filter, self._queue_size)
         initial = self._initial(after_sequence, snapshot)
@@ -158,10 +161,12 @@ class EventHub:
         self._subscribers.add(subscription)
         return [e for e in initial if event_filter.accepts(e)], subscription
 
-    def unsubscribe(self, subscription: Subscription) -> None:
+    def unsubscribe(self, subscription: Subscription[IdentityT]) -> None:
         self._subscribers.discard(subscription)
 
-    def _initial(self, after: int, snapshot: Callable[[], Iterable[CardEvent]]) -> list[CardEvent]:
+    def _initial(
+        self, after: int, snapshot: Callable[[], Iterable[CardEvent[IdentityT]]]
+    ) -> list[CardEvent[IdentityT]]:
         if after == 0:
             return self._snapshot(snapshot, resync=False)
         oldest = self._journal[0].sequence if self._journal else self.sequence + 1
@@ -170,8 +175,8 @@ class EventHub:
         return [e for e in self._journal if e.sequence > after]
 
     def _snapshot(
-        self, snapshot: Callable[[], Iterable[CardEvent]], resync: bool
-    ) -> list[CardEvent]:
+        self, snapshot: Callable[[], Iterable[CardEvent[IdentityT]]], resync: bool
+    ) -> list[CardEvent[IdentityT]]:
         now = time.time()
         events = [
             replace(e, sequence=self.sequence, time=now, snapshot=True, resync=resync)

@@ -11,6 +11,10 @@ Cancellation safety: a client may cancel any call at any await. Every reader
 lock taken here is released in a ``finally`` (or handed to the session that owns
 it), and a session belongs to its slot object, not to a name lookup, so ending
 it always releases the reader it holds, even after the reader was dropped.
+
+Who a card is, is not this layer's business: the daemon injects ``identify``,
+run as the first job on every insertion; its result rides along in the reader
+slot and the card events as an opaque, typed value (``IdentityT``).
 """
 
 from __future__ import annotations
@@ -23,21 +27,22 @@ import secrets
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, Generic, TypeVar
 
 from hwgated import errors
 from hwgated.config import PcscConfig
 from hwgated.pcsc import scard
 from hwgated.pcsc.access import ReaderAccess
+from hwgated.pcsc.connection import Connection
 from hwgated.pcsc.events import CardEvent, EventFilter, EventHub, EventType, ReaderState
 from hwgated.pcsc.events import Subscription as Subscription
-from hwgated.pcsc.identity import CardIdentity, read_identity
 from hwgated.pcsc.monitor import ReaderMonitor
-from hwgated.pcsc.worker import CardLink, ReaderWorker
+from hwgated.pcsc.worker import ReaderWorker
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+IdentityT = TypeVar("IdentityT")  # what the injected ``identify`` says about a card
 
 IDENTITY_TIMEOUT = 5.0
 IDENTITY_ATTEMPTS = 3
@@ -46,12 +51,12 @@ _insertions = itertools.count(1)
 
 
 @dataclass
-class ReaderSlot:
+class ReaderSlot(Generic[IdentityT]):
     name: str
     worker: ReaderWorker
     state: ReaderState = ReaderState.EMPTY
     atr: bytes = b""
-    identity: CardIdentity | None = None
+    identity: IdentityT | None = None
     insertion: int = 0
     access: ReaderAccess = field(init=False)
     session: Session | None = None
@@ -65,7 +70,7 @@ class ReaderSlot:
 @dataclass
 class Session:
     id: str
-    slot: ReaderSlot  # the slot whose reader this session holds
+    slot: ReaderSlot[Any]  # the slot whose reader this session holds
     owner: str
     insertion: int
     ttl: float
@@ -115,22 +120,28 @@ class _ThreadSink:
         self._post("card_removed", name)
 
 
-class CardManager:
-    """Everything the CardService and PivService need from the readers."""
+class CardManager(Generic[IdentityT]):
+    """Everything the CardService and PivService need from the readers.
+
+    *identify* runs as a job on every insertion (None: cards stay anonymous);
+    it returns None when it cannot tell, and its errors count as "not read".
+    """
 
     def __init__(
         self,
         config: PcscConfig,
         *,
+        identify: Callable[[Connection], IdentityT | None] | None = None,
         max_sessions_per_owner: int = 4,
         on_health: Callable[[bool], None] | None = None,
     ) -> None:
         self.config = config
-        self.hub = EventHub(config.journal_size, config.subscriber_queue)
+        self._identify = identify
+        self.hub: EventHub[IdentityT] = EventHub(config.journal_size, config.subscriber_queue)
         self.available = False
         self._max_sessions = max_sessions_per_owner
         self._on_health = on_health
-        self._slots: dict[str, ReaderSlot] = {}
+        self._slots: dict[str, ReaderSlot[IdentityT]] = {}
         self._sessions: dict[str, Session] = {}
         self._notes: asyncio.Queue[tuple[str, object]] = asyncio.Queue()
         self._monitor: ReaderMonitor | None = None
@@ -210,7 +221,7 @@ class CardManager:
             elif known.state is ReaderState.EMPTY and status.present:
                 await self._on_card_inserted(status)
             return
-        slot = ReaderSlot(status.name, ReaderWorker(status.name))
+        slot: ReaderSlot[IdentityT] = ReaderSlot(status.name, ReaderWorker(status.name))
         slot.state = ReaderState.UNAVAILABLE if status.unavailable else ReaderState.EMPTY
         self._slots[status.name] = slot
         self.hub.publish(EventType.READER_ADDED, reader=slot.name, state=slot.state)
@@ -266,10 +277,13 @@ class CardManager:
             card=slot.identity,
         )
 
-    async def _read_identity(self, slot: ReaderSlot) -> CardIdentity | None:
+    async def _read_identity(self, slot: ReaderSlot[IdentityT]) -> IdentityT | None:
         """Who the new card is. Retried while the card is still this insertion: right
         after insertion a reader may report the card unpowered or reset (pcscd powers
         it up on its own schedule), which is no removal."""
+        read_identity = self._identify
+        if read_identity is None:
+            return None
         insertion = slot.insertion
         deadline = asyncio.get_running_loop().time() + IDENTITY_TIMEOUT
         for attempt in range(IDENTITY_ATTEMPTS):
@@ -305,10 +319,10 @@ class CardManager:
 
     # --- readers and events -------------------------------------------------------
 
-    def readers(self) -> list[ReaderSlot]:
+    def readers(self) -> list[ReaderSlot[IdentityT]]:
         return [self._slots[name] for name in sorted(self._slots)]
 
-    async def settled_readers(self, timeout: float | None = None) -> list[ReaderSlot]:
+    async def settled_readers(self, timeout: float | None = None) -> list[ReaderSlot[IdentityT]]:
         """The readers, once every card just seen has been identified (or *timeout*).
 
         A card is reported only once the daemon knows who it is, so a client that
@@ -322,7 +336,7 @@ class CardManager:
                 )
         return self.readers()
 
-    def snapshot(self) -> Iterable[CardEvent]:
+    def snapshot(self) -> Iterable[CardEvent[IdentityT]]:
         now = time.time()
         for slot in self.readers():
             yield CardEvent(
@@ -337,10 +351,10 @@ class CardManager:
 
     def subscribe(
         self, after_sequence: int, event_filter: EventFilter
-    ) -> tuple[list[CardEvent], Subscription]:
+    ) -> tuple[list[CardEvent[IdentityT]], Subscription[IdentityT]]:
         return self.hub.subscribe(after_sequence, event_filter, self.snapshot)
 
-    def _slot(self, reader: str) -> ReaderSlot:
+    def _slot(self, reader: str) -> ReaderSlot[IdentityT]:
         if not self.available:
             raise errors.PcscUnavailable("pcscd is not available")
         slot = self._slots.get(reader)
@@ -352,7 +366,7 @@ class CardManager:
 
     async def run(
         self,
-        fn: Callable[[CardLink], T],
+        fn: Callable[[Connection], T],
         *,
         owner: str,
         reader: str | None = None,
@@ -388,7 +402,9 @@ class CardManager:
         finally:
             slot.access.release()
 
-    async def _run_in_session(self, fn: Callable[[CardLink], T], session_id: str, owner: str) -> T:
+    async def _run_in_session(
+        self, fn: Callable[[Connection], T], session_id: str, owner: str
+    ) -> T:
         session = self.session(session_id, owner)
         slot = self._slot(session.reader)
         self._touch(session)
@@ -399,7 +415,7 @@ class CardManager:
                 self._touch(session)
 
     @staticmethod
-    async def _settle(slot: ReaderSlot, deadline: float | None) -> None:
+    async def _settle(slot: ReaderSlot[IdentityT], deadline: float | None) -> None:
         """Wait (up to *deadline*) while a card just seen in *slot* is being identified."""
         settling = slot.settling
         if settling is not None:
@@ -407,7 +423,7 @@ class CardManager:
                 async with asyncio.timeout_at(deadline):
                     await settling.wait()
 
-    async def _require_card(self, slot: ReaderSlot, deadline: float | None) -> None:
+    async def _require_card(self, slot: ReaderSlot[IdentityT], deadline: float | None) -> None:
         await self._settle(slot, deadline)
         if slot.state is not ReaderState.PRESENT:
             raise errors.CardNotPresent(f"no card in reader {slot.name!r}", reader=slot.name)
@@ -491,5 +507,5 @@ class CardManager:
         return list(self._sessions.values())
 
 
-def _reset_card(link: CardLink) -> None:
-    link.reset()
+def _reset_card(connection: Connection) -> None:
+    connection.reset()

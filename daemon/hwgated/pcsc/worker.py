@@ -1,6 +1,6 @@
 """One worker thread per reader: it owns the card connection and runs jobs FIFO.
 
-A job is a callable that receives a :class:`CardLink` and runs to completion
+A job is a callable that receives a :class:`CardConnection` and runs to completion
 before the next one starts, so APDUs of two clients never interleave. The
 worker has its own PC/SC context (pcsc-lite serializes calls per context, and
 the monitor's context is blocked in SCardGetStatusChange). Each job names the
@@ -16,24 +16,16 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from hwgated import errors
 from hwgated.pcsc import scard
-from hwgated.piv.session import PivCard
+from hwgated.pcsc.connection import CardConnection
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-INS_VERIFY = 0x20
-# Instructions that read and select but never change a security status: SELECT,
-# GET DATA (CA/CB), GET RESPONSE, READ BINARY/RECORD (both forms), GET CHALLENGE.
-# Any other APDU (VERIFY, GENERAL AUTHENTICATE, CHANGE REFERENCE DATA, a vendor's
-# own authentication, ...) taints the link: a one-shot job that sent one ends
-# with a card reset, so no security status outlives the job that set it.
-STATELESS_INS = frozenset({0xA4, 0xCA, 0xCB, 0xC0, 0xB0, 0xB1, 0xB2, 0xB3, 0x84})
 
 # Called with the reader name after every APDU exchange (metrics); set by the daemon.
 # A plain hook keeps this layer free of any metrics library.
@@ -41,76 +33,14 @@ apdu_observer: Callable[[str], None] | None = None
 VANISH_WAIT = 1.0  # seconds; longer than pcscd's ~400 ms presence polling
 
 
-def _stateless(apdu: bytes) -> bool:
-    """True if *apdu* cannot change a security status (VERIFY without data only
-    asks for the retry counter)."""
-    if len(apdu) < 4:
-        return False
-    return apdu[1] in STATELESS_INS or (apdu[1] == INS_VERIFY and len(apdu) == 4)
-
-
-@dataclass
-class InsertionState:
-    """What the worker knows about the card of one insertion."""
-
-    insertion: int
-    atr: bytes = b""
-    cache: dict[str, Any] = field(default_factory=dict)
-
-
-class CardLink:
-    """A job's view of the card: raw transmit, the PIV application, per-card cache.
-
-    ``piv`` re-selects the PIV application only when something may have changed
-    the selection (a raw Transmit, a reset, a fresh connection): an extra SELECT
-    between VERIFY and a "PIN always" signature would void the PIN on real cards.
-    """
-
-    def __init__(self, reader: str, card: scard.Card, state: InsertionState) -> None:
-        self.reader = reader
-        self._card = card
-        self.state = state
-        self._piv = PivCard(self._transmit)
-        self._piv_selected = False
-        self.last_was_verify = False
-        # Set when an APDU that may change a security status went to the card.
-        self.tainted = False
-
-    @property
-    def cache(self) -> dict[str, Any]:
-        return self.state.cache
-
-    def _transmit(self, apdu: bytes) -> bytes:
-        self.last_was_verify = len(apdu) >= 2 and apdu[1] == INS_VERIFY
-        if not _stateless(apdu):
-            self.tainted = True
-        response = self._card.transmit(apdu)
-        if apdu_observer is not None:
-            apdu_observer(self.reader)
-        return response
-
-    def transmit_raw(self, apdu: bytes) -> bytes:
-        """A client's own APDU: afterwards nothing is known about the selection."""
-        self._piv_selected = False
-        return self._transmit(apdu)
-
-    def piv(self) -> PivCard:
-        if not self._piv_selected:
-            self._piv.select()  # NotFound (6A82) on a card without PIV
-            self._piv_selected = True
-        return self._piv
-
-    def reset(self) -> None:
-        """Warm reset: clears the PIN status of every application."""
-        self._piv_selected = False
-        self.last_was_verify = False
-        self._card.reset()
-        self.tainted = False
+def _observe(reader: str) -> None:
+    if apdu_observer is not None:
+        apdu_observer(reader)
 
 
 @dataclass
 class _Job(Generic[T]):
-    fn: Callable[[CardLink], T]
+    fn: Callable[[CardConnection], T]
     future: concurrent.futures.Future[T]
     insertion: int | None
     # A one-shot job: if it touched a security status, the card is reset after it.
@@ -126,14 +56,14 @@ class ReaderWorker:
         self._jobs: queue.SimpleQueue[_Job[Any] | None] = queue.SimpleQueue()
         self._context: scard.Context | None = None
         self._card: scard.Card | None = None
-        self._link: CardLink | None = None
+        self._connection: CardConnection | None = None
         self.busy_since: float | None = None
         self._thread = threading.Thread(target=self._run, name=f"reader:{reader}", daemon=True)
         self._thread.start()
 
     def submit(
         self,
-        fn: Callable[[CardLink], T],
+        fn: Callable[[CardConnection], T],
         insertion: int | None = None,
         *,
         reset_after: bool = False,
@@ -172,13 +102,13 @@ class ReaderWorker:
             job.future.set_exception(errors.CardRemoved("the card was removed", reader=self.reader))
             return
         try:
-            link = self._connect(job.insertion)
-            link.tainted = False
+            connection = self._connect(job.insertion)
+            connection.tainted = False
             try:
-                result = job.fn(link)
+                result = job.fn(connection)
             finally:
-                if job.reset_after and link.tainted:
-                    self._reset_after_job(link)
+                if job.reset_after and connection.tainted:
+                    self._reset_after_job(connection)
             job.future.set_result(result)
         except scard.CardGone as exc:
             self._disconnect()
@@ -220,14 +150,14 @@ class ReaderWorker:
         except BaseException as exc:  # the job's own error (PIV status words, bugs)
             job.future.set_exception(exc)
 
-    def _reset_after_job(self, link: CardLink) -> None:
+    def _reset_after_job(self, connection: CardConnection) -> None:
         """Clear the security status a one-shot job left; never raises.
 
         If the warm reset fails the handle is dropped with SCARD_RESET_CARD, so
         the next job reconnects to a card whose status is cleared either way.
         """
         try:
-            link.reset()
+            connection.reset()
         except scard.PcscError as exc:
             log.info("%s: reset after a job failed (%s); reconnecting", self.reader, exc)
             self._disconnect(reset=True)
@@ -256,25 +186,25 @@ class ReaderWorker:
         except scard.PcscError:
             return False
 
-    def _connect(self, insertion: int | None) -> CardLink:
+    def _connect(self, insertion: int | None) -> CardConnection:
         current = self.insertion
         if insertion is not None and insertion != current:
             raise scard.CardGone("connect", 0x80100069)
-        if self._link is not None and self._link.state.insertion == current:
-            return self._link
+        if self._connection is not None and self._connection.insertion == current:
+            return self._connection
         self._disconnect()
         if self._context is None:
             self._context = scard.Context()
         card = self._context.connect(self.reader)
         self._card = card
-        self._link = CardLink(self.reader, card, InsertionState(current, card.atr()))
-        return self._link
+        self._connection = CardConnection(self.reader, card, current, _observe)
+        return self._connection
 
     def _disconnect(self, *, reset: bool = False) -> None:
         if self._card is not None:
             self._card.disconnect(reset)
         self._card = None
-        self._link = None
+        self._connection = None
 
     def _drop_context(self) -> None:
         self._disconnect()

@@ -6,6 +6,9 @@ and read ``retries_left``. A status word nobody has a name for is kept as is in
 
 ``PivParseError`` is the one base for every parser here (TLV, APDU, FASC-N,
 objects): code that feeds untrusted bytes to a parser catches exactly that.
+``SchemeError`` covers signature requests refused on the host (wrong digest
+length, a scheme that does not fit the key). Nothing here knows the API's
+error reasons: the PIV application layer translates.
 """
 
 from __future__ import annotations
@@ -74,6 +77,29 @@ class ConditionsNotSatisfied(PivError):
 
 class UnknownStatus(PivError):
     """Any status word without its own class; ``sw`` is kept unchanged."""
+
+
+class SchemeError(ValueError):
+    """A signature request that does not fit its scheme or the card's key.
+
+    Found on the host before any command goes out (see :mod:`schemes`).
+    """
+
+
+class UnknownScheme(SchemeError):
+    """The name is not one of the card signature schemes."""
+
+
+class DigestLengthError(SchemeError):
+    """The digest is not as long as the scheme's hash; ``expected_length`` says how long."""
+
+    def __init__(self, message: str, expected_length: int) -> None:
+        super().__init__(message)
+        self.expected_length = expected_length
+
+
+class SchemeMismatch(SchemeError):
+    """The scheme does not fit the key, or the key is of a type no scheme fits."""
 
 
 _SW_ERRORS: dict[int, type[PivError]] = {

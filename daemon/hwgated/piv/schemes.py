@@ -5,7 +5,8 @@ pads RSA blocks (PKCS#1 v1.5 or EMSA-PSS) and cuts ECDSA hashes to the field
 size. Everything here is checked *before* a command reaches the card, so a bad
 request costs no card time and never leaves a half-done operation behind. The
 key's type comes from the slot's certificate, the only public description of
-the key a PIV card offers.
+the key a PIV card offers. Errors are this package's own (``SchemeError``,
+``PivParseError``); ``hwgated.pivapp.schemes`` turns them into API errors.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from enum import Enum
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from hwgated import errors
 from hwgated.piv import signing
+from hwgated.piv.errors import DigestLengthError, PivParseError, SchemeMismatch, UnknownScheme
 from hwgated.piv.slots import Algorithm
 
 
@@ -37,9 +38,9 @@ class Scheme:
     digest_size: int
 
     def check_digest(self, digest: bytes) -> None:
-        """INVALID_DIGEST unless *digest* is exactly as long as the scheme's hash."""
+        """DigestLengthError unless *digest* is exactly as long as the scheme's hash."""
         if len(digest) != self.digest_size:
-            raise errors.InvalidDigest(
+            raise DigestLengthError(
                 f"{self.name} needs a {self.digest_size}-byte digest, got {len(digest)}",
                 expected_length=self.digest_size,
             )
@@ -68,26 +69,28 @@ _RSA_SIZES: dict[int, Algorithm] = {1024: Algorithm.RSA1024, 2048: Algorithm.RSA
 
 
 def scheme_named(name: str) -> Scheme:
-    """The scheme for a SignatureAlgorithm name; INVALID_ARGUMENT / ALGORITHM_MISMATCH otherwise."""
-    if name in ("", "UNSPECIFIED"):
-        raise errors.InvalidArgument("algorithm must be set", field="algorithm")
+    """The scheme for a SignatureAlgorithm name (e.g. "ECDSA_SHA256"); UnknownScheme otherwise."""
     scheme = SCHEMES.get(name)
     if scheme is None:
-        raise errors.AlgorithmMismatch(f"{name} is not a card signature scheme")
+        raise UnknownScheme(f"{name} is not a card signature scheme")
     return scheme
 
 
 def key_algorithm(certificate: bytes) -> Algorithm:
-    """The PIV algorithm id of the key certified by *certificate* (DER)."""
+    """The PIV algorithm id of the key certified by *certificate* (DER).
+
+    PivParseError when the certificate does not parse, SchemeMismatch for a key
+    type no scheme fits.
+    """
     try:
         key = x509.load_der_x509_certificate(certificate).public_key()
     except ValueError as exc:
-        raise errors.CardError(f"the slot's certificate does not parse: {exc}") from None
+        raise PivParseError(f"the slot's certificate does not parse: {exc}") from None
     if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name in _CURVES:
         return _CURVES[key.curve.name]
     if isinstance(key, rsa.RSAPublicKey) and key.key_size in _RSA_SIZES:
         return _RSA_SIZES[key.key_size]
-    raise errors.AlgorithmMismatch("the slot's key type is not one hwgate can sign with")
+    raise SchemeMismatch("the slot's key type is not one hwgate can sign with")
 
 
 def card_block(scheme: Scheme, algorithm: Algorithm, digest: bytes) -> bytes:
@@ -100,7 +103,7 @@ def card_block(scheme: Scheme, algorithm: Algorithm, digest: bytes) -> bytes:
     scheme.check_digest(digest)
     if (scheme.family is Family.ECDSA) == algorithm.is_rsa:
         kind = "an RSA" if algorithm.is_rsa else "an EC"
-        raise errors.AlgorithmMismatch(f"{scheme.name} does not fit {kind} key")
+        raise SchemeMismatch(f"{scheme.name} does not fit {kind} key")
     try:
         if scheme.family is Family.ECDSA:
             return signing.ecdsa_input(digest, algorithm.key_bits)
@@ -108,4 +111,4 @@ def card_block(scheme: Scheme, algorithm: Algorithm, digest: bytes) -> bytes:
             return signing.pkcs1v15_block(digest, scheme.hash_name, algorithm.block_size)
         return signing.pss_block(digest, scheme.hash_name, algorithm.key_bits)
     except ValueError as exc:  # e.g. PSS-SHA512 needs a larger modulus than RSA-1024
-        raise errors.AlgorithmMismatch(f"{scheme.name} does not fit this key: {exc}") from None
+        raise SchemeMismatch(f"{scheme.name} does not fit this key: {exc}") from None

@@ -13,16 +13,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hwgated.pcsc.identity import (
+from hwgated.pcsc.connection import Connection
+from hwgated.piv.objects import Chuid, Discovery
+from hwgated.piv.slots import Slot
+from hwgated.pivapp.app import PivApp
+from hwgated.pivapp.cache import (
     CERTIFICATE_SLOTS,
     cached_certificate,
     cached_chuid,
     cached_discovery,
 )
-from hwgated.pcsc.piv_pin import pin_always_armed, require_piv
-from hwgated.pcsc.worker import CardLink
-from hwgated.piv.objects import Chuid, Discovery
-from hwgated.piv.slots import Slot
+from hwgated.pivapp.pin import pin_always_armed
 
 
 @dataclass(frozen=True)
@@ -36,19 +37,20 @@ class CardInfo:
     discovery: Discovery | None
 
 
-def read_card_info(link: CardLink, session_id: str | None) -> CardInfo:
+def read_card_info(connection: Connection, session_id: str | None) -> CardInfo:
     """The card's CHUID, certificates, Discovery and PIN status (see the module doc)."""
-    require_piv(link)
-    armed = session_id is not None and pin_always_armed(link, session_id)
-    chuid = cached_chuid(link)
-    discovery = cached_discovery(link)
+    app = PivApp(connection)
+    app.require_piv()
+    armed = session_id is not None and pin_always_armed(app, session_id)
+    chuid = cached_chuid(app)
+    discovery = cached_discovery(app)
     certificates = tuple(
-        (slot, cert) for slot in CERTIFICATE_SLOTS if (cert := cached_certificate(link, slot))
+        (slot, cert) for slot in CERTIFICATE_SLOTS if (cert := cached_certificate(app, slot))
     )
-    retries = None if armed else link.piv().pin_retries()
+    retries = None if armed else app.card().pin_retries()
     return CardInfo(
-        reader=link.reader,
-        atr=link.state.atr,
+        reader=app.reader,
+        atr=connection.atr,
         chuid=chuid,
         certificates=certificates,
         pin_retries_left=retries,

@@ -20,12 +20,14 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from hwgated import errors
-from hwgated.pcsc.identity import cached_certificate
-from hwgated.pcsc.piv_pin import pin_always_armed, require_piv, session_pin_verified
-from hwgated.pcsc.worker import CardLink
+from hwgated.pcsc.connection import Connection
 from hwgated.piv import errors as piv_errors
-from hwgated.piv.schemes import Family, Scheme, card_block, key_algorithm
+from hwgated.piv.schemes import Family, Scheme
 from hwgated.piv.slots import Algorithm, PinPolicy, Slot
+from hwgated.pivapp.app import PivApp
+from hwgated.pivapp.cache import cached_certificate
+from hwgated.pivapp.pin import pin_always_armed, session_pin_verified
+from hwgated.pivapp.schemes import card_block, check_digest, key_algorithm
 
 
 @dataclass(frozen=True)
@@ -35,31 +37,35 @@ class CardSignature:
     algorithm: Algorithm
 
 
-def slot_key(link: CardLink, slot: Slot) -> tuple[bytes, Algorithm]:
+def slot_key(connection: Connection, slot: Slot) -> tuple[bytes, Algorithm]:
     """The slot's certificate and key type; SLOT_EMPTY when it has no certificate."""
-    cert = cached_certificate(link, slot)
+    return _slot_key(PivApp(connection), slot)
+
+
+def _slot_key(app: PivApp, slot: Slot) -> tuple[bytes, Algorithm]:
+    cert = cached_certificate(app, slot)
     if cert is None:
         raise errors.SlotEmpty(f"slot {slot:02X} holds no certificate", slot=f"{slot:02X}")
     return cert, key_algorithm(cert)
 
 
-def check_pin_precondition(link: CardLink, slot: Slot, session_id: str, *, require: bool) -> None:
+def check_pin_precondition(app: PivApp, slot: Slot, session_id: str, *, require: bool) -> None:
     """PIN_REQUIRED without touching the card when the session cannot have the PIN status.
 
     "PIN always" (9C): VerifyPin must be the session's previous card command.
     With *require* (Authenticate on 9A): VerifyPin must have succeeded in the session.
     Otherwise (9D "PIN once", 9E "never") the card decides.
     """
-    if slot.pin_policy is PinPolicy.ALWAYS and not pin_always_armed(link, session_id):
+    if slot.pin_policy is PinPolicy.ALWAYS and not pin_always_armed(app, session_id):
         raise errors.PinRequired(
             f"slot {slot:02X} is 'PIN always': call VerifyPin right before each Sign"
         )
-    if require and not session_pin_verified(link, session_id):
+    if require and not session_pin_verified(app, session_id):
         raise errors.PinRequired(f"slot {slot:02X} needs VerifyPin in this session first")
 
 
 def sign_digest(
-    link: CardLink,
+    connection: Connection,
     slot: Slot,
     scheme: Scheme,
     digest: bytes,
@@ -68,13 +74,14 @@ def sign_digest(
     require_pin: bool = False,
 ) -> CardSignature:
     """Sign *digest* with the key in *slot* under *scheme* (see the module doc)."""
-    scheme.check_digest(digest)
-    require_piv(link)
-    certificate, algorithm = slot_key(link, slot)  # cached: no APDU after VerifyPin
+    check_digest(scheme, digest)
+    app = PivApp(connection)
+    app.require_piv()
+    certificate, algorithm = _slot_key(app, slot)  # cached: no APDU after VerifyPin
     block = card_block(scheme, algorithm, digest)
-    check_pin_precondition(link, slot, session_id, require=require_pin)
+    check_pin_precondition(app, slot, session_id, require=require_pin)
     try:
-        signature = link.piv().sign_raw(slot, algorithm, block)
+        signature = app.card().sign_raw(slot, algorithm, block)
     except piv_errors.SecurityStatusNotSatisfied:
         raise errors.PinRequired(f"the card wants the PIN for slot {slot:02X}") from None
     check_signature(certificate, scheme, digest, signature)

@@ -6,69 +6,64 @@ knows when exactly one retry is left and can refuse to spend it; it never
 retries on its own. Every object GetCardInfo and Sign may need is read *before*
 the VERIFY, so that a "PIN always" signature (9C) can follow it immediately.
 
-The session's PIN record lives in the per-insertion cache under the session
-id: session ids are random and never reused, so a later session (after the
-card reset that ends every session) never inherits it.
+The session's PIN record lives in the insertion's ``PivState`` under the
+session id: session ids are random and never reused, so a later session (after
+the card reset that ends every session) never inherits it.
 """
 
 from __future__ import annotations
 
 from hwgated import errors
-from hwgated.pcsc.identity import is_piv, warm_piv_cache
-from hwgated.pcsc.worker import CardLink
+from hwgated.pcsc.connection import Connection
 from hwgated.piv import errors as piv_errors
 from hwgated.piv.pinbuffer import PinBuffer
-
-_VERIFIED = "piv.pin_verified:"
-
-
-def require_piv(link: CardLink) -> None:
-    if not is_piv(link):
-        raise errors.NotAPivCard("the card has no PIV application", reader=link.reader)
+from hwgated.pivapp.app import PivApp
+from hwgated.pivapp.cache import warm_cache
 
 
-def session_pin_verified(link: CardLink, session_id: str) -> bool:
+def session_pin_verified(app: PivApp, session_id: str) -> bool:
     """True when VerifyPin succeeded in this session and no VERIFY failed since."""
-    return bool(link.cache.get(_VERIFIED + session_id, False))
+    return session_id in app.state.pin_verified
 
 
-def pin_always_armed(link: CardLink, session_id: str) -> bool:
+def pin_always_armed(app: PivApp, session_id: str) -> bool:
     """True when the session's previous card command was its successful VERIFY.
 
     This is the state a "PIN always" key (9C) needs; any other APDU ends it.
     """
-    return link.last_was_verify and session_pin_verified(link, session_id)
+    return app.last_was_verify() and session_pin_verified(app, session_id)
 
 
 def verify_pin(
-    link: CardLink, pin: PinBuffer, allow_last_attempt: bool, session_id: str
+    connection: Connection, pin: PinBuffer, allow_last_attempt: bool, session_id: str
 ) -> int | None:
     """VERIFY the application PIN; returns the retries that were left before it.
 
     Raises PinBlocked, LastPinAttempt (nothing sent), PinIncorrect (retries_left)
     or PinFormat. A card pulled meanwhile surfaces as the worker's CardRemoved.
     """
-    require_piv(link)
-    link.cache[_VERIFIED + session_id] = False  # whatever happens next, the old record is void
-    warm_piv_cache(link)
-    retries = link.piv().pin_retries()
+    app = PivApp(connection)
+    app.require_piv()
+    app.state.pin_verified.discard(session_id)  # whatever happens next, the old record is void
+    warm_cache(app)
+    retries = app.card().pin_retries()
     if retries == 0:
         raise errors.PinBlocked("the PIN is blocked; it needs the PUK", retries_left=0)
     if retries == 1 and not allow_last_attempt:
         raise errors.LastPinAttempt(
             "one PIN retry is left; set allow_last_attempt to spend it", retries_left=1
         )
-    _send_verify(link, pin)
-    link.cache[_VERIFIED + session_id] = True
+    _send_verify(app, pin)
+    app.state.pin_verified.add(session_id)
     return retries
 
 
-def _send_verify(link: CardLink, pin: PinBuffer) -> None:
+def _send_verify(app: PivApp, pin: PinBuffer) -> None:
     buf = pin.claim()
     if buf is None:  # the call ended before the worker got here: send nothing
         raise errors.CardError("the VerifyPin call was abandoned before the card was asked")
     try:
-        link.piv().verify_pin(buf)
+        app.card().verify_pin(buf)
     except piv_errors.InvalidPin as exc:
         raise _wrong_pin(exc.retries_left) from None
     except piv_errors.PinBlocked:

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from hwgated.filemodes import UnsafeFile, check_config_file, check_secret_file
 from hwgated.hsm.config import TokenConfig, token_problem
+from hwgated.pcsc.config import PcscConfig
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_TARGETS = ("auto", "journal", "stderr")
@@ -63,15 +64,6 @@ class DaemonSettings:
     max_message_bytes: int = 1 << 20
     metrics: str | None = None
     log_target: str = "auto"  # auto: journald when stderr is the journal stream
-
-
-@dataclass(frozen=True)
-class PcscConfig:
-    readers: tuple[str, ...] = ("*",)
-    max_session_ttl: float = 30.0
-    max_apdus_per_transmit: int = 64
-    journal_size: int = 1024
-    subscriber_queue: int = 256
 
 
 @dataclass(frozen=True)

@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from hwgated import errors
-from hwgated.config import PcscConfig
 from hwgated.pcsc import scard
 from hwgated.pcsc.access import ReaderAccess
+from hwgated.pcsc.config import PcscConfig
 from hwgated.pcsc.connection import Connection
 from hwgated.pcsc.events import CardEvent, EventFilter, EventHub, EventType, ReaderState
 from hwgated.pcsc.events import Subscription as Subscription

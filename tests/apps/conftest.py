@@ -6,6 +6,7 @@ card (``cards``), and the kiosk returns to "Insert your card" when it is removed
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterator
 
@@ -26,6 +27,11 @@ def stack(testbed: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     config = workdir / "hwgated.toml"
     config.write_text(text)
     running = start_stack(paths, workdir, enrollment_port=0, kiosk_port=0, daemon_config=config)
+    # Every test of a module enrolls alice on the module's one enrollment database, in
+    # random order: lift the per-cardholder cap so no test depends on how many ran
+    # before it (the cap's own test lowers it to what it finds issued).
+    service = running.extra["enrollment_app"].state.service
+    service.config = dataclasses.replace(service.config, max_credentials_per_cardholder=10_000)
     try:
         with watch("stack hwgated", f"unix:{paths.kiosk_socket}", process_alive(running.hwgated)):
             yield running

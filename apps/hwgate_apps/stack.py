@@ -34,9 +34,11 @@ def start_hwgated(
         [sys.executable, "-m", "hwgated", "--config", str(config or paths.daemon_config)],
         stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
+    # The socket appears once pcscd and the token answered; on a loaded machine that
+    # (and the workers' interpreters starting) takes well over the usual second.
     with hwgate.connect(f"unix://{paths.kiosk_socket}") as client:
         try:
-            client.wait_ready(20)
+            client.wait_ready(90)
         except hwgate.HwgateError:
             proc.kill()
             raise RuntimeError(f"hwgated did not come up; see {log}") from None

@@ -15,18 +15,15 @@ from pathlib import Path
 import pytest
 from fuzz_support import FULL
 
-from support.cancellation import SESSION_TTL, run_harness
-from support.daemon import DaemonProc, start_daemon, write_config
+from support.cancellation import harness_daemon, run_harness
+from support.daemon import DaemonProc
 
 pytestmark = [pytest.mark.testbed, pytest.mark.fuzz, pytest.mark.slow]
 
 
 @pytest.fixture
 def daemon(testbed: object, tmp_path: Path) -> Iterator[DaemonProc]:
-    config, kiosk, _ = write_config(
-        tmp_path, pcsc=f"max_session_ttl = {SESSION_TTL}", log_level="info"
-    )
-    proc = start_daemon(config, kiosk, tmp_path / "hwgated.log")
+    proc = harness_daemon(tmp_path)
     yield proc
     proc.stop(signal.SIGKILL)
 

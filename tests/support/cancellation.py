@@ -29,7 +29,7 @@ from typing import Any
 import grpc
 
 from hwgate.v1 import card_pb2, card_pb2_grpc, piv_pb2, piv_pb2_grpc
-from support.daemon import DaemonProc
+from support.daemon import DaemonProc, start_daemon, write_config
 from support.events import EventCollector, is_event
 
 R0 = "Virtual PCD 00 00"
@@ -37,6 +37,14 @@ R0 = "Virtual PCD 00 00"
 # session outlives the fresh caller's deadline.
 SESSION_TTL = 60
 SELECT_PIV = bytes.fromhex("00A4040009A0000003080000100000")
+
+
+def harness_daemon(directory: Path) -> DaemonProc:
+    """A hwgated for the harness: sessions live long enough to tell an orphan apart."""
+    config, kiosk, _ = write_config(
+        directory, pcsc=f"max_session_ttl = {SESSION_TTL}", log_level="info"
+    )
+    return start_daemon(config, kiosk, directory / "hwgated.log")
 
 
 def seed_from_env() -> int:

@@ -33,6 +33,7 @@ import pytest
 from hwgate.v1 import card_pb2, card_pb2_grpc, hsm_pb2, hsm_pb2_grpc
 from hwgate_testbed import pcscd, slots
 from hwgate_testbed.paths import TestbedPaths
+from hwgate_testbed.timing import scaled
 from support import harness
 
 pytestmark = [pytest.mark.testbed, pytest.mark.slow]
@@ -359,7 +360,7 @@ def test_client_killed_mid_stream(drill: Drill) -> None:
         )  # fmt: skip
         streams = harness.wait_until(
             lambda: drill.gateway.metric("hwgate_rpc_streams_active") == streams_before
-            and time.monotonic(), 20, "the dead client's stream to go",
+            and time.monotonic(), scaled(20), "the dead client's stream to go",
         )  # fmt: skip
         done = first_success(lambda: harness.transmit_once(channel, R0, timeout=5))
     record("client SIGKILL mid-stream", stream_released=streams - t0,

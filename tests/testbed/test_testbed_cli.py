@@ -350,7 +350,9 @@ def test_up_starts_pcscd_when_none_runs_and_down_stops_it(tmp_path: Path) -> Non
 def test_plugin_cards_helper_inserts_and_cleans_up(bed: Bed, testbed: Testbed) -> None:
     """The `cards` fixture's helper (used directly here, so its clean-up can be
     observed) waits for pcscd on insert and leaves the reader empty afterwards."""
-    assert os.environ["SOFTHSM2_CONF"] == str(testbed.paths.softhsm_conf)
+    # The environment the plugin exports for this bed (os.environ itself may name
+    # another bed's token directory after an in-process demo bed loaded SoftHSM).
+    assert testbed.env["SOFTHSM2_CONF"] == str(testbed.paths.softhsm_conf)
     run("remove", "--slot", "0", "--dir", str(bed.paths.root))
     try:
         helper = CardSlots(testbed)

@@ -96,9 +96,13 @@ $(WHEELHOUSE)/.stamp: $(STAMP)
 	rm -f $(WHEELHOUSE)/hwgate*.whl
 	touch $@
 
+# The .proto files of google.rpc / google.type come with googleapis-common-protos
+# (a dependency of grpcio-status), so protoc and buf need no network or copies.
+export GOOGLEAPIS_DIR := import google.rpc, os; print(os.path.dirname(os.path.dirname(google.rpc.__path__[0])))
+
 protos: venv ## regenerate clients/hwgate/v1 from protos/
 	rm -f clients/hwgate/v1/*_pb2*.py clients/hwgate/v1/*_pb2*.pyi
-	$(BIN)/python -m grpc_tools.protoc -I protos \
+	$(BIN)/python -m grpc_tools.protoc -I protos -I "$$($(BIN)/python -c "$$GOOGLEAPIS_DIR")" \
 		--python_out=clients --pyi_out=clients --grpc_python_out=clients \
 		protos/hwgate/v1/*.proto
 	touch clients/hwgate/v1/py.typed

@@ -24,10 +24,11 @@ _sym_db = _symbol_database.Default()
 
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from google.type import date_pb2 as google_dot_type_dot_date__pb2
 from hwgate.v1 import common_pb2 as hwgate_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14hwgate/v1/card.proto\x12\thwgate.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16hwgate/v1/common.proto\"\x98\x02\n\x05\x46\x61scn\x12\x13\n\x0b\x61gency_code\x18\x01 \x01(\t\x12\x13\n\x0bsystem_code\x18\x02 \x01(\t\x12\x19\n\x11\x63redential_number\x18\x03 \x01(\t\x12\x19\n\x11\x63redential_series\x18\x04 \x01(\t\x12#\n\x1bindividual_credential_issue\x18\x05 \x01(\t\x12\x19\n\x11person_identifier\x18\x06 \x01(\t\x12\x1f\n\x17organizational_category\x18\x07 \x01(\t\x12!\n\x19organizational_identifier\x18\x08 \x01(\t\x12\x1a\n\x12person_association\x18\t \x01(\t\x12\x0f\n\x07raw_hex\x18\n \x01(\t\"\x9b\x01\n\x0c\x43\x61rdIdentity\x12\x0e\n\x06is_piv\x18\x01 \x01(\x08\x12 \n\x06\x66\x61sc_n\x18\x02 \x01(\x0b\x32\x10.hwgate.v1.Fascn\x12\x0c\n\x04guid\x18\x03 \x01(\t\x12\x0e\n\x06\x65xpiry\x18\x04 \x01(\t\x12;\n\x14piv_auth_certificate\x18\x05 \x01(\x0b\x32\x1d.hwgate.v1.CertificateSummary\"\x87\x01\n\x06Reader\x12\x0c\n\x04name\x18\x01 \x01(\t\x12%\n\x05state\x18\x02 \x01(\x0e\x32\x16.hwgate.v1.ReaderState\x12\x0b\n\x03\x61tr\x18\x03 \x01(\x0c\x12%\n\x04\x63\x61rd\x18\x04 \x01(\x0b\x32\x17.hwgate.v1.CardIdentity\x12\x14\n\x0csession_held\x18\x05 \x01(\x08\"\x14\n\x12ListReadersRequest\"9\n\x13ListReadersResponse\x12\"\n\x07readers\x18\x01 \x03(\x0b\x32\x11.hwgate.v1.Reader\"j\n\x12WatchEventsRequest\x12\x16\n\x0e\x61\x66ter_sequence\x18\x01 \x01(\x04\x12\x17\n\x0freader_patterns\x18\x02 \x03(\t\x12#\n\x05types\x18\x03 \x03(\x0e\x32\x14.hwgate.v1.EventType\"\x82\x02\n\x13WatchEventsResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x04type\x18\x03 \x01(\x0e\x32\x14.hwgate.v1.EventType\x12\x0e\n\x06reader\x18\x04 \x01(\t\x12%\n\x05state\x18\x05 \x01(\x0e\x32\x16.hwgate.v1.ReaderState\x12\x0b\n\x03\x61tr\x18\x06 \x01(\x0c\x12%\n\x04\x63\x61rd\x18\x07 \x01(\x0b\x32\x17.hwgate.v1.CardIdentity\x12\x10\n\x08snapshot\x18\x08 \x01(\x08\x12\x0e\n\x06resync\x18\t \x01(\x08\"L\n\x12OpenSessionRequest\x12\x0e\n\x06reader\x18\x01 \x01(\t\x12&\n\x03ttl\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x81\x01\n\x13OpenSessionResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12&\n\x03ttl\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\")\n\x13\x43loseSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\x16\n\x14\x43loseSessionResponse\"i\n\x0fTransmitRequest\x12\x10\n\x06reader\x18\x01 \x01(\tH\x00\x12\x14\n\nsession_id\x18\x02 \x01(\tH\x00\x12\r\n\x05\x61pdus\x18\x03 \x03(\x0c\x12\x15\n\rauto_response\x18\x04 \x01(\x08\x42\x08\n\x06target\"(\n\x0cResponseApdu\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\n\n\x02sw\x18\x02 \x01(\r\">\n\x10TransmitResponse\x12*\n\tresponses\x18\x01 \x03(\x0b\x32\x17.hwgate.v1.ResponseApdu*\x92\x01\n\x0bReaderState\x12\x1c\n\x18READER_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12READER_STATE_EMPTY\x10\x01\x12\x18\n\x14READER_STATE_PRESENT\x10\x02\x12\x15\n\x11READER_STATE_MUTE\x10\x03\x12\x1c\n\x18READER_STATE_UNAVAILABLE\x10\x04*\x95\x02\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x45VENT_TYPE_READER_STATE\x10\x01\x12 \n\x1c\x45VENT_TYPE_SNAPSHOT_COMPLETE\x10\x02\x12\x1b\n\x17\x45VENT_TYPE_READER_ADDED\x10\x03\x12\x1d\n\x19\x45VENT_TYPE_READER_REMOVED\x10\x04\x12\x1c\n\x18\x45VENT_TYPE_CARD_INSERTED\x10\x05\x12\x1b\n\x17\x45VENT_TYPE_CARD_REMOVED\x10\x06\x12\x1b\n\x17\x45VENT_TYPE_SERVICE_DOWN\x10\x07\x12\x19\n\x15\x45VENT_TYPE_SERVICE_UP\x10\x08\x32\x8f\x03\n\x0b\x43\x61rdService\x12L\n\x0bListReaders\x12\x1d.hwgate.v1.ListReadersRequest\x1a\x1e.hwgate.v1.ListReadersResponse\x12N\n\x0bWatchEvents\x12\x1d.hwgate.v1.WatchEventsRequest\x1a\x1e.hwgate.v1.WatchEventsResponse0\x01\x12L\n\x0bOpenSession\x12\x1d.hwgate.v1.OpenSessionRequest\x1a\x1e.hwgate.v1.OpenSessionResponse\x12O\n\x0c\x43loseSession\x12\x1e.hwgate.v1.CloseSessionRequest\x1a\x1f.hwgate.v1.CloseSessionResponse\x12\x43\n\x08Transmit\x12\x1a.hwgate.v1.TransmitRequest\x1a\x1b.hwgate.v1.TransmitResponseB\x02P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14hwgate/v1/card.proto\x12\thwgate.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16google/type/date.proto\x1a\x16hwgate/v1/common.proto\"\x94\x02\n\x05\x46\x61scn\x12\x13\n\x0b\x61gency_code\x18\x01 \x01(\t\x12\x13\n\x0bsystem_code\x18\x02 \x01(\t\x12\x19\n\x11\x63redential_number\x18\x03 \x01(\t\x12\x19\n\x11\x63redential_series\x18\x04 \x01(\t\x12#\n\x1bindividual_credential_issue\x18\x05 \x01(\t\x12\x19\n\x11person_identifier\x18\x06 \x01(\t\x12\x1f\n\x17organizational_category\x18\x07 \x01(\t\x12!\n\x19organizational_identifier\x18\x08 \x01(\t\x12\x1a\n\x12person_association\x18\t \x01(\t\x12\x0b\n\x03raw\x18\n \x01(\x0c\"\xb6\x01\n\x0c\x43\x61rdIdentity\x12\x0e\n\x06is_piv\x18\x01 \x01(\x08\x12\x1f\n\x05\x66\x61scn\x18\x02 \x01(\x0b\x32\x10.hwgate.v1.Fascn\x12\x0c\n\x04guid\x18\x03 \x01(\t\x12*\n\x0f\x65xpiration_date\x18\x04 \x01(\x0b\x32\x11.google.type.Date\x12;\n\x14piv_auth_certificate\x18\x05 \x01(\x0b\x32\x1d.hwgate.v1.CertificateSummary\"\x87\x01\n\x06Reader\x12\x0c\n\x04name\x18\x01 \x01(\t\x12%\n\x05state\x18\x02 \x01(\x0e\x32\x16.hwgate.v1.ReaderState\x12\x0b\n\x03\x61tr\x18\x03 \x01(\x0c\x12%\n\x04\x63\x61rd\x18\x04 \x01(\x0b\x32\x17.hwgate.v1.CardIdentity\x12\x14\n\x0csession_held\x18\x05 \x01(\x08\"\x14\n\x12ListReadersRequest\"9\n\x13ListReadersResponse\x12\"\n\x07readers\x18\x01 \x03(\x0b\x32\x11.hwgate.v1.Reader\"p\n\x12WatchEventsRequest\x12\x16\n\x0e\x61\x66ter_sequence\x18\x01 \x01(\x04\x12\x17\n\x0freader_patterns\x18\x02 \x03(\t\x12)\n\x0b\x65vent_types\x18\x03 \x03(\x0e\x32\x14.hwgate.v1.EventType\"\x88\x02\n\x13WatchEventsResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12.\n\nevent_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x04type\x18\x03 \x01(\x0e\x32\x14.hwgate.v1.EventType\x12\x0e\n\x06reader\x18\x04 \x01(\t\x12%\n\x05state\x18\x05 \x01(\x0e\x32\x16.hwgate.v1.ReaderState\x12\x0b\n\x03\x61tr\x18\x06 \x01(\x0c\x12%\n\x04\x63\x61rd\x18\x07 \x01(\x0b\x32\x17.hwgate.v1.CardIdentity\x12\x10\n\x08snapshot\x18\x08 \x01(\x08\x12\x0e\n\x06resync\x18\t \x01(\x08\"L\n\x12OpenSessionRequest\x12\x0e\n\x06reader\x18\x01 \x01(\t\x12&\n\x03ttl\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x82\x01\n\x13OpenSessionResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12&\n\x03ttl\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\")\n\x13\x43loseSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\x16\n\x14\x43loseSessionResponse\"i\n\x0fTransmitRequest\x12\x10\n\x06reader\x18\x01 \x01(\tH\x00\x12\x14\n\nsession_id\x18\x02 \x01(\tH\x00\x12\r\n\x05\x61pdus\x18\x03 \x03(\x0c\x12\x15\n\rauto_response\x18\x04 \x01(\x08\x42\x08\n\x06target\"1\n\x0cResponseApdu\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x13\n\x0bstatus_word\x18\x02 \x01(\r\">\n\x10TransmitResponse\x12*\n\tresponses\x18\x01 \x03(\x0b\x32\x17.hwgate.v1.ResponseApdu*\x92\x01\n\x0bReaderState\x12\x1c\n\x18READER_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12READER_STATE_EMPTY\x10\x01\x12\x18\n\x14READER_STATE_PRESENT\x10\x02\x12\x15\n\x11READER_STATE_MUTE\x10\x03\x12\x1c\n\x18READER_STATE_UNAVAILABLE\x10\x04*\x95\x02\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x45VENT_TYPE_READER_STATE\x10\x01\x12 \n\x1c\x45VENT_TYPE_SNAPSHOT_COMPLETE\x10\x02\x12\x1b\n\x17\x45VENT_TYPE_READER_ADDED\x10\x03\x12\x1d\n\x19\x45VENT_TYPE_READER_REMOVED\x10\x04\x12\x1c\n\x18\x45VENT_TYPE_CARD_INSERTED\x10\x05\x12\x1b\n\x17\x45VENT_TYPE_CARD_REMOVED\x10\x06\x12\x1b\n\x17\x45VENT_TYPE_SERVICE_DOWN\x10\x07\x12\x19\n\x15\x45VENT_TYPE_SERVICE_UP\x10\x08\x32\x8f\x03\n\x0b\x43\x61rdService\x12L\n\x0bListReaders\x12\x1d.hwgate.v1.ListReadersRequest\x1a\x1e.hwgate.v1.ListReadersResponse\x12N\n\x0bWatchEvents\x12\x1d.hwgate.v1.WatchEventsRequest\x1a\x1e.hwgate.v1.WatchEventsResponse0\x01\x12L\n\x0bOpenSession\x12\x1d.hwgate.v1.OpenSessionRequest\x1a\x1e.hwgate.v1.OpenSessionResponse\x12O\n\x0c\x43loseSession\x12\x1e.hwgate.v1.CloseSessionRequest\x1a\x1f.hwgate.v1.CloseSessionResponse\x12\x43\n\x08Transmit\x12\x1a.hwgate.v1.TransmitRequest\x1a\x1b.hwgate.v1.TransmitResponseB\x02P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,38 +36,38 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'hwgate.v1.card_pb2', _globa
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'P\001'
-  _globals['_READERSTATE']._serialized_start=1644
-  _globals['_READERSTATE']._serialized_end=1790
-  _globals['_EVENTTYPE']._serialized_start=1793
-  _globals['_EVENTTYPE']._serialized_end=2070
-  _globals['_FASCN']._serialized_start=125
-  _globals['_FASCN']._serialized_end=405
-  _globals['_CARDIDENTITY']._serialized_start=408
-  _globals['_CARDIDENTITY']._serialized_end=563
-  _globals['_READER']._serialized_start=566
-  _globals['_READER']._serialized_end=701
-  _globals['_LISTREADERSREQUEST']._serialized_start=703
-  _globals['_LISTREADERSREQUEST']._serialized_end=723
-  _globals['_LISTREADERSRESPONSE']._serialized_start=725
-  _globals['_LISTREADERSRESPONSE']._serialized_end=782
-  _globals['_WATCHEVENTSREQUEST']._serialized_start=784
-  _globals['_WATCHEVENTSREQUEST']._serialized_end=890
-  _globals['_WATCHEVENTSRESPONSE']._serialized_start=893
-  _globals['_WATCHEVENTSRESPONSE']._serialized_end=1151
-  _globals['_OPENSESSIONREQUEST']._serialized_start=1153
-  _globals['_OPENSESSIONREQUEST']._serialized_end=1229
-  _globals['_OPENSESSIONRESPONSE']._serialized_start=1232
-  _globals['_OPENSESSIONRESPONSE']._serialized_end=1361
-  _globals['_CLOSESESSIONREQUEST']._serialized_start=1363
-  _globals['_CLOSESESSIONREQUEST']._serialized_end=1404
-  _globals['_CLOSESESSIONRESPONSE']._serialized_start=1406
-  _globals['_CLOSESESSIONRESPONSE']._serialized_end=1428
-  _globals['_TRANSMITREQUEST']._serialized_start=1430
-  _globals['_TRANSMITREQUEST']._serialized_end=1535
-  _globals['_RESPONSEAPDU']._serialized_start=1537
-  _globals['_RESPONSEAPDU']._serialized_end=1577
-  _globals['_TRANSMITRESPONSE']._serialized_start=1579
-  _globals['_TRANSMITRESPONSE']._serialized_end=1641
-  _globals['_CARDSERVICE']._serialized_start=2073
-  _globals['_CARDSERVICE']._serialized_end=2472
+  _globals['_READERSTATE']._serialized_start=1713
+  _globals['_READERSTATE']._serialized_end=1859
+  _globals['_EVENTTYPE']._serialized_start=1862
+  _globals['_EVENTTYPE']._serialized_end=2139
+  _globals['_FASCN']._serialized_start=149
+  _globals['_FASCN']._serialized_end=425
+  _globals['_CARDIDENTITY']._serialized_start=428
+  _globals['_CARDIDENTITY']._serialized_end=610
+  _globals['_READER']._serialized_start=613
+  _globals['_READER']._serialized_end=748
+  _globals['_LISTREADERSREQUEST']._serialized_start=750
+  _globals['_LISTREADERSREQUEST']._serialized_end=770
+  _globals['_LISTREADERSRESPONSE']._serialized_start=772
+  _globals['_LISTREADERSRESPONSE']._serialized_end=829
+  _globals['_WATCHEVENTSREQUEST']._serialized_start=831
+  _globals['_WATCHEVENTSREQUEST']._serialized_end=943
+  _globals['_WATCHEVENTSRESPONSE']._serialized_start=946
+  _globals['_WATCHEVENTSRESPONSE']._serialized_end=1210
+  _globals['_OPENSESSIONREQUEST']._serialized_start=1212
+  _globals['_OPENSESSIONREQUEST']._serialized_end=1288
+  _globals['_OPENSESSIONRESPONSE']._serialized_start=1291
+  _globals['_OPENSESSIONRESPONSE']._serialized_end=1421
+  _globals['_CLOSESESSIONREQUEST']._serialized_start=1423
+  _globals['_CLOSESESSIONREQUEST']._serialized_end=1464
+  _globals['_CLOSESESSIONRESPONSE']._serialized_start=1466
+  _globals['_CLOSESESSIONRESPONSE']._serialized_end=1488
+  _globals['_TRANSMITREQUEST']._serialized_start=1490
+  _globals['_TRANSMITREQUEST']._serialized_end=1595
+  _globals['_RESPONSEAPDU']._serialized_start=1597
+  _globals['_RESPONSEAPDU']._serialized_end=1646
+  _globals['_TRANSMITRESPONSE']._serialized_start=1648
+  _globals['_TRANSMITRESPONSE']._serialized_end=1710
+  _globals['_CARDSERVICE']._serialized_start=2142
+  _globals['_CARDSERVICE']._serialized_end=2541
 # @@protoc_insertion_point(module_scope)

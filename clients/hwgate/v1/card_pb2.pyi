@@ -2,6 +2,7 @@ import datetime
 
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.type import date_pb2 as _date_pb2
 from hwgate.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -47,7 +48,7 @@ EVENT_TYPE_SERVICE_DOWN: EventType
 EVENT_TYPE_SERVICE_UP: EventType
 
 class Fascn(_message.Message):
-    __slots__ = ("agency_code", "system_code", "credential_number", "credential_series", "individual_credential_issue", "person_identifier", "organizational_category", "organizational_identifier", "person_association", "raw_hex")
+    __slots__ = ("agency_code", "system_code", "credential_number", "credential_series", "individual_credential_issue", "person_identifier", "organizational_category", "organizational_identifier", "person_association", "raw")
     AGENCY_CODE_FIELD_NUMBER: _ClassVar[int]
     SYSTEM_CODE_FIELD_NUMBER: _ClassVar[int]
     CREDENTIAL_NUMBER_FIELD_NUMBER: _ClassVar[int]
@@ -57,7 +58,7 @@ class Fascn(_message.Message):
     ORGANIZATIONAL_CATEGORY_FIELD_NUMBER: _ClassVar[int]
     ORGANIZATIONAL_IDENTIFIER_FIELD_NUMBER: _ClassVar[int]
     PERSON_ASSOCIATION_FIELD_NUMBER: _ClassVar[int]
-    RAW_HEX_FIELD_NUMBER: _ClassVar[int]
+    RAW_FIELD_NUMBER: _ClassVar[int]
     agency_code: str
     system_code: str
     credential_number: str
@@ -67,22 +68,22 @@ class Fascn(_message.Message):
     organizational_category: str
     organizational_identifier: str
     person_association: str
-    raw_hex: str
-    def __init__(self, agency_code: _Optional[str] = ..., system_code: _Optional[str] = ..., credential_number: _Optional[str] = ..., credential_series: _Optional[str] = ..., individual_credential_issue: _Optional[str] = ..., person_identifier: _Optional[str] = ..., organizational_category: _Optional[str] = ..., organizational_identifier: _Optional[str] = ..., person_association: _Optional[str] = ..., raw_hex: _Optional[str] = ...) -> None: ...
+    raw: bytes
+    def __init__(self, agency_code: _Optional[str] = ..., system_code: _Optional[str] = ..., credential_number: _Optional[str] = ..., credential_series: _Optional[str] = ..., individual_credential_issue: _Optional[str] = ..., person_identifier: _Optional[str] = ..., organizational_category: _Optional[str] = ..., organizational_identifier: _Optional[str] = ..., person_association: _Optional[str] = ..., raw: _Optional[bytes] = ...) -> None: ...
 
 class CardIdentity(_message.Message):
-    __slots__ = ("is_piv", "fasc_n", "guid", "expiry", "piv_auth_certificate")
+    __slots__ = ("is_piv", "fascn", "guid", "expiration_date", "piv_auth_certificate")
     IS_PIV_FIELD_NUMBER: _ClassVar[int]
-    FASC_N_FIELD_NUMBER: _ClassVar[int]
+    FASCN_FIELD_NUMBER: _ClassVar[int]
     GUID_FIELD_NUMBER: _ClassVar[int]
-    EXPIRY_FIELD_NUMBER: _ClassVar[int]
+    EXPIRATION_DATE_FIELD_NUMBER: _ClassVar[int]
     PIV_AUTH_CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
     is_piv: bool
-    fasc_n: Fascn
+    fascn: Fascn
     guid: str
-    expiry: str
+    expiration_date: _date_pb2.Date
     piv_auth_certificate: _common_pb2.CertificateSummary
-    def __init__(self, is_piv: _Optional[bool] = ..., fasc_n: _Optional[_Union[Fascn, _Mapping]] = ..., guid: _Optional[str] = ..., expiry: _Optional[str] = ..., piv_auth_certificate: _Optional[_Union[_common_pb2.CertificateSummary, _Mapping]] = ...) -> None: ...
+    def __init__(self, is_piv: _Optional[bool] = ..., fascn: _Optional[_Union[Fascn, _Mapping]] = ..., guid: _Optional[str] = ..., expiration_date: _Optional[_Union[_date_pb2.Date, _Mapping]] = ..., piv_auth_certificate: _Optional[_Union[_common_pb2.CertificateSummary, _Mapping]] = ...) -> None: ...
 
 class Reader(_message.Message):
     __slots__ = ("name", "state", "atr", "card", "session_held")
@@ -109,19 +110,19 @@ class ListReadersResponse(_message.Message):
     def __init__(self, readers: _Optional[_Iterable[_Union[Reader, _Mapping]]] = ...) -> None: ...
 
 class WatchEventsRequest(_message.Message):
-    __slots__ = ("after_sequence", "reader_patterns", "types")
+    __slots__ = ("after_sequence", "reader_patterns", "event_types")
     AFTER_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     READER_PATTERNS_FIELD_NUMBER: _ClassVar[int]
-    TYPES_FIELD_NUMBER: _ClassVar[int]
+    EVENT_TYPES_FIELD_NUMBER: _ClassVar[int]
     after_sequence: int
     reader_patterns: _containers.RepeatedScalarFieldContainer[str]
-    types: _containers.RepeatedScalarFieldContainer[EventType]
-    def __init__(self, after_sequence: _Optional[int] = ..., reader_patterns: _Optional[_Iterable[str]] = ..., types: _Optional[_Iterable[_Union[EventType, str]]] = ...) -> None: ...
+    event_types: _containers.RepeatedScalarFieldContainer[EventType]
+    def __init__(self, after_sequence: _Optional[int] = ..., reader_patterns: _Optional[_Iterable[str]] = ..., event_types: _Optional[_Iterable[_Union[EventType, str]]] = ...) -> None: ...
 
 class WatchEventsResponse(_message.Message):
-    __slots__ = ("sequence", "time", "type", "reader", "state", "atr", "card", "snapshot", "resync")
+    __slots__ = ("sequence", "event_time", "type", "reader", "state", "atr", "card", "snapshot", "resync")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
-    TIME_FIELD_NUMBER: _ClassVar[int]
+    EVENT_TIME_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     READER_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -130,7 +131,7 @@ class WatchEventsResponse(_message.Message):
     SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
     RESYNC_FIELD_NUMBER: _ClassVar[int]
     sequence: int
-    time: _timestamp_pb2.Timestamp
+    event_time: _timestamp_pb2.Timestamp
     type: EventType
     reader: str
     state: ReaderState
@@ -138,7 +139,7 @@ class WatchEventsResponse(_message.Message):
     card: CardIdentity
     snapshot: bool
     resync: bool
-    def __init__(self, sequence: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., type: _Optional[_Union[EventType, str]] = ..., reader: _Optional[str] = ..., state: _Optional[_Union[ReaderState, str]] = ..., atr: _Optional[bytes] = ..., card: _Optional[_Union[CardIdentity, _Mapping]] = ..., snapshot: _Optional[bool] = ..., resync: _Optional[bool] = ...) -> None: ...
+    def __init__(self, sequence: _Optional[int] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., type: _Optional[_Union[EventType, str]] = ..., reader: _Optional[str] = ..., state: _Optional[_Union[ReaderState, str]] = ..., atr: _Optional[bytes] = ..., card: _Optional[_Union[CardIdentity, _Mapping]] = ..., snapshot: _Optional[bool] = ..., resync: _Optional[bool] = ...) -> None: ...
 
 class OpenSessionRequest(_message.Message):
     __slots__ = ("reader", "ttl")
@@ -149,14 +150,14 @@ class OpenSessionRequest(_message.Message):
     def __init__(self, reader: _Optional[str] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class OpenSessionResponse(_message.Message):
-    __slots__ = ("session_id", "ttl", "expires_at")
+    __slots__ = ("session_id", "ttl", "expire_time")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     TTL_FIELD_NUMBER: _ClassVar[int]
-    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     ttl: _duration_pb2.Duration
-    expires_at: _timestamp_pb2.Timestamp
-    def __init__(self, session_id: _Optional[str] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    expire_time: _timestamp_pb2.Timestamp
+    def __init__(self, session_id: _Optional[str] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class CloseSessionRequest(_message.Message):
     __slots__ = ("session_id",)
@@ -181,12 +182,12 @@ class TransmitRequest(_message.Message):
     def __init__(self, reader: _Optional[str] = ..., session_id: _Optional[str] = ..., apdus: _Optional[_Iterable[bytes]] = ..., auto_response: _Optional[bool] = ...) -> None: ...
 
 class ResponseApdu(_message.Message):
-    __slots__ = ("data", "sw")
+    __slots__ = ("data", "status_word")
     DATA_FIELD_NUMBER: _ClassVar[int]
-    SW_FIELD_NUMBER: _ClassVar[int]
+    STATUS_WORD_FIELD_NUMBER: _ClassVar[int]
     data: bytes
-    sw: int
-    def __init__(self, data: _Optional[bytes] = ..., sw: _Optional[int] = ...) -> None: ...
+    status_word: int
+    def __init__(self, data: _Optional[bytes] = ..., status_word: _Optional[int] = ...) -> None: ...
 
 class TransmitResponse(_message.Message):
     __slots__ = ("responses",)

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16hwgate/v1/common.proto\x12\thwgate.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf4\x01\n\x12\x43\x65rtificateSummary\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12\x0e\n\x06issuer\x18\x02 \x01(\t\x12\x12\n\nserial_hex\x18\x03 \x01(\t\x12.\n\nnot_before\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tnot_after\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\rkey_algorithm\x18\x06 \x01(\x0e\x32\x17.hwgate.v1.KeyAlgorithm\x12\x1a\n\x12sha256_fingerprint\x18\x07 \x01(\t*\xa0\x03\n\x12SignatureAlgorithm\x12#\n\x1fSIGNATURE_ALGORITHM_UNSPECIFIED\x10\x00\x12$\n SIGNATURE_ALGORITHM_ECDSA_SHA256\x10\x01\x12$\n SIGNATURE_ALGORITHM_ECDSA_SHA384\x10\x02\x12(\n$SIGNATURE_ALGORITHM_RSA_PKCS1_SHA256\x10\x03\x12(\n$SIGNATURE_ALGORITHM_RSA_PKCS1_SHA384\x10\x04\x12(\n$SIGNATURE_ALGORITHM_RSA_PKCS1_SHA512\x10\x05\x12&\n\"SIGNATURE_ALGORITHM_RSA_PSS_SHA256\x10\x06\x12&\n\"SIGNATURE_ALGORITHM_RSA_PSS_SHA384\x10\x07\x12&\n\"SIGNATURE_ALGORITHM_RSA_PSS_SHA512\x10\x08\x12#\n\x1fSIGNATURE_ALGORITHM_HMAC_SHA256\x10\t*\xab\x02\n\x0cKeyAlgorithm\x12\x1d\n\x19KEY_ALGORITHM_UNSPECIFIED\x10\x00\x12\x1a\n\x16KEY_ALGORITHM_RSA_1024\x10\x01\x12\x1a\n\x16KEY_ALGORITHM_RSA_2048\x10\x02\x12\x1a\n\x16KEY_ALGORITHM_RSA_3072\x10\x03\x12\x1a\n\x16KEY_ALGORITHM_RSA_4096\x10\x04\x12\x19\n\x15KEY_ALGORITHM_EC_P256\x10\x05\x12\x19\n\x15KEY_ALGORITHM_EC_P384\x10\x06\x12\x19\n\x15KEY_ALGORITHM_AES_128\x10\x07\x12\x19\n\x15KEY_ALGORITHM_AES_256\x10\x08\x12 \n\x1cKEY_ALGORITHM_GENERIC_SECRET\x10\tB\x02P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16hwgate/v1/common.proto\x12\thwgate.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x81\x02\n\x12\x43\x65rtificateSummary\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12\x0e\n\x06issuer\x18\x02 \x01(\t\x12\x15\n\rserial_number\x18\x03 \x01(\x0c\x12\x33\n\x0fnot_before_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0enot_after_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\rkey_algorithm\x18\x06 \x01(\x0e\x32\x17.hwgate.v1.KeyAlgorithm\x12\x1a\n\x12sha256_fingerprint\x18\x07 \x01(\x0c*\xa0\x03\n\x12SignatureAlgorithm\x12#\n\x1fSIGNATURE_ALGORITHM_UNSPECIFIED\x10\x00\x12$\n SIGNATURE_ALGORITHM_ECDSA_SHA256\x10\x01\x12$\n SIGNATURE_ALGORITHM_ECDSA_SHA384\x10\x02\x12(\n$SIGNATURE_ALGORITHM_RSA_PKCS1_SHA256\x10\x03\x12(\n$SIGNATURE_ALGORITHM_RSA_PKCS1_SHA384\x10\x04\x12(\n$SIGNATURE_ALGORITHM_RSA_PKCS1_SHA512\x10\x05\x12&\n\"SIGNATURE_ALGORITHM_RSA_PSS_SHA256\x10\x06\x12&\n\"SIGNATURE_ALGORITHM_RSA_PSS_SHA384\x10\x07\x12&\n\"SIGNATURE_ALGORITHM_RSA_PSS_SHA512\x10\x08\x12#\n\x1fSIGNATURE_ALGORITHM_HMAC_SHA256\x10\t*\xab\x02\n\x0cKeyAlgorithm\x12\x1d\n\x19KEY_ALGORITHM_UNSPECIFIED\x10\x00\x12\x1a\n\x16KEY_ALGORITHM_RSA_1024\x10\x01\x12\x1a\n\x16KEY_ALGORITHM_RSA_2048\x10\x02\x12\x1a\n\x16KEY_ALGORITHM_RSA_3072\x10\x03\x12\x1a\n\x16KEY_ALGORITHM_RSA_4096\x10\x04\x12\x19\n\x15KEY_ALGORITHM_EC_P256\x10\x05\x12\x19\n\x15KEY_ALGORITHM_EC_P384\x10\x06\x12\x19\n\x15KEY_ALGORITHM_AES_128\x10\x07\x12\x19\n\x15KEY_ALGORITHM_AES_256\x10\x08\x12 \n\x1cKEY_ALGORITHM_GENERIC_SECRET\x10\tB\x02P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,10 +33,10 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'hwgate.v1.common_pb2', _glo
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'P\001'
-  _globals['_SIGNATUREALGORITHM']._serialized_start=318
-  _globals['_SIGNATUREALGORITHM']._serialized_end=734
-  _globals['_KEYALGORITHM']._serialized_start=737
-  _globals['_KEYALGORITHM']._serialized_end=1036
+  _globals['_SIGNATUREALGORITHM']._serialized_start=331
+  _globals['_SIGNATUREALGORITHM']._serialized_end=747
+  _globals['_KEYALGORITHM']._serialized_start=750
+  _globals['_KEYALGORITHM']._serialized_end=1049
   _globals['_CERTIFICATESUMMARY']._serialized_start=71
-  _globals['_CERTIFICATESUMMARY']._serialized_end=315
+  _globals['_CERTIFICATESUMMARY']._serialized_end=328
 # @@protoc_insertion_point(module_scope)

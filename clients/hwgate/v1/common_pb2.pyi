@@ -56,19 +56,19 @@ KEY_ALGORITHM_AES_256: KeyAlgorithm
 KEY_ALGORITHM_GENERIC_SECRET: KeyAlgorithm
 
 class CertificateSummary(_message.Message):
-    __slots__ = ("subject", "issuer", "serial_hex", "not_before", "not_after", "key_algorithm", "sha256_fingerprint")
+    __slots__ = ("subject", "issuer", "serial_number", "not_before_time", "not_after_time", "key_algorithm", "sha256_fingerprint")
     SUBJECT_FIELD_NUMBER: _ClassVar[int]
     ISSUER_FIELD_NUMBER: _ClassVar[int]
-    SERIAL_HEX_FIELD_NUMBER: _ClassVar[int]
-    NOT_BEFORE_FIELD_NUMBER: _ClassVar[int]
-    NOT_AFTER_FIELD_NUMBER: _ClassVar[int]
+    SERIAL_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    NOT_BEFORE_TIME_FIELD_NUMBER: _ClassVar[int]
+    NOT_AFTER_TIME_FIELD_NUMBER: _ClassVar[int]
     KEY_ALGORITHM_FIELD_NUMBER: _ClassVar[int]
     SHA256_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     subject: str
     issuer: str
-    serial_hex: str
-    not_before: _timestamp_pb2.Timestamp
-    not_after: _timestamp_pb2.Timestamp
+    serial_number: bytes
+    not_before_time: _timestamp_pb2.Timestamp
+    not_after_time: _timestamp_pb2.Timestamp
     key_algorithm: KeyAlgorithm
-    sha256_fingerprint: str
-    def __init__(self, subject: _Optional[str] = ..., issuer: _Optional[str] = ..., serial_hex: _Optional[str] = ..., not_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., not_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., key_algorithm: _Optional[_Union[KeyAlgorithm, str]] = ..., sha256_fingerprint: _Optional[str] = ...) -> None: ...
+    sha256_fingerprint: bytes
+    def __init__(self, subject: _Optional[str] = ..., issuer: _Optional[str] = ..., serial_number: _Optional[bytes] = ..., not_before_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., not_after_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., key_algorithm: _Optional[_Union[KeyAlgorithm, str]] = ..., sha256_fingerprint: _Optional[bytes] = ...) -> None: ...

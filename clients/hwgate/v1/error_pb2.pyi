@@ -1,7 +1,6 @@
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
-from google.protobuf import message as _message
-from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+from typing import ClassVar as _ClassVar
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -30,6 +29,7 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     INVALID_DIGEST: _ClassVar[ErrorReason]
     ALGORITHM_MISMATCH: _ClassVar[ErrorReason]
     INVALID_CHALLENGE: _ClassVar[ErrorReason]
+    TOKEN_AMBIGUOUS: _ClassVar[ErrorReason]
     KEY_NOT_FOUND: _ClassVar[ErrorReason]
     KEY_EXISTS: _ClassVar[ErrorReason]
     MECHANISM_NOT_SUPPORTED: _ClassVar[ErrorReason]
@@ -69,6 +69,7 @@ APDU_INVALID: ErrorReason
 INVALID_DIGEST: ErrorReason
 ALGORITHM_MISMATCH: ErrorReason
 INVALID_CHALLENGE: ErrorReason
+TOKEN_AMBIGUOUS: ErrorReason
 KEY_NOT_FOUND: ErrorReason
 KEY_EXISTS: ErrorReason
 MECHANISM_NOT_SUPPORTED: ErrorReason
@@ -85,13 +86,3 @@ SUBSCRIBER_TOO_SLOW: ErrorReason
 APDU_NOT_PERMITTED: ErrorReason
 SHUTTING_DOWN: ErrorReason
 INTERNAL_ERROR: ErrorReason
-
-class StreamError(_message.Message):
-    __slots__ = ("code", "reason", "message")
-    CODE_FIELD_NUMBER: _ClassVar[int]
-    REASON_FIELD_NUMBER: _ClassVar[int]
-    MESSAGE_FIELD_NUMBER: _ClassVar[int]
-    code: int
-    reason: ErrorReason
-    message: str
-    def __init__(self, code: _Optional[int] = ..., reason: _Optional[_Union[ErrorReason, str]] = ..., message: _Optional[str] = ...) -> None: ...

@@ -1,5 +1,5 @@
+from google.rpc import status_pb2 as _status_pb2
 from hwgate.v1 import common_pb2 as _common_pb2
-from hwgate.v1 import error_pb2 as _error_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -26,13 +26,6 @@ class KeyUsage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     KEY_USAGE_DECRYPT: _ClassVar[KeyUsage]
     KEY_USAGE_WRAP: _ClassVar[KeyUsage]
     KEY_USAGE_UNWRAP: _ClassVar[KeyUsage]
-
-class DeriveMechanism(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
-    __slots__ = ()
-    DERIVE_MECHANISM_UNSPECIFIED: _ClassVar[DeriveMechanism]
-    DERIVE_MECHANISM_ECDH: _ClassVar[DeriveMechanism]
-    DERIVE_MECHANISM_AES_ECB_ENCRYPT_DATA: _ClassVar[DeriveMechanism]
-    DERIVE_MECHANISM_AES_CBC_ENCRYPT_DATA: _ClassVar[DeriveMechanism]
 KEY_CLASS_UNSPECIFIED: KeyClass
 KEY_CLASS_KEY_PAIR: KeyClass
 KEY_CLASS_SECRET_KEY: KeyClass
@@ -45,10 +38,6 @@ KEY_USAGE_ENCRYPT: KeyUsage
 KEY_USAGE_DECRYPT: KeyUsage
 KEY_USAGE_WRAP: KeyUsage
 KEY_USAGE_UNWRAP: KeyUsage
-DERIVE_MECHANISM_UNSPECIFIED: DeriveMechanism
-DERIVE_MECHANISM_ECDH: DeriveMechanism
-DERIVE_MECHANISM_AES_ECB_ENCRYPT_DATA: DeriveMechanism
-DERIVE_MECHANISM_AES_CBC_ENCRYPT_DATA: DeriveMechanism
 
 class KeyRef(_message.Message):
     __slots__ = ("token", "label", "id", "uri")
@@ -91,18 +80,24 @@ class KeyInfo(_message.Message):
     def __init__(self, token: _Optional[str] = ..., label: _Optional[str] = ..., id: _Optional[bytes] = ..., uri: _Optional[str] = ..., key_class: _Optional[_Union[KeyClass, str]] = ..., algorithm: _Optional[_Union[_common_pb2.KeyAlgorithm, str]] = ..., size_bits: _Optional[int] = ..., usages: _Optional[_Iterable[_Union[KeyUsage, str]]] = ..., sensitive: _Optional[bool] = ..., extractable: _Optional[bool] = ..., local: _Optional[bool] = ..., persistent: _Optional[bool] = ...) -> None: ...
 
 class ListKeysRequest(_message.Message):
-    __slots__ = ("token", "label_pattern")
+    __slots__ = ("token", "label_pattern", "page_size", "page_token")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     LABEL_PATTERN_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     token: str
     label_pattern: str
-    def __init__(self, token: _Optional[str] = ..., label_pattern: _Optional[str] = ...) -> None: ...
+    page_size: int
+    page_token: str
+    def __init__(self, token: _Optional[str] = ..., label_pattern: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ListKeysResponse(_message.Message):
-    __slots__ = ("keys",)
+    __slots__ = ("keys", "next_page_token")
     KEYS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     keys: _containers.RepeatedCompositeFieldContainer[KeyInfo]
-    def __init__(self, keys: _Optional[_Iterable[_Union[KeyInfo, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, keys: _Optional[_Iterable[_Union[KeyInfo, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class GetPublicKeyRequest(_message.Message):
     __slots__ = ("key",)
@@ -122,7 +117,7 @@ class GetPublicKeyResponse(_message.Message):
     key: KeyInfo
     def __init__(self, der: _Optional[bytes] = ..., pem: _Optional[str] = ..., algorithm: _Optional[_Union[_common_pb2.KeyAlgorithm, str]] = ..., key: _Optional[_Union[KeyInfo, _Mapping]] = ...) -> None: ...
 
-class SignRequest(_message.Message):
+class HsmServiceSignRequest(_message.Message):
     __slots__ = ("key", "algorithm", "digest", "data")
     KEY_FIELD_NUMBER: _ClassVar[int]
     ALGORITHM_FIELD_NUMBER: _ClassVar[int]
@@ -134,7 +129,7 @@ class SignRequest(_message.Message):
     data: bytes
     def __init__(self, key: _Optional[_Union[KeyRef, _Mapping]] = ..., algorithm: _Optional[_Union[_common_pb2.SignatureAlgorithm, str]] = ..., digest: _Optional[bytes] = ..., data: _Optional[bytes] = ...) -> None: ...
 
-class SignResponse(_message.Message):
+class HsmServiceSignResponse(_message.Message):
     __slots__ = ("signature", "key_uri")
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     KEY_URI_FIELD_NUMBER: _ClassVar[int]
@@ -143,32 +138,64 @@ class SignResponse(_message.Message):
     def __init__(self, signature: _Optional[bytes] = ..., key_uri: _Optional[str] = ...) -> None: ...
 
 class SignStreamRequest(_message.Message):
-    __slots__ = ("request_id", "key", "algorithm", "digest", "data", "digests")
+    __slots__ = ("request_id", "key", "algorithm", "digest", "data", "digest_batch")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     ALGORITHM_FIELD_NUMBER: _ClassVar[int]
     DIGEST_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
-    DIGESTS_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_BATCH_FIELD_NUMBER: _ClassVar[int]
     request_id: int
     key: KeyRef
     algorithm: _common_pb2.SignatureAlgorithm
     digest: bytes
     data: bytes
+    digest_batch: DigestBatch
+    def __init__(self, request_id: _Optional[int] = ..., key: _Optional[_Union[KeyRef, _Mapping]] = ..., algorithm: _Optional[_Union[_common_pb2.SignatureAlgorithm, str]] = ..., digest: _Optional[bytes] = ..., data: _Optional[bytes] = ..., digest_batch: _Optional[_Union[DigestBatch, _Mapping]] = ...) -> None: ...
+
+class DigestBatch(_message.Message):
+    __slots__ = ("digests",)
+    DIGESTS_FIELD_NUMBER: _ClassVar[int]
     digests: _containers.RepeatedScalarFieldContainer[bytes]
-    def __init__(self, request_id: _Optional[int] = ..., key: _Optional[_Union[KeyRef, _Mapping]] = ..., algorithm: _Optional[_Union[_common_pb2.SignatureAlgorithm, str]] = ..., digest: _Optional[bytes] = ..., data: _Optional[bytes] = ..., digests: _Optional[_Iterable[bytes]] = ...) -> None: ...
+    def __init__(self, digests: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class SignatureBatch(_message.Message):
+    __slots__ = ("signatures",)
+    SIGNATURES_FIELD_NUMBER: _ClassVar[int]
+    signatures: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, signatures: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class SignStreamResponse(_message.Message):
-    __slots__ = ("request_id", "signature", "error", "signatures")
+    __slots__ = ("request_id", "signature", "error", "signature_batch")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
-    SIGNATURES_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_BATCH_FIELD_NUMBER: _ClassVar[int]
     request_id: int
     signature: bytes
-    error: _error_pb2.StreamError
-    signatures: _containers.RepeatedScalarFieldContainer[bytes]
-    def __init__(self, request_id: _Optional[int] = ..., signature: _Optional[bytes] = ..., error: _Optional[_Union[_error_pb2.StreamError, _Mapping]] = ..., signatures: _Optional[_Iterable[bytes]] = ...) -> None: ...
+    error: _status_pb2.Status
+    signature_batch: SignatureBatch
+    def __init__(self, request_id: _Optional[int] = ..., signature: _Optional[bytes] = ..., error: _Optional[_Union[_status_pb2.Status, _Mapping]] = ..., signature_batch: _Optional[_Union[SignatureBatch, _Mapping]] = ...) -> None: ...
+
+class EcdhDerivation(_message.Message):
+    __slots__ = ("peer_public_key",)
+    PEER_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    peer_public_key: bytes
+    def __init__(self, peer_public_key: _Optional[bytes] = ...) -> None: ...
+
+class AesEcbEncryptDataDerivation(_message.Message):
+    __slots__ = ("data",)
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    def __init__(self, data: _Optional[bytes] = ...) -> None: ...
+
+class AesCbcEncryptDataDerivation(_message.Message):
+    __slots__ = ("iv", "data")
+    IV_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    iv: bytes
+    data: bytes
+    def __init__(self, iv: _Optional[bytes] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class DerivedKeyTemplate(_message.Message):
     __slots__ = ("label", "id", "algorithm", "extractable", "persistent")
@@ -185,22 +212,20 @@ class DerivedKeyTemplate(_message.Message):
     def __init__(self, label: _Optional[str] = ..., id: _Optional[bytes] = ..., algorithm: _Optional[_Union[_common_pb2.KeyAlgorithm, str]] = ..., extractable: _Optional[bool] = ..., persistent: _Optional[bool] = ...) -> None: ...
 
 class DeriveRequest(_message.Message):
-    __slots__ = ("base_key", "mechanism", "peer_public_key", "data", "iv", "template", "return_value")
+    __slots__ = ("base_key", "ecdh", "aes_ecb_encrypt_data", "aes_cbc_encrypt_data", "template", "return_value")
     BASE_KEY_FIELD_NUMBER: _ClassVar[int]
-    MECHANISM_FIELD_NUMBER: _ClassVar[int]
-    PEER_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
-    DATA_FIELD_NUMBER: _ClassVar[int]
-    IV_FIELD_NUMBER: _ClassVar[int]
+    ECDH_FIELD_NUMBER: _ClassVar[int]
+    AES_ECB_ENCRYPT_DATA_FIELD_NUMBER: _ClassVar[int]
+    AES_CBC_ENCRYPT_DATA_FIELD_NUMBER: _ClassVar[int]
     TEMPLATE_FIELD_NUMBER: _ClassVar[int]
     RETURN_VALUE_FIELD_NUMBER: _ClassVar[int]
     base_key: KeyRef
-    mechanism: DeriveMechanism
-    peer_public_key: bytes
-    data: bytes
-    iv: bytes
+    ecdh: EcdhDerivation
+    aes_ecb_encrypt_data: AesEcbEncryptDataDerivation
+    aes_cbc_encrypt_data: AesCbcEncryptDataDerivation
     template: DerivedKeyTemplate
     return_value: bool
-    def __init__(self, base_key: _Optional[_Union[KeyRef, _Mapping]] = ..., mechanism: _Optional[_Union[DeriveMechanism, str]] = ..., peer_public_key: _Optional[bytes] = ..., data: _Optional[bytes] = ..., iv: _Optional[bytes] = ..., template: _Optional[_Union[DerivedKeyTemplate, _Mapping]] = ..., return_value: _Optional[bool] = ...) -> None: ...
+    def __init__(self, base_key: _Optional[_Union[KeyRef, _Mapping]] = ..., ecdh: _Optional[_Union[EcdhDerivation, _Mapping]] = ..., aes_ecb_encrypt_data: _Optional[_Union[AesEcbEncryptDataDerivation, _Mapping]] = ..., aes_cbc_encrypt_data: _Optional[_Union[AesCbcEncryptDataDerivation, _Mapping]] = ..., template: _Optional[_Union[DerivedKeyTemplate, _Mapping]] = ..., return_value: _Optional[bool] = ...) -> None: ...
 
 class DeriveResponse(_message.Message):
     __slots__ = ("key", "value")
@@ -210,7 +235,7 @@ class DeriveResponse(_message.Message):
     value: bytes
     def __init__(self, key: _Optional[_Union[KeyInfo, _Mapping]] = ..., value: _Optional[bytes] = ...) -> None: ...
 
-class GenerateKeyPairRequest(_message.Message):
+class GenerateKeyRequest(_message.Message):
     __slots__ = ("token", "label", "id", "algorithm", "usages", "ephemeral", "extractable")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
@@ -228,7 +253,7 @@ class GenerateKeyPairRequest(_message.Message):
     extractable: bool
     def __init__(self, token: _Optional[str] = ..., label: _Optional[str] = ..., id: _Optional[bytes] = ..., algorithm: _Optional[_Union[_common_pb2.KeyAlgorithm, str]] = ..., usages: _Optional[_Iterable[_Union[KeyUsage, str]]] = ..., ephemeral: _Optional[bool] = ..., extractable: _Optional[bool] = ...) -> None: ...
 
-class GenerateKeyPairResponse(_message.Message):
+class GenerateKeyResponse(_message.Message):
     __slots__ = ("key",)
     KEY_FIELD_NUMBER: _ClassVar[int]
     key: KeyInfo

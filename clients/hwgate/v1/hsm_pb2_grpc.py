@@ -51,8 +51,8 @@ class HsmServiceStub:
                 _registered_method=True)
         self.Sign = channel.unary_unary(
                 '/hwgate.v1.HsmService/Sign',
-                request_serializer=hwgate_dot_v1_dot_hsm__pb2.SignRequest.SerializeToString,
-                response_deserializer=hwgate_dot_v1_dot_hsm__pb2.SignResponse.FromString,
+                request_serializer=hwgate_dot_v1_dot_hsm__pb2.HsmServiceSignRequest.SerializeToString,
+                response_deserializer=hwgate_dot_v1_dot_hsm__pb2.HsmServiceSignResponse.FromString,
                 _registered_method=True)
         self.SignStream = channel.stream_stream(
                 '/hwgate.v1.HsmService/SignStream',
@@ -64,10 +64,10 @@ class HsmServiceStub:
                 request_serializer=hwgate_dot_v1_dot_hsm__pb2.DeriveRequest.SerializeToString,
                 response_deserializer=hwgate_dot_v1_dot_hsm__pb2.DeriveResponse.FromString,
                 _registered_method=True)
-        self.GenerateKeyPair = channel.unary_unary(
-                '/hwgate.v1.HsmService/GenerateKeyPair',
-                request_serializer=hwgate_dot_v1_dot_hsm__pb2.GenerateKeyPairRequest.SerializeToString,
-                response_deserializer=hwgate_dot_v1_dot_hsm__pb2.GenerateKeyPairResponse.FromString,
+        self.GenerateKey = channel.unary_unary(
+                '/hwgate.v1.HsmService/GenerateKey',
+                request_serializer=hwgate_dot_v1_dot_hsm__pb2.GenerateKeyRequest.SerializeToString,
+                response_deserializer=hwgate_dot_v1_dot_hsm__pb2.GenerateKeyResponse.FromString,
                 _registered_method=True)
         self.DeleteKey = channel.unary_unary(
                 '/hwgate.v1.HsmService/DeleteKey',
@@ -85,8 +85,8 @@ class HsmServiceServicer:
     """
 
     def ListKeys(self, request, context):
-        """ListKeys lists the keys the caller may use, with their attributes.
-        Never any private or secret key material.
+        """ListKeys lists the keys the caller may use, with their attributes, a
+        page at a time (AIP-158). Never any private or secret key material.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -112,10 +112,11 @@ class HsmServiceServicer:
         """SignStream signs many digests on one stream, so bulk signers do not pay
         one RPC per signature. Each response carries the request_id of its
         request; responses come in request order. A failing item is reported in
-        its response (error, with the code and reason a unary Sign would have
-        had) and the stream goes on. Consecutive requests for the same key and
+        its response (error: the google.rpc.Status, ErrorInfo and metadata
+        included, that a unary Sign would have ended with) and the stream goes
+        on. Consecutive requests for the same key and
         algorithm are signed in batches, so keep them together for throughput;
-        a request may also carry a whole batch (digests), the fastest way to sign
+        a request may also carry a whole batch (digest_batch), the fastest way to sign
         in bulk. Batches are spread over the token's worker processes.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -140,9 +141,9 @@ class HsmServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def GenerateKeyPair(self, request, context):
-        """GenerateKeyPair generates an asymmetric key pair (RSA, EC) or a secret
-        key (AES, generic secret) in the token. An existing label is never
+    def GenerateKey(self, request, context):
+        """GenerateKey generates an asymmetric key pair (RSA, EC) or a secret key
+        (AES, generic secret) in the token. An existing label is never
         overwritten (ALREADY_EXISTS, KEY_EXISTS).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -172,8 +173,8 @@ def add_HsmServiceServicer_to_server(servicer, server):
             ),
             'Sign': grpc.unary_unary_rpc_method_handler(
                     servicer.Sign,
-                    request_deserializer=hwgate_dot_v1_dot_hsm__pb2.SignRequest.FromString,
-                    response_serializer=hwgate_dot_v1_dot_hsm__pb2.SignResponse.SerializeToString,
+                    request_deserializer=hwgate_dot_v1_dot_hsm__pb2.HsmServiceSignRequest.FromString,
+                    response_serializer=hwgate_dot_v1_dot_hsm__pb2.HsmServiceSignResponse.SerializeToString,
             ),
             'SignStream': grpc.stream_stream_rpc_method_handler(
                     servicer.SignStream,
@@ -185,10 +186,10 @@ def add_HsmServiceServicer_to_server(servicer, server):
                     request_deserializer=hwgate_dot_v1_dot_hsm__pb2.DeriveRequest.FromString,
                     response_serializer=hwgate_dot_v1_dot_hsm__pb2.DeriveResponse.SerializeToString,
             ),
-            'GenerateKeyPair': grpc.unary_unary_rpc_method_handler(
-                    servicer.GenerateKeyPair,
-                    request_deserializer=hwgate_dot_v1_dot_hsm__pb2.GenerateKeyPairRequest.FromString,
-                    response_serializer=hwgate_dot_v1_dot_hsm__pb2.GenerateKeyPairResponse.SerializeToString,
+            'GenerateKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.GenerateKey,
+                    request_deserializer=hwgate_dot_v1_dot_hsm__pb2.GenerateKeyRequest.FromString,
+                    response_serializer=hwgate_dot_v1_dot_hsm__pb2.GenerateKeyResponse.SerializeToString,
             ),
             'DeleteKey': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteKey,
@@ -280,8 +281,8 @@ class HsmService:
             request,
             target,
             '/hwgate.v1.HsmService/Sign',
-            hwgate_dot_v1_dot_hsm__pb2.SignRequest.SerializeToString,
-            hwgate_dot_v1_dot_hsm__pb2.SignResponse.FromString,
+            hwgate_dot_v1_dot_hsm__pb2.HsmServiceSignRequest.SerializeToString,
+            hwgate_dot_v1_dot_hsm__pb2.HsmServiceSignResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -347,7 +348,7 @@ class HsmService:
             _registered_method=True)
 
     @staticmethod
-    def GenerateKeyPair(request,
+    def GenerateKey(request,
             target,
             options=(),
             channel_credentials=None,
@@ -360,9 +361,9 @@ class HsmService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/hwgate.v1.HsmService/GenerateKeyPair',
-            hwgate_dot_v1_dot_hsm__pb2.GenerateKeyPairRequest.SerializeToString,
-            hwgate_dot_v1_dot_hsm__pb2.GenerateKeyPairResponse.FromString,
+            '/hwgate.v1.HsmService/GenerateKey',
+            hwgate_dot_v1_dot_hsm__pb2.GenerateKeyRequest.SerializeToString,
+            hwgate_dot_v1_dot_hsm__pb2.GenerateKeyResponse.FromString,
             options,
             channel_credentials,
             insecure,

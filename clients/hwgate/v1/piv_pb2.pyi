@@ -1,3 +1,7 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.type import date_pb2 as _date_pb2
 from hwgate.v1 import card_pb2 as _card_pb2
 from hwgate.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
@@ -39,18 +43,18 @@ class PinPolicy(_message.Message):
     def __init__(self, application_pin: _Optional[bool] = ..., global_pin: _Optional[bool] = ..., occ: _Optional[bool] = ..., vci: _Optional[bool] = ..., global_pin_primary: _Optional[bool] = ..., discovery_present: _Optional[bool] = ...) -> None: ...
 
 class Chuid(_message.Message):
-    __slots__ = ("fasc_n", "guid", "expiry", "signed", "raw")
-    FASC_N_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("fascn", "guid", "expiration_date", "signed", "raw")
+    FASCN_FIELD_NUMBER: _ClassVar[int]
     GUID_FIELD_NUMBER: _ClassVar[int]
-    EXPIRY_FIELD_NUMBER: _ClassVar[int]
+    EXPIRATION_DATE_FIELD_NUMBER: _ClassVar[int]
     SIGNED_FIELD_NUMBER: _ClassVar[int]
     RAW_FIELD_NUMBER: _ClassVar[int]
-    fasc_n: _card_pb2.Fascn
+    fascn: _card_pb2.Fascn
     guid: str
-    expiry: str
+    expiration_date: _date_pb2.Date
     signed: bool
     raw: bytes
-    def __init__(self, fasc_n: _Optional[_Union[_card_pb2.Fascn, _Mapping]] = ..., guid: _Optional[str] = ..., expiry: _Optional[str] = ..., signed: _Optional[bool] = ..., raw: _Optional[bytes] = ...) -> None: ...
+    def __init__(self, fascn: _Optional[_Union[_card_pb2.Fascn, _Mapping]] = ..., guid: _Optional[str] = ..., expiration_date: _Optional[_Union[_date_pb2.Date, _Mapping]] = ..., signed: _Optional[bool] = ..., raw: _Optional[bytes] = ...) -> None: ...
 
 class SlotCertificate(_message.Message):
     __slots__ = ("slot", "der", "summary")
@@ -99,10 +103,10 @@ class VerifyPinRequest(_message.Message):
     def __init__(self, session_id: _Optional[str] = ..., pin: _Optional[bytes] = ..., allow_last_attempt: _Optional[bool] = ...) -> None: ...
 
 class VerifyPinResponse(_message.Message):
-    __slots__ = ("verified",)
-    VERIFIED_FIELD_NUMBER: _ClassVar[int]
-    verified: bool
-    def __init__(self, verified: _Optional[bool] = ...) -> None: ...
+    __slots__ = ("session_expire_time",)
+    SESSION_EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    session_expire_time: _timestamp_pb2.Timestamp
+    def __init__(self, session_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class AuthenticateRequest(_message.Message):
     __slots__ = ("session_id", "origin", "challenge")

@@ -200,7 +200,9 @@ def client_unary(args: dict[str, Any], barrier: Any, out: Any) -> None:
     stub = hsm_pb2_grpc.HsmServiceStub(channel)
     algorithm = common_pb2.SignatureAlgorithm.Value("SIGNATURE_ALGORITHM_" + args["algorithm"])
     requests = [
-        hsm_pb2.SignRequest(key=hsm_pb2.KeyRef(label=args["key"]), algorithm=algorithm, digest=d)
+        hsm_pb2.HsmServiceSignRequest(
+            key=hsm_pb2.KeyRef(label=args["key"]), algorithm=algorithm, digest=d
+        )
         for d in _digests(args["algorithm"], args["seed"])
     ]
     stub.Sign(requests[0])  # connect
@@ -235,7 +237,10 @@ def client_stream(args: dict[str, Any], barrier: Any, out: Any) -> None:
             window.acquire()
             if batch:
                 yield hsm_pb2.SignStreamRequest(
-                    request_id=i, key=key, algorithm=algorithm, digests=digests[:batch]
+                    request_id=i,
+                    key=key,
+                    algorithm=algorithm,
+                    digest_batch=hsm_pb2.DigestBatch(digests=digests[:batch]),
                 )
             else:
                 yield hsm_pb2.SignStreamRequest(
@@ -243,7 +248,9 @@ def client_stream(args: dict[str, Any], barrier: Any, out: Any) -> None:
                 )
             i += 1
 
-    stub.Sign(hsm_pb2.SignRequest(key=key, algorithm=algorithm, digest=digests[0]))  # connect
+    stub.Sign(
+        hsm_pb2.HsmServiceSignRequest(key=key, algorithm=algorithm, digest=digests[0])
+    )  # connect
     barrier.wait()
     responses = stub.SignStream(requests())
     start = time.perf_counter()
@@ -254,7 +261,7 @@ def client_stream(args: dict[str, Any], barrier: Any, out: Any) -> None:
         if response.HasField("error"):
             errors += 1
         else:
-            done += len(response.signatures) or 1
+            done += len(response.signature_batch.signatures) or 1
         if time.perf_counter() >= end:
             break
     elapsed = time.perf_counter() - start

@@ -50,7 +50,7 @@ def unary_phase(stub: hsm_pb2_grpc.HsmServiceStub, count: int, tag: str) -> dict
     failures: list[str] = []
     for i in range(count):
         digest = hashlib.sha256(f"{tag}/{i}".encode()).digest()
-        request = hsm_pb2.SignRequest(key=KEY, algorithm=ECDSA, digest=digest)
+        request = hsm_pb2.HsmServiceSignRequest(key=KEY, algorithm=ECDSA, digest=digest)
         start = time.perf_counter()
         try:
             stub.Sign(request, timeout=DEADLINE)
@@ -89,7 +89,12 @@ class BulkStream:
         n = 0
         while not self._stop.is_set():
             n += 1
-            yield hsm_pb2.SignStreamRequest(request_id=n, key=KEY, algorithm=ECDSA, digests=digests)
+            yield hsm_pb2.SignStreamRequest(
+                request_id=n,
+                key=KEY,
+                algorithm=ECDSA,
+                digest_batch=hsm_pb2.DigestBatch(digests=digests),
+            )
 
     def _run(self, method: Any, seed: int) -> None:
         self._call = method(self._requests(seed), timeout=3600)
@@ -98,7 +103,7 @@ class BulkStream:
             for response in self._call:
                 if response.HasField("error"):
                     self.errors += 1
-                self.signatures += len(response.signatures)
+                self.signatures += len(response.signature_batch.signatures)
         except grpc.RpcError as err:
             if err.code() != grpc.StatusCode.CANCELLED:
                 self.errors += 1

@@ -110,7 +110,7 @@ class ThroughHwgate:
         )
 
     def round_trip(self) -> None:
-        assert self.piv.VerifyPin(self.verify, timeout=10).verified
+        assert self.piv.VerifyPin(self.verify, timeout=10).HasField("session_expire_time")
         assert self.piv.Sign(self.sign, timeout=10).signature
 
 

@@ -4,7 +4,7 @@ high-water? (issue 25)
 The daemon runs in this process (``hwgated.server.Daemon`` on the test bed's own
 config, written by ``hwgate-testbed up``) with tracemalloc recording 25 frames;
 client processes drive storms of HsmService calls over the admin socket
-(GenerateKeyPair + Sign + Derive + DeleteKey + ListKeys, plus refused calls).
+(GenerateKey + Sign + Derive + DeleteKey + ListKeys, plus refused calls).
 Phases: warm-up storm, sample A, storm round 1, sample B, storm round 2, sample C,
 ...; each sample is taken with the load stopped, after ``gc.collect()``.
 
@@ -113,20 +113,20 @@ def _client_thread(
         digest = rng.randbytes(32)
         algorithm = c.KEY_ALGORITHM_AES_256 if i % 7 == 0 else c.KEY_ALGORITHM_EC_P256
         pair = call(
-            "GenerateKeyPair",
-            stub.GenerateKeyPair,
-            h.GenerateKeyPairRequest(label=label, algorithm=algorithm),
+            "GenerateKey",
+            stub.GenerateKey,
+            h.GenerateKeyRequest(label=label, algorithm=algorithm),
         )
         if pair is not None and algorithm == c.KEY_ALGORITHM_EC_P256:
             for by in (ref(label), ref(id=pair.key.id)):
-                sign = h.SignRequest(
+                sign = h.HsmServiceSignRequest(
                     key=by, algorithm=c.SIGNATURE_ALGORITHM_ECDSA_SHA256, digest=digest
                 )
                 call("Sign", stub.Sign, sign)
         call(
             "Sign",
             stub.Sign,
-            h.SignRequest(
+            h.HsmServiceSignRequest(
                 key=ref("signer-p256"), algorithm=c.SIGNATURE_ALGORITHM_ECDSA_SHA256, digest=digest
             ),
         )
@@ -138,8 +138,7 @@ def _client_thread(
             stub.Derive,
             h.DeriveRequest(
                 base_key=ref("activation-master"),
-                mechanism=h.DERIVE_MECHANISM_AES_ECB_ENCRYPT_DATA,
-                data=rng.randbytes(32),
+                aes_ecb_encrypt_data=h.AesEcbEncryptDataDerivation(data=rng.randbytes(32)),
                 template=template,
             ),
         )
@@ -156,8 +155,7 @@ def _client_thread(
                 stub.Derive,
                 h.DeriveRequest(
                     base_key=ref("ecdh-p256"),
-                    mechanism=h.DERIVE_MECHANISM_ECDH,
-                    peer_public_key=point,
+                    ecdh=h.EcdhDerivation(peer_public_key=point),
                     template=template,
                 ),
             )
@@ -165,15 +163,17 @@ def _client_thread(
         # Refusals, as a fuzzer produces them: unknown key, taken label, bad digest, bad id.
         bad = i % 4
         if bad == 0:
-            call("Sign", stub.Sign, h.SignRequest(key=ref(f"{label}-none"), digest=digest))
+            call(
+                "Sign", stub.Sign, h.HsmServiceSignRequest(key=ref(f"{label}-none"), digest=digest)
+            )
         elif bad == 1:
             call(
-                "GenerateKeyPair",
-                stub.GenerateKeyPair,
-                h.GenerateKeyPairRequest(label="signer-p256", algorithm=c.KEY_ALGORITHM_EC_P256),
+                "GenerateKey",
+                stub.GenerateKey,
+                h.GenerateKeyRequest(label="signer-p256", algorithm=c.KEY_ALGORITHM_EC_P256),
             )
         elif bad == 2:
-            sign = h.SignRequest(
+            sign = h.HsmServiceSignRequest(
                 key=ref("signer-p256"),
                 algorithm=c.SIGNATURE_ALGORITHM_ECDSA_SHA256,
                 digest=digest[:7],
@@ -190,7 +190,7 @@ def _client_thread(
             pattern = _random_text(rng)
             call("ListKeys", stub.ListKeys, h.ListKeysRequest(label_pattern=pattern))
             uri = f"pkcs11:object=signer-p256;type=private;serial={quote(_random_text(rng))}"
-            sign = h.SignRequest(
+            sign = h.HsmServiceSignRequest(
                 key=h.KeyRef(uri=uri), algorithm=c.SIGNATURE_ALGORITHM_ECDSA_SHA256, digest=digest
             )
             call("SignUri", stub.Sign, sign)
@@ -199,7 +199,7 @@ def _client_thread(
         for n in range(3 if big_kb else 0):
             # Large requests: gRPC's receive buffers go through malloc, whatever the answer.
             uri = f"pkcs11:object=signer-p256;serial={seed}-{i}-{n}-".ljust(big_kb * 1024, "s")
-            sign = h.SignRequest(
+            sign = h.HsmServiceSignRequest(
                 key=h.KeyRef(uri=uri), algorithm=c.SIGNATURE_ALGORITHM_ECDSA_SHA256, digest=digest
             )
             call("SignBig", stub.Sign, sign)

@@ -174,13 +174,13 @@ class AsyncClient:
     def watch_events(
         self,
         reader_patterns: Sequence[str] = (),
-        types: Sequence[int] = (),
+        event_types: Sequence[int] = (),
         *,
         after_sequence: int = 0,
         resume: bool = True,
     ) -> AsyncEventStream:
         """Reader and card events, snapshot first; resumes across drops (see EventStream)."""
-        state = ResumeState(after_sequence, list(reader_patterns), list(types))
+        state = ResumeState(after_sequence, list(reader_patterns), list(event_types))
         return AsyncEventStream(self.card, state, self.metadata or None, resume)
 
     @contextlib.asynccontextmanager
@@ -208,7 +208,7 @@ class AsyncClient:
     get_public_key = _unary(rq.get_public_key)
     sign = _unary(rq.sign)
     derive = _unary(rq.derive)
-    generate_key_pair = _unary(rq.generate_key_pair)
+    generate_key = _unary(rq.generate_key)
     delete_key = _unary(rq.delete_key)
 
     async def sign_stream(

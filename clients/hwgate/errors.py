@@ -175,16 +175,34 @@ for _cls in REASON_CLASSES.values():
 def error_info_of(trailers: object) -> tuple[str, dict[str, str]]:
     """(reason, metadata) of the hwgate ErrorInfo in a call's trailing metadata."""
     for key, value in trailers or ():  # type: ignore[attr-defined]
-        if key != _STATUS_DETAILS_KEY:
-            continue
-        status = status_pb2.Status.FromString(value)
-        for detail in status.details:
-            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-                info = error_details_pb2.ErrorInfo()
-                detail.Unpack(info)
-                if info.domain in (DOMAIN, ""):
-                    return info.reason, dict(info.metadata)
+        if key == _STATUS_DETAILS_KEY:
+            return _error_info(status_pb2.Status.FromString(value))
     return "", {}
+
+
+def _error_info(status: status_pb2.Status) -> tuple[str, dict[str, str]]:
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            if info.domain in (DOMAIN, ""):
+                return info.reason, dict(info.metadata)
+    return "", {}
+
+
+def from_status_message(status: status_pb2.Status) -> HwgateError:
+    """The exception for a ``google.rpc.Status`` carried in a message, e.g. the
+    ``error`` of a failed SignStream item: the same class, reason and metadata
+    a unary call failing that way raises."""
+    try:
+        code = _CODES[status.code]
+    except KeyError:
+        code = grpc.StatusCode.UNKNOWN
+    reason, metadata = _error_info(status)
+    return from_status(code, status.message, reason, metadata)
+
+
+_CODES = {code.value[0]: code for code in grpc.StatusCode}
 
 
 def from_status(

@@ -12,6 +12,7 @@ first; the session objects bind it.
 
 from __future__ import annotations
 
+import datetime
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -35,6 +36,10 @@ class Call(Generic[R]):
     method: str
     request: Any
     result: Callable[[Any], R]
+
+
+def _session_expire_time(response: piv_pb2.VerifyPinResponse) -> datetime.datetime:
+    return response.session_expire_time.ToDatetime(datetime.UTC)
 
 
 def _none(_response: object) -> None:
@@ -116,13 +121,16 @@ def get_card_info(
     return Call("piv", "GetCardInfo", request, _same)
 
 
-def verify_pin(session_id: str, pin: Pin, *, allow_last_attempt: bool = False) -> Call[None]:
-    """Verify the PIV PIN in a session. Raises PinIncorrect (retries_left), PinBlocked,
+def verify_pin(
+    session_id: str, pin: Pin, *, allow_last_attempt: bool = False
+) -> Call[datetime.datetime]:
+    """Verify the PIV PIN in a session; when the session (and the verified PIN) ends
+    unless used before. Raises PinIncorrect (retries_left), PinBlocked,
     LastPinAttempt. Never retried automatically."""
     request = piv_pb2.VerifyPinRequest(
         session_id=session_id, pin=pin_bytes(pin), allow_last_attempt=allow_last_attempt
     )
-    return Call("piv", "VerifyPin", request, _none)
+    return Call("piv", "VerifyPin", request, _session_expire_time)
 
 
 def authenticate(
@@ -169,25 +177,29 @@ def sign(
     key: names.KeyRefLike,
     algorithm: names.SignatureAlgorithmLike,
     *,
-    digest: bytes = b"",
-    data: bytes = b"",
+    digest: bytes | None = None,
+    data: bytes | None = None,
 ) -> Call[bytes]:
     """Sign a digest (asymmetric) or data (HMAC) in the HSM; the signature bytes."""
-    request = hsm_pb2.SignRequest(
+    if (digest is None) == (data is None):
+        raise ValueError("give either digest (asymmetric algorithms) or data (HMAC)")
+    request = hsm_pb2.HsmServiceSignRequest(
         key=names.key_ref(key),
         algorithm=names.signature_algorithm(algorithm),  # type: ignore[arg-type]
-        digest=digest,
-        data=data,
     )
+    if digest is not None:
+        request.digest = digest
+    else:
+        request.data = data  # type: ignore[assignment]
     return Call("hsm", "Sign", request, lambda r: bytes(r.signature))
 
 
 def derive(request: hsm_pb2.DeriveRequest) -> Call[hsm_pb2.DeriveResponse]:
-    """HsmService.Derive; build the request with :func:`hwgate.ecdh_request` & co or by hand."""
+    """HsmService.Derive; the request's ``mechanism`` oneof carries the parameters."""
     return Call("hsm", "Derive", request, _same)
 
 
-def generate_key_pair(
+def generate_key(
     label: str,
     algorithm: str | int,
     *,
@@ -197,7 +209,7 @@ def generate_key_pair(
     usages: Sequence[int] = (),
 ) -> Call[hsm_pb2.KeyInfo]:
     """Create a key in the HSM; *ephemeral* keys vanish when the daemon stops."""
-    request = hsm_pb2.GenerateKeyPairRequest(
+    request = hsm_pb2.GenerateKeyRequest(
         token=token,
         label=label,
         algorithm=names.key_algorithm(algorithm),  # type: ignore[arg-type]
@@ -205,7 +217,7 @@ def generate_key_pair(
         extractable=extractable,
         usages=list(usages),  # type: ignore[arg-type]
     )
-    return Call("hsm", "GenerateKeyPair", request, lambda r: r.key)
+    return Call("hsm", "GenerateKey", request, lambda r: r.key)
 
 
 def delete_key(key: names.KeyRefLike) -> Call[int]:
@@ -222,7 +234,9 @@ def session_get_card_info(session_id: str) -> Call[piv_pb2.GetCardInfoResponse]:
     return get_card_info(session_id=session_id)
 
 
-def session_verify_pin(session_id: str, pin: Pin, allow_last_attempt: bool = False) -> Call[None]:
+def session_verify_pin(
+    session_id: str, pin: Pin, allow_last_attempt: bool = False
+) -> Call[datetime.datetime]:
     """Verify the PIV PIN in this session (see ``Client.verify_pin``)."""
     return verify_pin(session_id, pin, allow_last_attempt=allow_last_attempt)
 

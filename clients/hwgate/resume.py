@@ -37,7 +37,7 @@ class ResumeState:
 
     after_sequence: int = 0
     reader_patterns: list[str] = field(default_factory=list)
-    types: list[int] = field(default_factory=list)
+    event_types: list[int] = field(default_factory=list)
     backoff: float = 0.0
     _in_snapshot: bool = False
     _last_live: int = 0
@@ -46,7 +46,7 @@ class ResumeState:
         return card_pb2.WatchEventsRequest(
             after_sequence=self.after_sequence,
             reader_patterns=self.reader_patterns,
-            types=self.types,  # type: ignore[arg-type]
+            event_types=self.event_types,  # type: ignore[arg-type]
         )
 
     def accept(self, event: card_pb2.WatchEventsResponse) -> bool:

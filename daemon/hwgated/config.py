@@ -88,7 +88,7 @@ class ResourceRule:
     """Which roles may use keys (or readers) whose name matches ``pattern``.
 
     ``create`` (key rules only) lists the roles that may create new persistent
-    keys with a matching label (GenerateKeyPair, persistent Derive): a separate
+    keys with a matching label (GenerateKey, persistent Derive): a separate
     grant, empty by default, so a role that may use keys never mints names.
     """
 

@@ -179,6 +179,12 @@ class InvalidChallenge(HwgateError):
     reason = "INVALID_CHALLENGE"
 
 
+class TokenAmbiguous(HwgateError):
+    """No token named while several are configured: the daemon never picks one."""
+
+    reason = "TOKEN_AMBIGUOUS"
+
+
 # --- HSM -------------------------------------------------------------------------
 
 

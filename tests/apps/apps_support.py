@@ -85,7 +85,7 @@ def enroll(stack: Stack, reader: str) -> dict[str, Any]:
 
 def fascn_digits(chuid: Any) -> str:
     """The 32 FASC-N digits from a decoded Fascn (CHUID or CardIdentity)."""
-    f = chuid.fasc_n
+    f = chuid.fascn
     return "".join([
         f.agency_code, f.system_code, f.credential_number, f.credential_series,
         f.individual_credential_issue, f.person_identifier, f.organizational_category,

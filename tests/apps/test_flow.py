@@ -64,7 +64,7 @@ def test_card_pin_qr_phone_issues_a_derived_credential(stack: Stack, cards: obje
     assert ku.critical and ku.value.digital_signature and not ku.value.content_commitment
     eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert list(eku) == [ExtendedKeyUsageOID.CLIENT_AUTH]
-    piv_not_after = piv_auth.not_after.ToDatetime(dt.UTC)
+    piv_not_after = piv_auth.not_after_time.ToDatetime(dt.UTC)
     assert cert.not_valid_after_utc <= piv_not_after
     assert cert.not_valid_after_utc - cert.not_valid_before_utc <= dt.timedelta(days=3 * 365)
     ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value

@@ -87,7 +87,7 @@ def test_too_old_sequence_starts_with_resync_snapshot(hwgated: DaemonProc) -> No
 
 def test_filters_by_reader_pattern_and_type(hwgated: DaemonProc, cards: object) -> None:
     request = card_pb2.WatchEventsRequest(
-        reader_patterns=["*01"], types=[card_pb2.EVENT_TYPE_CARD_REMOVED]
+        reader_patterns=["*01"], event_types=[card_pb2.EVENT_TYPE_CARD_REMOVED]
     )
     filtered = EventCollector(hwgated.channel(), request)
     snapshot = filtered.snapshot()
@@ -124,10 +124,11 @@ def test_two_cards_are_told_apart_by_identity(
         profile = CardProfile.load(Path(handle.card_dir))
         card = readers[reader].card
         assert readers[reader].state == card_pb2.READER_STATE_PRESENT
-        assert card.fasc_n.credential_number == profile.fascn.credential_number
-        assert card.fasc_n.raw_hex == profile.fascn.encode().hex()
+        assert card.fascn.credential_number == profile.fascn.credential_number
+        assert card.fascn.raw == profile.fascn.encode()
         assert card.guid == str(profile.guid)
-        assert card.expiry == profile.expiry.isoformat()
+        day = card.expiration_date
+        assert (day.year, day.month, day.day) == profile.expiry.timetuple()[:3]
         assert card.piv_auth_certificate.key_algorithm == common_pb2.KeyAlgorithm.Value(algorithm)
     assert readers[R0].card.guid != readers[R1].card.guid
 
@@ -138,7 +139,7 @@ def test_transmit_batch_returns_every_response(hwgated: DaemonProc, cards: objec
         card_pb2.TransmitRequest(reader=R0, apdus=[SELECT_PIV, GET_CHUID], auto_response=True),
         timeout=10,
     )
-    assert [r.sw for r in reply.responses] == [0x9000, 0x9000]
+    assert [r.status_word for r in reply.responses] == [0x9000, 0x9000]
     assert reply.responses[1].data[0] == 0x53
 
 
@@ -198,7 +199,7 @@ def test_session_is_exclusive_and_waiters_honour_their_deadline(
     own = kiosk.Transmit(
         card_pb2.TransmitRequest(session_id=session.session_id, apdus=[SELECT_PIV]), timeout=5
     )
-    assert own.responses[0].sw == 0x9000
+    assert own.responses[0].status_word == 0x9000
     # ...another identity waits, up to its own deadline.
     with pytest.raises(grpc.RpcError) as err:
         admin.Transmit(card_pb2.TransmitRequest(reader=R0, apdus=[SELECT_PIV]), timeout=0.5)
@@ -221,7 +222,7 @@ def test_session_is_exclusive_and_waiters_honour_their_deadline(
             admin.Transmit, card_pb2.TransmitRequest(reader=R0, apdus=[SELECT_PIV]), timeout=20
         )
         kiosk.CloseSession(card_pb2.CloseSessionRequest(session_id=session.session_id), timeout=5)
-        assert waiter.result(timeout=20).responses[0].sw == 0x9000
+        assert waiter.result(timeout=20).responses[0].status_word == 0x9000
     with pytest.raises(grpc.RpcError) as err:
         kiosk.CloseSession(card_pb2.CloseSessionRequest(session_id=session.session_id), timeout=5)
     assert error_info(err.value)[:2] == (grpc.StatusCode.NOT_FOUND, "SESSION_NOT_FOUND")
@@ -235,7 +236,7 @@ def test_session_expires_and_lets_the_next_caller_in(hwgated: DaemonProc, cards:
     assert session.ttl.ToMilliseconds() == 300
     # Blocks until the session expires (the waiter's 20 s deadline is far away).
     reply = admin.Transmit(card_pb2.TransmitRequest(reader=R0, apdus=[SELECT_PIV]), timeout=20)
-    assert reply.responses[0].sw == 0x9000
+    assert reply.responses[0].status_word == 0x9000
     with pytest.raises(grpc.RpcError) as err:
         kiosk.Transmit(
             card_pb2.TransmitRequest(session_id=session.session_id, apdus=[SELECT_PIV]), timeout=5

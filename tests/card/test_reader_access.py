@@ -114,18 +114,18 @@ def test_a_pin_verified_in_a_one_shot_job_is_not_inherited_by_the_next_job(
     first = stub.Transmit(
         card_pb2.TransmitRequest(reader=R0, apdus=[SELECT_PIV, verify]), timeout=30
     )
-    assert [r.sw for r in first.responses] == [0x9000, 0x9000]
+    assert [r.status_word for r in first.responses] == [0x9000, 0x9000]
     # Another job, no PIN: the 9A key needs one, so the card must refuse.
     digest = hashlib.sha256(b"attacker's challenge").digest()
     second = stub.Transmit(
         card_pb2.TransmitRequest(reader=R0, apdus=[SELECT_PIV, _ecc_sign_apdu(digest)]),
         timeout=30,
     )
-    assert second.responses[0].sw == 0x9000
-    assert second.responses[1].sw == 0x6982, hex(second.responses[1].sw)
+    assert second.responses[0].status_word == 0x9000
+    assert second.responses[1].status_word == 0x6982, hex(second.responses[1].status_word)
     # A job that only reads leaves the card as it was (no reset is needed for it).
     third = stub.Transmit(card_pb2.TransmitRequest(reader=R0, apdus=[SELECT_PIV]), timeout=30)
-    assert third.responses[0].sw == 0x9000
+    assert third.responses[0].status_word == 0x9000
 
 
 def test_session_held_is_false_after_close_and_busy_reader_fails_with_reader_busy(

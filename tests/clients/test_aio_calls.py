@@ -1,7 +1,7 @@
 """The asyncio client's calls that it lacked before issue 16 item 7, against a real daemon.
 
 PIV: authenticate and piv_sign on the client, and authenticate / sign / transmit
-on the session (virtual PIV card in vpcd). HSM: generate_key_pair with the
+on the session (virtual PIV card in vpcd). HSM: generate_key with the
 extractable/usages parameters, sign_stream (SoftHSM2).
 """
 
@@ -69,17 +69,17 @@ def test_aio_piv_calls_on_client_and_session(gateway: Gateway, cards: object) ->
                 verify_ec(direct.certificate, direct.signature, digest)
 
                 (reply,) = await session.transmit([SELECT_PIV], auto_response=True)
-                assert reply.sw == 0x9000
+                assert reply.status_word == 0x9000
 
     asyncio.run(scenario())
 
 
-def test_aio_generate_key_pair_takes_all_parameters(gateway: Gateway) -> None:
+def test_aio_generate_key_takes_all_parameters(gateway: Gateway) -> None:
     label = f"aio-gen-{uuid.uuid4().hex[:8]}"
 
     async def scenario() -> tuple[hsm_pb2.KeyInfo, bytes, int]:
         async with hwgate.aio.connect(gateway.admin) as client:
-            info = await client.generate_key_pair(
+            info = await client.generate_key(
                 label,
                 "ec-p256",
                 ephemeral=True,

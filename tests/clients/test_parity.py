@@ -6,6 +6,7 @@ both clients (and their sessions, where the call takes a session) have it.
 
 from __future__ import annotations
 
+import datetime
 import importlib
 import inspect
 import pkgutil
@@ -127,13 +128,15 @@ def test_request_functions_build_the_messages() -> None:
     assert call.request == piv_pb2.VerifyPinRequest(
         session_id="s1", pin=b"123456", allow_last_attempt=True
     )
-    assert call.result(piv_pb2.VerifyPinResponse()) is None
+    response = piv_pb2.VerifyPinResponse()
+    response.session_expire_time.FromSeconds(1_900_000_000)
+    assert call.result(response) == datetime.datetime.fromtimestamp(1_900_000_000, datetime.UTC)
 
-    call = rq.generate_key_pair("k", "ec-p256", extractable=True, usages=[1])
+    call = rq.generate_key("k", "ec-p256", extractable=True, usages=[1])
     assert call.request.label == "k" and call.request.extractable
     assert list(call.request.usages) == [1]
     info = hsm_pb2.KeyInfo(label="k")
-    assert call.result(hsm_pb2.GenerateKeyPairResponse(key=info)) == info
+    assert call.result(hsm_pb2.GenerateKeyResponse(key=info)) == info
 
     call = rq.session_transmit("s2", [b"\x00\xa4"], auto_response=True)
     assert call.request == card_pb2.TransmitRequest(
@@ -142,7 +145,9 @@ def test_request_functions_build_the_messages() -> None:
     assert rq.open_session("r", ttl=1.5).request.ttl.ToNanoseconds() == 1_500_000_000
     assert not rq.open_session("r").request.HasField("ttl")
     assert (
-        rq.sign("k", "ecdsa-sha256", digest=b"d").result(hsm_pb2.SignResponse(signature=b"s"))
+        rq.sign("k", "ecdsa-sha256", digest=b"d").result(
+            hsm_pb2.HsmServiceSignResponse(signature=b"s")
+        )
         == b"s"
     )
 

@@ -5,7 +5,7 @@ Two layers: random bytes as the serialized request (protobuf decoding at the
 edge: a request that is not protobuf must end the call with INVALID_ARGUMENT,
 never OK), and well-formed messages with random field values (the servicers'
 validation). The fuzzing role may call every hwgate.v1 method except those that
-would destroy the shared test bed token (DeleteKey, GenerateKeyPair).
+would destroy the shared test bed token (DeleteKey, GenerateKey).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from support.daemon import DaemonProc, start_daemon
 
 pytestmark = [pytest.mark.fuzz, pytest.mark.testbed]
 
-EXCLUDED = {"DeleteKey", "GenerateKeyPair"}
+EXCLUDED = {"DeleteKey", "GenerateKey"}
 METHODS: list[pb_descriptor.MethodDescriptor] = [
     m
     for file in (card_pb2, piv_pb2, hsm_pb2)

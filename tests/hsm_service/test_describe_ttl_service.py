@@ -98,12 +98,14 @@ def test_a_key_relabelled_to_a_hidden_label_is_refused_after_the_ttl(
     paths = testbed.paths  # type: ignore[attr-defined]
     admin, enrollment = ttl_hsmd.stub("admin"), ttl_hsmd.stub("enrollment")
     key_id = uuid.uuid4().bytes[:8]
-    admin.GenerateKeyPair(
-        hsm_pb2.GenerateKeyPairRequest(
+    admin.GenerateKey(
+        hsm_pb2.GenerateKeyRequest(
             label=f"ttl-{key_id.hex()}", id=key_id, algorithm=common_pb2.KEY_ALGORITHM_EC_P256
         )
     )
-    by_id = hsm_pb2.SignRequest(key=hsm_pb2.KeyRef(id=key_id), algorithm=ECDSA, digest=DIGEST)
+    by_id = hsm_pb2.HsmServiceSignRequest(
+        key=hsm_pb2.KeyRef(id=key_id), algorithm=ECDSA, digest=DIGEST
+    )
     try:
         assert enrollment.Sign(by_id).signature  # allowed, and its description remembered
         assert change_outside(paths, key_id, "issuing-ca") == 2  # private + public

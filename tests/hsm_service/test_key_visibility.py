@@ -15,12 +15,16 @@ import grpc
 import pytest
 from hsm_service_support import label
 
+from hwgate.errors import from_status_message
 from hwgate.v1 import common_pb2, hsm_pb2
 
 pytestmark = pytest.mark.testbed
 
 RSA256 = common_pb2.SIGNATURE_ALGORITHM_RSA_PKCS1_SHA256
-ECB = hsm_pb2.DERIVE_MECHANISM_AES_ECB_ENCRYPT_DATA
+
+
+def ecb(data: bytes) -> hsm_pb2.AesEcbEncryptDataDerivation:
+    return hsm_pb2.AesEcbEncryptDataDerivation(data=data)
 
 
 def failure(call: Callable[[], object]) -> tuple[grpc.StatusCode, str, dict[str, str], str]:
@@ -59,12 +63,13 @@ def _calls(stub, ref: hsm_pb2.KeyRef) -> dict[str, Callable[[], object]]:  # typ
 
     return {
         "GetPublicKey": lambda: stub.GetPublicKey(hsm_pb2.GetPublicKeyRequest(key=ref)),
-        "Sign": lambda: stub.Sign(hsm_pb2.SignRequest(key=ref, algorithm=RSA256, digest=bytes(32))),
+        "Sign": lambda: stub.Sign(
+            hsm_pb2.HsmServiceSignRequest(key=ref, algorithm=RSA256, digest=bytes(32))
+        ),
         "Derive": lambda: stub.Derive(
             hsm_pb2.DeriveRequest(
                 base_key=ref,
-                mechanism=ECB,
-                data=bytes(16),
+                aes_ecb_encrypt_data=ecb(bytes(16)),
                 template=hsm_pb2.DerivedKeyTemplate(extractable=True),
                 return_value=True,
             )
@@ -101,10 +106,11 @@ def test_a_hidden_key_answers_like_a_missing_one_by_label_id_and_uri(hsmd) -> No
         hidden_calls, missing_calls = _calls(enrollment, hidden), _calls(enrollment, missing)
         for rpc in hidden_calls:
             if rpc == "SignStream":
-                h, m = hidden_calls[rpc](), missing_calls[rpc]()
-                assert (h.code, h.reason) == (m.code, m.reason), kind  # type: ignore[attr-defined]
-                assert h.code == grpc.StatusCode.NOT_FOUND.value[0], kind  # type: ignore[attr-defined]
-                assert "issuing-ca" not in h.message or kind == "label"  # type: ignore[attr-defined]
+                h = from_status_message(hidden_calls[rpc]())  # type: ignore[arg-type]
+                m = from_status_message(missing_calls[rpc]())  # type: ignore[arg-type]
+                assert (h.code, h.reason) == (grpc.StatusCode.NOT_FOUND, "KEY_NOT_FOUND"), kind
+                assert (m.code, m.reason, set(m.metadata)) == (h.code, h.reason, set(h.metadata))
+                assert "issuing-ca" not in str(h) + repr(h.metadata) or kind == "label"
                 continue
             h_answer = failure(hidden_calls[rpc])
             m_answer = failure(missing_calls[rpc])
@@ -114,7 +120,9 @@ def test_a_hidden_key_answers_like_a_missing_one_by_label_id_and_uri(hsmd) -> No
                 assert "issuing-ca" not in repr(h_answer), (kind, rpc)
     # The key is there, and usable by the role allowed to.
     assert admin.Sign(
-        hsm_pb2.SignRequest(key=hsm_pb2.KeyRef(id=ca_id), algorithm=RSA256, digest=bytes(32))
+        hsm_pb2.HsmServiceSignRequest(
+            key=hsm_pb2.KeyRef(id=ca_id), algorithm=RSA256, digest=bytes(32)
+        )
     ).signature
     # The administrator still learns from the audit log what really happened.
     records = [r for r in hsmd.audit_records() if r.get("role") == "enrollment"]
@@ -136,8 +144,7 @@ def created(hsmd) -> Iterator[list[str]]:  # type: ignore[no-untyped-def]
 def _derive_persistent(new_label: str) -> hsm_pb2.DeriveRequest:
     return hsm_pb2.DeriveRequest(
         base_key=label("activation-master"),
-        mechanism=ECB,
-        data=bytes(32),
+        aes_ecb_encrypt_data=ecb(bytes(32)),
         template=hsm_pb2.DerivedKeyTemplate(label=new_label, persistent=True, extractable=True),
     )
 
@@ -148,10 +155,8 @@ def test_only_the_create_grant_mints_persistent_keys(hsmd, created) -> None:  # 
     created.append(squat)
     denied = (grpc.StatusCode.PERMISSION_DENIED, "POLICY_DENIED", {"rule": "create"})
     assert failure(lambda: enrollment.Derive(_derive_persistent(squat)))[:3] == denied
-    generate = hsm_pb2.GenerateKeyPairRequest(
-        label=squat, algorithm=common_pb2.KEY_ALGORITHM_EC_P256
-    )
-    assert failure(lambda: enrollment.GenerateKeyPair(generate))[:3] == denied
+    generate = hsm_pb2.GenerateKeyRequest(label=squat, algorithm=common_pb2.KEY_ALGORITHM_EC_P256)
+    assert failure(lambda: enrollment.GenerateKey(generate))[:3] == denied
     labels = {k.label for k in admin.ListKeys(hsm_pb2.ListKeysRequest()).keys}
     assert squat not in labels  # nothing was created
     # The admin holds the grant.

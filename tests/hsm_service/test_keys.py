@@ -1,4 +1,4 @@
-"""ListKeys, GetPublicKey, GenerateKeyPair, DeleteKey and Derive through a real hwgated."""
+"""ListKeys, GetPublicKey, GenerateKey, DeleteKey and Derive through a real hwgated."""
 
 from __future__ import annotations
 
@@ -22,11 +22,19 @@ from support.daemon import error_info
 pytestmark = pytest.mark.testbed
 
 K = common_pb2
-ECDH, ECB, CBC = (
-    hsm_pb2.DERIVE_MECHANISM_ECDH,
-    hsm_pb2.DERIVE_MECHANISM_AES_ECB_ENCRYPT_DATA,
-    hsm_pb2.DERIVE_MECHANISM_AES_CBC_ENCRYPT_DATA,
-)
+ECB, CBC = "aes_ecb_encrypt_data", "aes_cbc_encrypt_data"
+
+
+def ecdh(peer: bytes) -> dict[str, object]:
+    """DeriveRequest keywords: the ECDH case of the mechanism oneof."""
+    return {"ecdh": hsm_pb2.EcdhDerivation(peer_public_key=peer)}
+
+
+def diversify(mechanism: str, data: bytes, iv: bytes = b"") -> dict[str, object]:
+    """DeriveRequest keywords: an AES diversification case of the mechanism oneof."""
+    if mechanism == CBC:
+        return {CBC: hsm_pb2.AesCbcEncryptDataDerivation(data=data, iv=iv)}
+    return {ECB: hsm_pb2.AesEcbEncryptDataDerivation(data=data)}
 
 
 def new_label(kind: str) -> str:
@@ -105,7 +113,7 @@ def test_get_public_key_der_pem_and_info(hsmd) -> None:
 )
 def test_generate_sign_delete(hsmd, algorithm: int, sign_with: str) -> None:
     stub, name = hsmd.stub(), new_label("pair")
-    info = stub.GenerateKeyPair(hsm_pb2.GenerateKeyPairRequest(label=name, algorithm=algorithm)).key
+    info = stub.GenerateKey(hsm_pb2.GenerateKeyRequest(label=name, algorithm=algorithm)).key
     try:
         assert (info.label, info.algorithm, info.key_class) == (
             name,
@@ -114,19 +122,21 @@ def test_generate_sign_delete(hsmd, algorithm: int, sign_with: str) -> None:
         )
         assert info.sensitive and not info.extractable and info.local
         code, reason, meta = rpc_error(
-            stub.GenerateKeyPair, hsm_pb2.GenerateKeyPairRequest(label=name, algorithm=algorithm)
+            stub.GenerateKey, hsm_pb2.GenerateKeyRequest(label=name, algorithm=algorithm)
         )
         assert (code, reason, meta) == (grpc.StatusCode.ALREADY_EXISTS, "KEY_EXISTS", {"key": name})
         digest = hashlib.new(sign_with.rsplit("_", 1)[1].lower(), b"m").digest()
         alg = common_pb2.SignatureAlgorithm.Value("SIGNATURE_ALGORITHM_" + sign_with)
         signature = stub.Sign(
-            hsm_pb2.SignRequest(key=hsm_pb2.KeyRef(id=info.id), algorithm=alg, digest=digest)
+            hsm_pb2.HsmServiceSignRequest(
+                key=hsm_pb2.KeyRef(id=info.id), algorithm=alg, digest=digest
+            )
         ).signature
         verify(public_key(stub, label(name)), sign_with, signature, digest)
     finally:
         assert stub.DeleteKey(hsm_pb2.DeleteKeyRequest(key=label(name))).deleted_objects == 2
     code, reason, _ = rpc_error(
-        stub.Sign, hsm_pb2.SignRequest(key=label(name), algorithm=alg, digest=digest)
+        stub.Sign, hsm_pb2.HsmServiceSignRequest(key=label(name), algorithm=alg, digest=digest)
     )
     assert (code, reason) == (grpc.StatusCode.NOT_FOUND, "KEY_NOT_FOUND")
     records = [r for r in hsmd.audit_records() if r.get("key") == name]
@@ -140,35 +150,33 @@ def test_generate_sign_delete(hsmd, algorithm: int, sign_with: str) -> None:
 def test_generate_refusals(hsmd) -> None:
     stub = hsmd.stub()
     cases = [
-        (hsm_pb2.GenerateKeyPairRequest(algorithm=K.KEY_ALGORITHM_EC_P256), "label"),
+        (hsm_pb2.GenerateKeyRequest(algorithm=K.KEY_ALGORITHM_EC_P256), "label"),
         (
-            hsm_pb2.GenerateKeyPairRequest(
-                label=new_label("x"), algorithm=K.KEY_ALGORITHM_RSA_1024
-            ),
+            hsm_pb2.GenerateKeyRequest(label=new_label("x"), algorithm=K.KEY_ALGORITHM_RSA_1024),
             "algorithm",
         ),
         (
-            hsm_pb2.GenerateKeyPairRequest(
+            hsm_pb2.GenerateKeyRequest(
                 label=new_label("x"), algorithm=K.KEY_ALGORITHM_EC_P256, extractable=True
             ),
             "extractable",
         ),
         (
-            hsm_pb2.GenerateKeyPairRequest(
+            hsm_pb2.GenerateKeyRequest(
                 label=new_label("x"), algorithm=K.KEY_ALGORITHM_AES_128, ephemeral=True
             ),
             "ephemeral",
         ),
     ]
     for request, field in cases:
-        assert rpc_error(stub.GenerateKeyPair, request) == (
+        assert rpc_error(stub.GenerateKey, request) == (
             grpc.StatusCode.INVALID_ARGUMENT,
             "INVALID_ARGUMENT",
             {"field": field},
         )
     _code, reason, meta = rpc_error(
-        hsmd.stub("enrollment").GenerateKeyPair,
-        hsm_pb2.GenerateKeyPairRequest(label="issuing-ca", algorithm=K.KEY_ALGORITHM_EC_P256),
+        hsmd.stub("enrollment").GenerateKey,
+        hsm_pb2.GenerateKeyRequest(label="issuing-ca", algorithm=K.KEY_ALGORITHM_EC_P256),
     )
     assert (reason, meta) == ("POLICY_DENIED", {"rule": "create"})  # the new label is checked first
 
@@ -188,8 +196,7 @@ def test_ecdh_derive_equals_cryptography(hsmd) -> None:
         reply = stub.Derive(
             hsm_pb2.DeriveRequest(
                 base_key=label("ecdh-p256"),
-                mechanism=ECDH,
-                peer_public_key=peer_bytes,
+                **ecdh(peer_bytes),
                 template=hsm_pb2.DerivedKeyTemplate(extractable=True),
                 return_value=True,
             )
@@ -216,8 +223,7 @@ def test_derive_value_needs_the_derive_value_rule(hsmd) -> None:
     )
     request = hsm_pb2.DeriveRequest(
         base_key=label("ecdh-p256"),
-        mechanism=ECDH,
-        peer_public_key=spki,
+        **ecdh(spki),
         template=hsm_pb2.DerivedKeyTemplate(extractable=True),
         return_value=True,
     )
@@ -228,8 +234,7 @@ def test_derive_value_needs_the_derive_value_rule(hsmd) -> None:
     )
     master = hsm_pb2.DeriveRequest(
         base_key=label("activation-master"),
-        mechanism=ECB,
-        data=bytes(32),
+        **diversify(ECB, bytes(32)),
         template=hsm_pb2.DerivedKeyTemplate(extractable=True),
         return_value=True,
     )
@@ -246,8 +251,7 @@ def test_diversify_activation_master_into_a_key_reference(hsmd, cleanup) -> None
     reply = stub.Derive(
         hsm_pb2.DeriveRequest(
             base_key=label("activation-master"),
-            mechanism=ECB,
-            data=b"enrollment-00042".ljust(32, b"\0"),
+            **diversify(ECB, b"enrollment-00042".ljust(32, b"\0")),
             template=hsm_pb2.DerivedKeyTemplate(label=name, persistent=True),
         )
     )
@@ -266,11 +270,11 @@ def test_diversify_activation_master_into_a_key_reference(hsmd, cleanup) -> None
 
 
 @pytest.mark.parametrize("mechanism", [ECB, CBC])
-def test_diversified_value_equals_aes_of_the_data(hsmd, testbed, cleanup, mechanism: int) -> None:
+def test_diversified_value_equals_aes_of_the_data(hsmd, testbed, cleanup, mechanism: str) -> None:
     stub, master = hsmd.stub(), new_label("master")
     cleanup.append(master)
-    stub.GenerateKeyPair(
-        hsm_pb2.GenerateKeyPairRequest(
+    stub.GenerateKey(
+        hsm_pb2.GenerateKeyRequest(
             label=master, algorithm=K.KEY_ALGORITHM_AES_256, extractable=True
         )
     )
@@ -279,9 +283,7 @@ def test_diversified_value_equals_aes_of_the_data(hsmd, testbed, cleanup, mechan
     reply = stub.Derive(
         hsm_pb2.DeriveRequest(
             base_key=label(master),
-            mechanism=mechanism,
-            data=data,
-            iv=iv if mechanism == CBC else b"",
+            **diversify(mechanism, data, iv),
             template=hsm_pb2.DerivedKeyTemplate(extractable=True),
             return_value=True,
         )
@@ -292,9 +294,7 @@ def test_diversified_value_equals_aes_of_the_data(hsmd, testbed, cleanup, mechan
     short = stub.Derive(
         hsm_pb2.DeriveRequest(
             base_key=label(master),
-            mechanism=mechanism,
-            data=data,
-            iv=iv if mechanism == CBC else b"",
+            **diversify(mechanism, data, iv),
             template=hsm_pb2.DerivedKeyTemplate(
                 extractable=True, algorithm=K.KEY_ALGORITHM_AES_128
             ),
@@ -308,14 +308,15 @@ def test_derive_refusals(hsmd) -> None:
     stub = hsmd.stub()
     base = hsm_pb2.DeriveRequest(
         base_key=label("activation-master"),
-        mechanism=ECB,
-        data=bytes(32),
+        **diversify(ECB, bytes(32)),
         template=hsm_pb2.DerivedKeyTemplate(label="svc-never", persistent=True),
     )
-    bad = [
-        (dict(mechanism=0), "mechanism"),
-        (dict(data=bytes(20)), None),
-        (dict(mechanism=CBC), None),  # no iv
+    bad: list[tuple[dict[str, object], str | None]] = [
+        ({"mechanism": None}, "mechanism"),
+        (diversify(ECB, bytes(20)), None),
+        (diversify(CBC, bytes(32)), None),  # no iv
+        (diversify(ECB, b""), "aes_ecb_encrypt_data.data"),
+        (ecdh(b""), "ecdh.peer_public_key"),
         (dict(template=hsm_pb2.DerivedKeyTemplate()), "template.persistent"),
         (dict(template=hsm_pb2.DerivedKeyTemplate(persistent=True)), "template.label"),
         (
@@ -326,19 +327,20 @@ def test_derive_refusals(hsmd) -> None:
             ),
             "template.algorithm",
         ),
-        (dict(mechanism=ECDH, peer_public_key=_point(stub, "ecdh-p256")), None),  # on an AES key
+        (ecdh(_point(stub, "ecdh-p256")), None),  # on an AES key
     ]
     for change, field in bad:
         request = hsm_pb2.DeriveRequest()
         request.CopyFrom(base)
         for k, v in change.items():
-            if k == "template":
-                request.template.CopyFrom(v)
+            if v is None:
+                request.ClearField(k)
             else:
-                setattr(request, k, v)
+                getattr(request, k).CopyFrom(v)
+                getattr(request, k).SetInParent()  # an empty case is still the case
         code, reason, meta = rpc_error(stub.Derive, request)
         assert code == grpc.StatusCode.INVALID_ARGUMENT, (change, reason)
-        if "peer_public_key" in change:
+        if "ecdh" in change and change["ecdh"].peer_public_key:  # type: ignore[attr-defined]
             assert reason == "ALGORITHM_MISMATCH"
         if field is not None:
             assert meta == {"field": field}, change

@@ -37,7 +37,9 @@ def _load(daemon: HsmDaemon, clients: int, stop: threading.Event, key: str, algo
         while not stop.is_set():
             try:
                 stub.Sign(
-                    hsm_pb2.SignRequest(key=label(key), algorithm=algorithm, digest=digest),
+                    hsm_pb2.HsmServiceSignRequest(
+                        key=label(key), algorithm=algorithm, digest=digest
+                    ),
                     timeout=30,
                 )
                 ok[index] += 1
@@ -61,7 +63,7 @@ def test_sixteen_concurrent_clients_never_fail(hsmd) -> None:
     assert len(ok) == 16 and min(ok.values()) > 0
     digest = hashlib.sha256(b"after").digest()
     reply = hsmd.stub().Sign(
-        hsm_pb2.SignRequest(key=label("signer-p256"), algorithm=ECDSA, digest=digest)
+        hsm_pb2.HsmServiceSignRequest(key=label("signer-p256"), algorithm=ECDSA, digest=digest)
     )
     verify(public_key(hsmd.stub(), label("signer-p256")), "ECDSA_SHA256", reply.signature, digest)
 
@@ -97,7 +99,9 @@ def test_segv_of_a_worker_costs_only_its_inflight_requests(own_hsmd) -> None:
     digest = hashlib.sha256(b"after").digest()
     assert (
         own_hsmd.stub()
-        .Sign(hsm_pb2.SignRequest(key=label("signer-p256"), algorithm=ECDSA, digest=digest))
+        .Sign(
+            hsm_pb2.HsmServiceSignRequest(key=label("signer-p256"), algorithm=ECDSA, digest=digest)
+        )
         .signature
     )
 
@@ -116,7 +120,9 @@ def test_broken_module_leaves_cards_serving_and_hsm_unavailable(testbed, tmp_pat
         }
         with pytest.raises(grpc.RpcError) as err:
             daemon.stub().Sign(
-                hsm_pb2.SignRequest(key=label("signer-p256"), algorithm=ECDSA, digest=bytes(32)),
+                hsm_pb2.HsmServiceSignRequest(
+                    key=label("signer-p256"), algorithm=ECDSA, digest=bytes(32)
+                ),
                 timeout=10,
             )
         assert error_info(err.value) == (

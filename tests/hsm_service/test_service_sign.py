@@ -12,7 +12,8 @@ import pytest
 from hsm_service_support import label, public_key, verify
 from hsm_values import secret_value
 
-from hwgate.v1 import common_pb2, error_pb2, hsm_pb2
+from hwgate.errors import from_status_message
+from hwgate.v1 import common_pb2, hsm_pb2
 from support.daemon import error_info
 
 pytestmark = pytest.mark.testbed
@@ -38,7 +39,7 @@ def test_every_algorithm_verifies_against_get_public_key(hsmd, key: str, algorit
     hash_name = algorithm.rsplit("_", 1)[1].lower()
     digest = hashlib.new(hash_name, os.urandom(40)).digest()
     reply = stub.Sign(
-        hsm_pb2.SignRequest(
+        hsm_pb2.HsmServiceSignRequest(
             key=label(key), algorithm=A.Value(f"SIGNATURE_ALGORITHM_{algorithm}"), digest=digest
         )
     )
@@ -50,8 +51,8 @@ def test_hmac_matches_the_key_value(hsmd, testbed) -> None:
     """A generated extractable generic secret: the HMAC equals Python's over its value."""
     stub = hsmd.stub()
     name = f"svc-hmac-{uuid.uuid4().hex[:8]}"
-    stub.GenerateKeyPair(
-        hsm_pb2.GenerateKeyPairRequest(
+    stub.GenerateKey(
+        hsm_pb2.GenerateKeyRequest(
             label=name, algorithm=common_pb2.KEY_ALGORITHM_GENERIC_SECRET, extractable=True
         )
     )
@@ -59,7 +60,7 @@ def test_hmac_matches_the_key_value(hsmd, testbed) -> None:
         value = secret_value(testbed, name)
         data = os.urandom(300)
         mac = stub.Sign(
-            hsm_pb2.SignRequest(
+            hsm_pb2.HsmServiceSignRequest(
                 key=label(name), algorithm=A.SIGNATURE_ALGORITHM_HMAC_SHA256, data=data
             )
         ).signature
@@ -73,7 +74,7 @@ def test_testbed_hmac_key_is_deterministic(hsmd) -> None:
     stub = hsmd.stub("enrollment")
     macs = [
         stub.Sign(
-            hsm_pb2.SignRequest(
+            hsm_pb2.HsmServiceSignRequest(
                 key=label("hmac-key"), algorithm=A.SIGNATURE_ALGORITHM_HMAC_SHA256, data=d
             )
         ).signature
@@ -95,7 +96,7 @@ def test_uri_and_id_references_resolve_to_the_same_key(hsmd) -> None:
     for ref in refs:
         digest = hashlib.sha256(ref.SerializeToString()).digest()
         reply = stub.Sign(
-            hsm_pb2.SignRequest(
+            hsm_pb2.HsmServiceSignRequest(
                 key=ref, algorithm=A.SIGNATURE_ALGORITHM_ECDSA_SHA256, digest=digest
             )
         )
@@ -104,7 +105,7 @@ def test_uri_and_id_references_resolve_to_the_same_key(hsmd) -> None:
 
 def _sign_error(stub, **fields):  # type: ignore[no-untyped-def]
     with pytest.raises(grpc.RpcError) as err:
-        stub.Sign(hsm_pb2.SignRequest(**fields))
+        stub.Sign(hsm_pb2.HsmServiceSignRequest(**fields))
     return error_info(err.value)
 
 
@@ -166,7 +167,7 @@ def test_policy_denies_keys_per_role_even_by_id(hsmd) -> None:
         # A key the caller may not use looks missing (test_key_visibility has the details).
         assert (code, reason) == (grpc.StatusCode.NOT_FOUND, "KEY_NOT_FOUND")
     assert enrollment.Sign(
-        hsm_pb2.SignRequest(key=label("signer-rsa"), algorithm=rsa256, digest=digest)
+        hsm_pb2.HsmServiceSignRequest(key=label("signer-rsa"), algorithm=rsa256, digest=digest)
     ).signature
     code, reason, meta = _sign_error(
         hsmd.stub("kiosk"), key=label("signer-rsa"), algorithm=rsa256, digest=digest
@@ -178,7 +179,7 @@ def test_sign_is_audited_with_a_short_digest_print(hsmd) -> None:
     digest = hashlib.sha256(uuid.uuid4().bytes).digest()
     stub = hsmd.stub("enrollment")
     stub.Sign(
-        hsm_pb2.SignRequest(
+        hsm_pb2.HsmServiceSignRequest(
             key=label("signer-p256"), algorithm=A.SIGNATURE_ALGORITHM_ECDSA_SHA256, digest=digest
         )
     )
@@ -230,7 +231,10 @@ def test_sign_stream_batches_verify_in_order(hsmd) -> None:
     batches = [[hashlib.sha256(f"{b}/{i}".encode()).digest() for i in range(200)] for b in range(5)]
     requests = [
         hsm_pb2.SignStreamRequest(
-            request_id=b, key=label("signer-p256"), algorithm=ecdsa, digests=digests
+            request_id=b,
+            key=label("signer-p256"),
+            algorithm=ecdsa,
+            digest_batch=hsm_pb2.DigestBatch(digests=digests),
         )
         for b, digests in enumerate(batches)
     ]
@@ -238,18 +242,17 @@ def test_sign_stream_batches_verify_in_order(hsmd) -> None:
         request_id=99,
         key=label("signer-p256"),
         algorithm=ecdsa,
-        digest=batches[0][0],
-        digests=batches[0][:2],
+        digest_batch=hsm_pb2.DigestBatch(digests=[]),
     )
     responses = _stream(stub, [*requests, bad])
     assert [r.request_id for r in responses] == [0, 1, 2, 3, 4, 99]
     for response, digests in zip(responses, batches, strict=False):
-        assert not response.HasField("error") and not response.signature
-        assert len(response.signatures) == len(digests)
-        for signature, digest in zip(response.signatures, digests, strict=True):
+        assert response.WhichOneof("result") == "signature_batch"
+        assert len(response.signature_batch.signatures) == len(digests)
+        for signature, digest in zip(response.signature_batch.signatures, digests, strict=True):
             verify(public, "ECDSA_SHA256", signature, digest)
-    assert error_pb2.ErrorReason.Name(responses[-1].error.reason) == "INVALID_ARGUMENT"
-    assert not responses[-1].signatures
+    error = from_status_message(responses[-1].error)
+    assert (error.reason, error.metadata["field"]) == ("INVALID_ARGUMENT", "digest_batch.digests")
 
 
 def test_sign_stream_reports_failures_per_item_and_goes_on(hsmd) -> None:
@@ -280,8 +283,8 @@ def test_sign_stream_reports_failures_per_item_and_goes_on(hsmd) -> None:
             name = A.Name(algorithm).removeprefix("SIGNATURE_ALGORITHM_")
             verify(pubs[key], name, response.signature, digest)
         else:
-            assert error_pb2.ErrorReason.Name(response.error.reason) == expected
-            assert not response.signature
+            assert response.WhichOneof("result") == "error"
+            assert from_status_message(response.error).reason == expected
     hidden, missing = responses[3].error, responses[6].error
     assert hidden.code == missing.code == grpc.StatusCode.NOT_FOUND.value[0]
     assert hidden.message.replace("issuing-ca", "?") == missing.message.replace("no-such-key", "?")

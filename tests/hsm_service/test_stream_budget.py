@@ -18,7 +18,9 @@ def test_the_pump_holds_a_stream_to_its_digest_budget() -> None:
         nonlocal pulled
         while True:
             pulled += 1
-            yield hsm_pb2.SignStreamRequest(request_id=pulled, digests=[bytes(32)] * 1024)
+            yield hsm_pb2.SignStreamRequest(
+                request_id=pulled, digest_batch=hsm_pb2.DigestBatch(digests=[bytes(32)] * 1024)
+            )
 
     async def scenario() -> tuple[int, int, int]:
         budget = _Budget(hsm_stream.MAX_STREAM_DIGESTS)

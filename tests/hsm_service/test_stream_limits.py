@@ -66,7 +66,10 @@ class _BulkStream:
         while not self._stop.is_set():
             n += 1
             yield hsm_pb2.SignStreamRequest(
-                request_id=n, key=label("signer-p256"), algorithm=ECDSA, digests=digests
+                request_id=n,
+                key=label("signer-p256"),
+                algorithm=ECDSA,
+                digest_batch=hsm_pb2.DigestBatch(digests=digests),
             )
 
     def _run(self, seed: int) -> None:
@@ -113,7 +116,9 @@ def test_unary_signs_finish_while_two_bulk_streams_run(own_hsmd: HsmDaemon) -> N
             digest = hashlib.sha256(f"unary/{i}".encode()).digest()
             # The deadline that expired five times in a row before (issue 15 item 3).
             reply = stub.Sign(
-                hsm_pb2.SignRequest(key=label("signer-p256"), algorithm=ECDSA, digest=digest),
+                hsm_pb2.HsmServiceSignRequest(
+                    key=label("signer-p256"), algorithm=ECDSA, digest=digest
+                ),
                 timeout=10,
             )
             assert reply.signature

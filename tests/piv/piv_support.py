@@ -46,10 +46,12 @@ class PivDaemon:
         self.card.CloseSession(card_pb2.CloseSessionRequest(session_id=session_id), timeout=10)
 
     def verify(self, session_id: str, pin: bytes = PIN, allow_last: bool = False) -> bool:
+        """True once the PIN is verified (a failure raises); the response names
+        when the session, and so the verified PIN, ends."""
         request = piv_pb2.VerifyPinRequest(
             session_id=session_id, pin=pin, allow_last_attempt=allow_last
         )
-        return bool(self.piv.VerifyPin(request, timeout=10).verified)
+        return self.piv.VerifyPin(request, timeout=10).HasField("session_expire_time")
 
     def info(self, **target: str) -> piv_pb2.GetCardInfoResponse:
         return self.piv.GetCardInfo(piv_pb2.GetCardInfoRequest(**target), timeout=10)

@@ -44,7 +44,7 @@ def test_a_raw_select_elsewhere_makes_the_application_select_piv_again(
     cards.insert(0, "alice")  # type: ignore[attr-defined]
     session = hwgated.open_session(R0)
     assert hwgated.verify(session)  # PIV selected, objects cached, PIN verified
-    assert transmit(hwgated, session, SELECT_OTHER).sw == 0x6A82  # the card left PIV
+    assert transmit(hwgated, session, SELECT_OTHER).status_word == 0x6A82  # the card left PIV
     # Everything is cached but the PIN status: its empty VERIFY must go to PIV, and
     # the card's answer (the other SELECT dropped the PIN) wins over the session's record.
     info = hwgated.info(session_id=session)
@@ -59,7 +59,7 @@ def test_a_raw_apdu_between_verify_pin_and_a_9c_signature_ends_pin_always(
     cards.insert(0, "alice")  # type: ignore[attr-defined]
     session = hwgated.open_session(R0)
     assert hwgated.verify(session)
-    assert transmit(hwgated, session, GET_CHUID).sw == 0x9000
+    assert transmit(hwgated, session, GET_CHUID).status_word == 0x9000
     code, reason, _ = failure(lambda: sign_9c(hwgated, session))
     assert (code, reason) == (grpc.StatusCode.FAILED_PRECONDITION, "PIN_REQUIRED")
     assert hwgated.verify(session)

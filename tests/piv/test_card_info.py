@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
+import hashlib
+
 import grpc
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -33,16 +36,17 @@ def test_card_info_matches_the_issued_profile(
     info = hwgated.info(reader=R0)
 
     assert info.reader == R0 and info.atr
-    fascn = info.chuid.fasc_n
+    fascn = info.chuid.fascn
     assert (fascn.agency_code, fascn.system_code, fascn.credential_number) == (
         profile.fascn.agency_code,
         profile.fascn.system_code,
         profile.fascn.credential_number,
     )
     assert fascn.person_identifier == profile.fascn.pi
-    assert fascn.raw_hex == profile.fascn.encode().hex()
+    assert fascn.raw == profile.fascn.encode()
     assert info.chuid.guid == str(profile.guid)
-    assert info.chuid.expiry == profile.expiry.isoformat()
+    day = info.chuid.expiration_date
+    assert (day.year, day.month, day.day) == profile.expiry.timetuple()[:3]
     assert info.chuid.signed == bool(profile.chuid_signature)
     assert Chuid.parse(info.chuid.raw).guid == profile.guid
 
@@ -52,7 +56,13 @@ def test_card_info_matches_the_issued_profile(
         cert = by_slot[SLOT_NAMES[slot]]
         assert cert.der == cred.certificate.public_bytes(serialization.Encoding.DER)
         assert cert.summary.subject == cred.certificate.subject.rfc4514_string()
-        assert cert.summary.serial_hex == format(cred.certificate.serial_number, "x")
+        serial = cert.summary.serial_number
+        assert int.from_bytes(serial, "big", signed=True) == cred.certificate.serial_number
+        assert serial in cred.certificate.public_bytes(serialization.Encoding.DER)
+        assert cert.summary.sha256_fingerprint == hashlib.sha256(cert.der).digest()
+        assert cert.summary.not_after_time.ToDatetime(datetime.UTC) == (
+            cred.certificate.not_valid_after_utc
+        )
         assert cert.summary.key_algorithm == common_pb2.KeyAlgorithm.Value(KEY_ALGORITHMS[key_type])
 
     assert info.HasField("pin_retries_left") and info.pin_retries_left == profile.pin_retries

@@ -42,7 +42,7 @@ def run(channel: grpc.Channel, op: str, arg: str) -> object:
     if op == "select":
         select = bytes.fromhex("00A4040009A0000003080000100000")
         request = card_pb2.TransmitRequest(reader=arg, apdus=[select])
-        return card.Transmit(request, timeout=10).responses[0].sw
+        return card.Transmit(request, timeout=10).responses[0].status_word
     raise SystemExit(f"unknown op {op}")
 
 

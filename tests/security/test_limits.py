@@ -41,7 +41,7 @@ def test_oversized_transmit_is_resource_exhausted(secd: SecurityDaemon) -> None:
 
 
 def test_oversized_hsm_sign_is_resource_exhausted(secd: SecurityDaemon) -> None:
-    request = hsm_pb2.SignRequest(
+    request = hsm_pb2.HsmServiceSignRequest(
         key=hsm_pb2.KeyRef(label="hmac-key"),
         algorithm=common_pb2.SIGNATURE_ALGORITHM_HMAC_SHA256,
         data=bytes(LIMIT + 1),
@@ -51,7 +51,7 @@ def test_oversized_hsm_sign_is_resource_exhausted(secd: SecurityDaemon) -> None:
         assert status_code(lambda: stub.Sign(request, timeout=10)) == EXHAUSTED
         # Just under the limit is not refused for its size.
         digest = hashlib.sha256(b"x").digest()
-        ok = hsm_pb2.SignRequest(
+        ok = hsm_pb2.HsmServiceSignRequest(
             key=hsm_pb2.KeyRef(label="signer-p256"),
             algorithm=common_pb2.SIGNATURE_ALGORITHM_ECDSA_SHA256,
             digest=digest,

@@ -30,9 +30,9 @@ RSA_SHA256 = common_pb2.SIGNATURE_ALGORITHM_RSA_PKCS1_SHA256
 DIGEST = hashlib.sha256(b"derived credential CSR").digest()
 
 
-def issuing_ca_sign(channel: grpc.Channel) -> hsm_pb2.SignResponse:
+def issuing_ca_sign(channel: grpc.Channel) -> hsm_pb2.HsmServiceSignResponse:
     stub = hsm_pb2_grpc.HsmServiceStub(channel)
-    request = hsm_pb2.SignRequest(
+    request = hsm_pb2.HsmServiceSignRequest(
         key=hsm_pb2.KeyRef(label="issuing-ca"), algorithm=RSA_SHA256, digest=DIGEST
     )
     return stub.Sign(request, timeout=15)

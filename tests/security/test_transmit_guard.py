@@ -164,8 +164,8 @@ def test_kiosk_cannot_send_security_apdus(guard: GuardDaemon, cards: Any, name: 
 def test_kiosk_may_still_read(guard: GuardDaemon, cards: Any) -> None:
     cards.insert(0, "alice")
     responses = transmit(guard.stub("hwgate.sock"), [SELECT_PIV, GET_CHUID, PIN_STATUS])
-    assert [r.sw for r in responses[:2]] == [0x9000, 0x9000]
-    assert responses[2].sw >> 8 == 0x63  # not verified, retries left in SW2
+    assert [r.status_word for r in responses[:2]] == [0x9000, 0x9000]
+    assert responses[2].status_word >> 8 == 0x63  # not verified, retries left in SW2
 
 
 def test_a_permitted_role_gets_the_signature_and_the_audit_says_what_it_was(
@@ -174,7 +174,7 @@ def test_a_permitted_role_gets_the_signature_and_the_audit_says_what_it_was(
     cards.insert(0, "alice")
     admin = guard.stub("admin.sock")
     responses = transmit(admin, [SELECT_PIV, verify(), general_authenticate()])
-    assert [r.sw for r in responses] == [0x9000, 0x9000, 0x9000]
+    assert [r.status_word for r in responses] == [0x9000, 0x9000, 0x9000]
     signature = _dynamic_auth_signature(responses[2].data)
     info = guard.piv("admin.sock").GetCardInfo(piv_pb2.GetCardInfoRequest(reader=R0), timeout=10)
     nine_a = next(c.der for c in info.certificates if c.slot == piv_pb2.SLOT_PIV_AUTHENTICATION)
@@ -202,7 +202,7 @@ def test_chained_general_authenticate_is_allowed_only_with_the_permission(
     responses = transmit(
         guard.stub("admin.sock"), [SELECT_PIV, verify(), *chained_general_authenticate()]
     )
-    assert responses[-1].sw == 0x9000
+    assert responses[-1].status_word == 0x9000
     audited = [
         r for r in guard.audit_records() if r["action"] == "card.transmit.general_authenticate"
     ]
@@ -214,7 +214,7 @@ def test_raw_verify_counts_against_the_pin_limits(guard: GuardDaemon, cards: Any
     cards.insert(0, "alice")
     admin = guard.stub("admin.sock")
     for _ in range(3):
-        assert transmit(admin, [SELECT_PIV, verify()])[1].sw == 0x9000
+        assert transmit(admin, [SELECT_PIV, verify()])[1].status_word == 0x9000
     code, reason, _ = refusal(lambda: transmit(admin, [SELECT_PIV, verify()]))
     assert (code, reason) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "RATE_LIMITED")
     # The card's budget is spent for everyone: the kiosk's VerifyPin is refused too.
@@ -247,7 +247,7 @@ def test_raw_verify_never_spends_the_last_retry(guard: GuardDaemon, cards: Any) 
     cards.insert(0, "alice")
     admin = guard.stub("admin.sock")
     for wrong, left in ((b"654321", 2), (b"11112222", 1)):  # wrong PINs the log scan knows
-        assert transmit(admin, [SELECT_PIV, verify(wrong)])[1].sw == 0x63C0 | left
+        assert transmit(admin, [SELECT_PIV, verify(wrong)])[1].status_word == 0x63C0 | left
     code, reason, meta = refusal(lambda: transmit(admin, [SELECT_PIV, verify()]))
     assert (code, reason) == (grpc.StatusCode.FAILED_PRECONDITION, "LAST_PIN_ATTEMPT")
     assert meta["index"] == "1" and meta["retries_left"] == "1"

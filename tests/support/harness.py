@@ -278,7 +278,9 @@ def verify(public: Any, label: str, signature: bytes, digest: bytes) -> bool:
 def sign_once(channel: grpc.Channel, label: str = EC_KEY, timeout: float = 10) -> bytes:
     stub = hsm_pb2_grpc.HsmServiceStub(channel)
     algorithm = ECDSA if label == EC_KEY else RSA
-    request = hsm_pb2.SignRequest(key=key_ref(label), algorithm=algorithm, digest=digest_for(1))
+    request = hsm_pb2.HsmServiceSignRequest(
+        key=key_ref(label), algorithm=algorithm, digest=digest_for(1)
+    )
     return bytes(stub.Sign(request, timeout=timeout).signature)
 
 
@@ -288,7 +290,7 @@ def transmit_once(channel: grpc.Channel, reader: str, timeout: float = 10) -> in
     reply = stub.Transmit(
         card_pb2.TransmitRequest(reader=reader, apdus=[SELECT_PIV]), timeout=timeout
     )
-    return int(reply.responses[0].sw)
+    return int(reply.responses[0].status_word)
 
 
 def sessions_held(channel: grpc.Channel) -> list[str]:

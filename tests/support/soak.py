@@ -37,6 +37,7 @@ from typing import Any
 
 import grpc
 
+from hwgate.errors import from_status_message
 from hwgate.v1 import card_pb2, card_pb2_grpc, hsm_pb2, hsm_pb2_grpc
 from hwgate_testbed import pcscd, slots
 from hwgate_testbed.paths import TestbedPaths, vpcd_reader
@@ -116,7 +117,7 @@ class Client:
         while not self.stop.is_set():
             digest = harness.digest_for(self.report.index, n)
             n += 1
-            request = hsm_pb2.SignRequest(
+            request = hsm_pb2.HsmServiceSignRequest(
                 key=harness.key_ref(self.label), algorithm=algorithm, digest=digest
             )
             try:
@@ -145,7 +146,8 @@ class Client:
             window.release()
             digest = digests.pop(response.request_id)
             if response.HasField("error"):
-                self.report.unexpected.append(f"stream item: {response.error.reason}")
+                reason = from_status_message(response.error).reason
+                self.report.unexpected.append(f"stream item: {reason}")
             else:
                 self.check(response.signature, digest)
             if self.stop.is_set():
@@ -161,7 +163,7 @@ class Client:
         while not self.stop.is_set():
             try:
                 reply = self.card.Transmit(batch, timeout=30)
-                if len(reply.responses) == 8 and reply.responses[0].sw == 0x9000:
+                if len(reply.responses) == 8 and reply.responses[0].status_word == 0x9000:
                     self.report.ok += 1
                 else:
                     self.report.unexpected.append(f"bad answer {reply}"[:200])

@@ -10,7 +10,7 @@ from datetime import datetime
 from hwgate.cli.context import Context
 from hwgate.cli.output import EXIT_OK, fail, print_json, print_table, to_dict
 from hwgate.cli.secret_input import read_secret
-from hwgate.v1 import card_pb2
+from hwgate.v1 import card_pb2, piv_pb2
 
 FMT = argparse.RawDescriptionHelpFormatter
 
@@ -37,8 +37,16 @@ def cmd_readers(ctx: Context) -> int:
     return EXIT_OK
 
 
+def _date(chuid: piv_pb2.Chuid) -> str:
+    """The CHUID expiration date as YYYY-MM-DD, or "" when the card states none."""
+    if not chuid.HasField("expiration_date"):
+        return ""
+    d = chuid.expiration_date
+    return f"{d.year:04d}-{d.month:02d}-{d.day:02d}"
+
+
 def _event_line(event: card_pb2.WatchEventsResponse) -> str:
-    when = datetime.fromtimestamp(event.time.ToSeconds()).strftime("%H:%M:%S")
+    when = datetime.fromtimestamp(event.event_time.ToSeconds()).strftime("%H:%M:%S")
     kind = card_pb2.EventType.Name(event.type).removeprefix("EVENT_TYPE_")
     extra = event.card.piv_auth_certificate.subject if event.HasField("card") else ""
     flags = " resync" if event.resync else ""
@@ -93,8 +101,8 @@ def cmd_card_info(ctx: Context) -> int:
         ("reader", info.reader),
         ("atr", info.atr.hex()),
         ("guid", info.chuid.guid),
-        ("expiry", info.chuid.expiry),
-        ("fasc-n", info.chuid.fasc_n.raw_hex),
+        ("expiry", _date(info.chuid)),
+        ("fasc-n", info.chuid.fascn.raw.hex()),
         ("pin retries", info.pin_retries_left if info.HasField("pin_retries_left") else "-"),
     ]
     for cert in info.certificates:

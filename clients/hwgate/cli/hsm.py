@@ -22,8 +22,7 @@ from hwgate.v1 import common_pb2, hsm_pb2
 FMT = argparse.RawDescriptionHelpFormatter
 SIG_CHOICES = names.kebab_choices(common_pb2.SignatureAlgorithm, names.SIG_PREFIX)
 KEY_CHOICES = names.kebab_choices(common_pb2.KeyAlgorithm, names.KEY_PREFIX)
-DERIVE_PREFIX = "DERIVE_MECHANISM_"
-DERIVE_CHOICES = names.kebab_choices(hsm_pb2.DeriveMechanism, DERIVE_PREFIX)
+DERIVE_CHOICES = ["ecdh", "aes-ecb-encrypt-data", "aes-cbc-encrypt-data"]
 
 
 def _alg(value: int) -> str:
@@ -109,10 +108,6 @@ def cmd_derive(ctx: Context) -> int:
     a = ctx.args
     request = hsm_pb2.DeriveRequest(
         base_key=names.key_ref(a.hsm_key, a.token or ""),
-        mechanism=names.from_kebab(hsm_pb2.DeriveMechanism, a.mechanism, DERIVE_PREFIX),  # type: ignore[arg-type]
-        peer_public_key=_peer_key(a.peer_key),
-        data=bytes.fromhex(a.data or ""),
-        iv=bytes.fromhex(a.iv or ""),
         template=hsm_pb2.DerivedKeyTemplate(
             label=a.label or "",
             algorithm=names.key_algorithm(a.algorithm),  # type: ignore[arg-type]
@@ -121,6 +116,17 @@ def cmd_derive(ctx: Context) -> int:
         ),
         return_value=a.return_value,
     )
+    data = bytes.fromhex(a.data or "")
+    if a.mechanism == "ecdh":
+        request.ecdh.SetInParent()
+        request.ecdh.peer_public_key = _peer_key(a.peer_key)
+    elif a.mechanism == "aes-ecb-encrypt-data":
+        request.aes_ecb_encrypt_data.SetInParent()
+        request.aes_ecb_encrypt_data.data = data
+    else:
+        request.aes_cbc_encrypt_data.SetInParent()
+        request.aes_cbc_encrypt_data.data = data
+        request.aes_cbc_encrypt_data.iv = bytes.fromhex(a.iv or "")
     response = ctx.client().derive(request)
     if ctx.json:
         print_json(to_dict(response))
@@ -135,7 +141,7 @@ def cmd_derive(ctx: Context) -> int:
 
 def cmd_keygen(ctx: Context) -> int:
     a = ctx.args
-    key = ctx.client().generate_key_pair(
+    key = ctx.client().generate_key(
         a.hsm_key, a.alg, token=a.token or "", ephemeral=a.ephemeral, extractable=a.extractable
     )
     if ctx.json:

@@ -40,9 +40,9 @@ def _event_types(values: Any) -> frozenset[EventType]:
         try:
             name = card_pb2.EventType.Name(value).removeprefix("EVENT_TYPE_")
         except ValueError:  # proto3 enums may carry numbers this version does not know
-            raise errors.InvalidArgument("unknown event type", field="types") from None
+            raise errors.InvalidArgument("unknown event type", field="event_types") from None
         if name == "UNSPECIFIED":
-            raise errors.InvalidArgument("event type must be set", field="types")
+            raise errors.InvalidArgument("event type must be set", field="event_types")
         types.add(EventType[name])
     return frozenset(types)
 
@@ -125,7 +125,7 @@ class CardServicer(card_pb2_grpc.CardServiceServicer):
         role, policy = current_caller().role, self._policy
         event_filter = EventFilter(
             caller_globs(request.reader_patterns, "reader_patterns"),
-            _event_types(request.types),
+            _event_types(request.event_types),
             reader_allowed=lambda reader: policy.current.allows_reader(role, reader),
         )
         initial, subscription = self._manager.subscribe(request.after_sequence, event_filter)
@@ -159,7 +159,7 @@ class CardServicer(card_pb2_grpc.CardServiceServicer):
         return card_pb2.OpenSessionResponse(
             session_id=session.id,
             ttl=granted,
-            expires_at=convert.timestamp(time.time() + session.ttl),
+            expire_time=convert.timestamp(time.time() + session.ttl),
         )
 
     def _close_if_undelivered(self, session: Session, context: Context) -> None:
@@ -233,5 +233,5 @@ class CardServicer(card_pb2_grpc.CardServiceServicer):
                 raise
             audit_flagged(flagged, reader, responses)
         return card_pb2.TransmitResponse(
-            responses=[card_pb2.ResponseApdu(data=r.data, sw=r.sw) for r in responses]
+            responses=[card_pb2.ResponseApdu(data=r.data, status_word=r.sw) for r in responses]
         )

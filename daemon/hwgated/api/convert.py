@@ -6,6 +6,7 @@ import datetime
 import functools
 
 from google.protobuf import timestamp_pb2
+from google.type import date_pb2
 
 from hwgate.v1 import card_pb2, common_pb2
 from hwgated.pcsc.events import CardEvent, ReaderState
@@ -28,6 +29,11 @@ def timestamp(value: datetime.datetime | float) -> timestamp_pb2.Timestamp:
     return ts
 
 
+def date(value: datetime.date) -> date_pb2.Date:
+    """A calendar date as google.type.Date (AIP-142: dates are not timestamps)."""
+    return date_pb2.Date(year=value.year, month=value.month, day=value.day)
+
+
 def key_algorithm(name: str) -> str:
     """Enum values are set by name: protobuf accepts the label string."""
     return f"KEY_ALGORITHM_{name or 'UNSPECIFIED'}"
@@ -37,9 +43,9 @@ def certificate_summary(summary: CertSummary) -> common_pb2.CertificateSummary:
     return common_pb2.CertificateSummary(
         subject=summary.subject,
         issuer=summary.issuer,
-        serial_hex=summary.serial_hex,
-        not_before=timestamp(summary.not_before),
-        not_after=timestamp(summary.not_after),
+        serial_number=summary.serial_number,
+        not_before_time=timestamp(summary.not_before),
+        not_after_time=timestamp(summary.not_after),
         key_algorithm=key_algorithm(summary.key_algorithm),
         sha256_fingerprint=summary.sha256_fingerprint,
     )
@@ -56,7 +62,7 @@ def fascn(value: Fascn, raw: bytes) -> card_pb2.Fascn:
         organizational_category=value.oc,
         organizational_identifier=value.oi,
         person_association=value.poa,
-        raw_hex=raw.hex(),
+        raw=raw,
     )
 
 
@@ -65,11 +71,11 @@ def card_identity(identity: CardIdentity | None) -> card_pb2.CardIdentity | None
         return None
     message = card_pb2.CardIdentity(is_piv=identity.is_piv)
     if identity.fascn is not None:
-        message.fasc_n.CopyFrom(fascn(identity.fascn, identity.fascn_raw))
+        message.fascn.CopyFrom(fascn(identity.fascn, identity.fascn_raw))
     if identity.guid is not None:
         message.guid = str(identity.guid)
     if identity.expiry is not None:
-        message.expiry = identity.expiry.isoformat()
+        message.expiration_date.CopyFrom(date(identity.expiry))
     if identity.piv_auth is not None:
         message.piv_auth_certificate.CopyFrom(certificate_summary(identity.piv_auth))
     return message
@@ -91,7 +97,7 @@ def event(value: CardEvent[CardIdentity]) -> card_pb2.WatchEventsResponse:
     Callers must not modify the returned message."""
     return card_pb2.WatchEventsResponse(
         sequence=value.sequence,
-        time=timestamp(value.time),
+        event_time=timestamp(value.time),
         type=f"EVENT_TYPE_{value.type.value}",
         reader=value.reader,
         state=_reader_state(value.state),

@@ -108,10 +108,19 @@ class KeyAccess:
         self._policy = policy
 
     def pool(self, token: str, field: str = "token") -> tuple[str, HsmPool]:
-        """The pool of a configured token name; empty = the first configured token."""
+        """The pool of a configured token name; empty = the only configured token
+        (TOKEN_AMBIGUOUS when there are several: choosing for the caller would sign
+        or generate with a key the caller did not mean)."""
         if not self._pools:
             raise HsmUnavailable("no HSM token is configured")
         if not token:
+            if len(self._pools) > 1:
+                names = ",".join(self._pools)
+                raise errors.TokenAmbiguous(
+                    f"{len(self._pools)} tokens are configured ({names}): name one",
+                    field=field,
+                    tokens=names,
+                )
             name = next(iter(self._pools))
             return name, self._pools[name]
         pool = self._pools.get(token)

@@ -58,9 +58,9 @@ _SECRETS: dict[int, SecretKeySpec] = {
     common_pb2.KEY_ALGORITHM_AES_256: SecretKeySpec.AES256,
     common_pb2.KEY_ALGORITHM_GENERIC_SECRET: SecretKeySpec.GENERIC_SECRET,
 }
-_DIVERSIFY: dict[int, DiversifyMechanism] = {
-    hsm_pb2.DERIVE_MECHANISM_AES_ECB_ENCRYPT_DATA: DiversifyMechanism.AES_ECB,
-    hsm_pb2.DERIVE_MECHANISM_AES_CBC_ENCRYPT_DATA: DiversifyMechanism.AES_CBC,
+_DIVERSIFY: dict[str, DiversifyMechanism] = {
+    "aes_ecb_encrypt_data": DiversifyMechanism.AES_ECB,
+    "aes_cbc_encrypt_data": DiversifyMechanism.AES_CBC,
 }
 _RSA_SIZES = {
     1024: common_pb2.KEY_ALGORITHM_RSA_1024,
@@ -171,16 +171,14 @@ def usages(values: Iterable[int]) -> tuple[KeyUsage, ...] | None:
 
 
 def key_spec(value: int) -> KeyPairSpec | SecretKeySpec:
-    """What GenerateKeyPair makes for a proto KeyAlgorithm (RSA-1024 is never generated)."""
+    """What GenerateKey makes for a proto KeyAlgorithm (RSA-1024 is never generated)."""
     spec = _KEY_PAIRS.get(value) or _SECRETS.get(value)
     if spec is None:
         raise errors.InvalidArgument("algorithm cannot be generated", field="algorithm")
     return spec
 
 
-def diversify_mechanism(value: int) -> DiversifyMechanism:
-    """The diversification mechanism of a Derive request (ECDH is handled apart)."""
-    mechanism = _DIVERSIFY.get(value)
-    if mechanism is None:
-        raise errors.InvalidArgument("mechanism must be set", field="mechanism")
-    return mechanism
+def diversify_mechanism(case: str) -> DiversifyMechanism:
+    """The diversification mechanism of a Derive request's ``mechanism`` oneof case
+    (ECDH is handled apart)."""
+    return _DIVERSIFY[case]

@@ -86,9 +86,12 @@ class HsmServicer(hsm_pb2_grpc.HsmServiceServicer):
         )
 
     @unary
-    async def Sign(self, request: hsm_pb2.SignRequest, context: Context) -> hsm_pb2.SignResponse:
+    async def Sign(
+        self, request: hsm_pb2.HsmServiceSignRequest, context: Context
+    ) -> hsm_pb2.HsmServiceSignResponse:
         algorithm = hsm_convert.sign_algorithm(request.algorithm)
-        data = sign_input(algorithm, request.digest, request.data)
+        kind = request.WhichOneof("input")
+        data = sign_input(algorithm, kind, getattr(request, kind) if kind else b"")
         name = hsm_convert.ref_text(request.key)
         try:
             key = await self._access.resolve(request.key, SIGN_CLASSES)
@@ -100,7 +103,7 @@ class HsmServicer(hsm_pb2_grpc.HsmServiceServicer):
             audit_sign(name, algorithm, (data,), outcome(exc))
             raise
         audit_sign(name, algorithm, (data,), "ok")
-        return hsm_pb2.SignResponse(signature=signature, key_uri=key.uri)
+        return hsm_pb2.HsmServiceSignResponse(signature=signature, key_uri=key.uri)
 
     @stream
     async def SignStream(
@@ -114,8 +117,12 @@ class HsmServicer(hsm_pb2_grpc.HsmServiceServicer):
         self, request: hsm_pb2.DeriveRequest, context: Context
     ) -> hsm_pb2.DeriveResponse:
         template = request.template
-        ecdh = request.mechanism == hsm_pb2.DERIVE_MECHANISM_ECDH
-        mechanism = "ECDH" if ecdh else hsm_convert.diversify_mechanism(request.mechanism).value
+        case = request.WhichOneof("mechanism")
+        if case is None:
+            raise errors.InvalidArgument("a mechanism must be set", field="mechanism")
+        ecdh = case == "ecdh"
+        mechanism = "ECDH" if ecdh else hsm_convert.diversify_mechanism(case).value
+        _check_parameters(request, case)
         _check_template(template, request.return_value)
         base = await self._access.resolve(request.base_key, ANY_CLASSES, field="base_key")
         _check_base(base, ecdh)
@@ -150,19 +157,21 @@ class HsmServicer(hsm_pb2_grpc.HsmServiceServicer):
             token_object=template.persistent,
         )
         if ecdh:
-            if not request.peer_public_key:
-                raise errors.InvalidArgument("ECDH needs peer_public_key", field="peer_public_key")
-            return await base.pool.derive_ecdh(
-                base.ref, request.peer_public_key, key_length=length or 32, **options
+            peer = request.ecdh.peer_public_key
+            return await base.pool.derive_ecdh(base.ref, peer, key_length=length or 32, **options)
+        if request.HasField("aes_cbc_encrypt_data"):
+            case, data, iv = (
+                "aes_cbc_encrypt_data",
+                request.aes_cbc_encrypt_data.data,
+                request.aes_cbc_encrypt_data.iv,
             )
-        mechanism = hsm_convert.diversify_mechanism(request.mechanism)
-        if not request.data:
-            raise errors.InvalidArgument("diversification needs data", field="data")
+        else:
+            case, data, iv = "aes_ecb_encrypt_data", request.aes_ecb_encrypt_data.data, b""
         return await base.pool.derive_diversified(
             base.ref,
-            mechanism,
-            request.data,
-            request.iv or None,
+            hsm_convert.diversify_mechanism(case),
+            data,
+            iv or None,
             key_length=length,
             **options,
         )
@@ -190,9 +199,9 @@ class HsmServicer(hsm_pb2_grpc.HsmServiceServicer):
         return response
 
     @unary
-    async def GenerateKeyPair(
-        self, request: hsm_pb2.GenerateKeyPairRequest, context: Context
-    ) -> hsm_pb2.GenerateKeyPairResponse:
+    async def GenerateKey(
+        self, request: hsm_pb2.GenerateKeyRequest, context: Context
+    ) -> hsm_pb2.GenerateKeyResponse:
         if not request.label:
             raise errors.InvalidArgument("label is required", field="label")
         spec = hsm_convert.key_spec(request.algorithm)
@@ -232,7 +241,7 @@ class HsmServicer(hsm_pb2_grpc.HsmServiceServicer):
                 info = await pool.generate_secret_key(
                     request.label, spec, extractable=request.extractable, **options
                 )
-        return hsm_pb2.GenerateKeyPairResponse(
+        return hsm_pb2.GenerateKeyResponse(
             key=hsm_convert.key_info(info, token, pool.config.token_label)
         )
 
@@ -247,6 +256,15 @@ class HsmServicer(hsm_pb2_grpc.HsmServiceServicer):
             count = await key.pool.delete_key(ref)
             extra["deleted_objects"] = count
         return hsm_pb2.DeleteKeyResponse(deleted_objects=count)
+
+
+def _check_parameters(request: hsm_pb2.DeriveRequest, case: str) -> None:
+    """INVALID_ARGUMENT for a mechanism case without its input, before any key lookup."""
+    if case == "ecdh":
+        if not request.ecdh.peer_public_key:
+            raise errors.InvalidArgument("ECDH needs peer_public_key", field="ecdh.peer_public_key")
+    elif not getattr(request, case).data:
+        raise errors.InvalidArgument("diversification needs data", field=f"{case}.data")
 
 
 def _check_template(template: hsm_pb2.DerivedKeyTemplate, return_value: bool) -> None:

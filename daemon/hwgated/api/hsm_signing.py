@@ -20,21 +20,25 @@ MAX_HMAC_DATA = 64 * 1024  # the proto's documented limit
 _HMAC_KEY_TYPES = (KeyAlgorithm.GENERIC_SECRET, KeyAlgorithm.OTHER)
 
 
-def sign_input(algorithm: SignAlgorithm, digest: bytes, data: bytes) -> bytes:
-    """The bytes to sign: the digest (asymmetric) or the data (HMAC), after checks."""
+def sign_input(algorithm: SignAlgorithm, kind: str | None, value: bytes) -> bytes:
+    """The bytes to sign, after checks: *kind* is the request's ``input`` oneof case,
+    "digest" for the asymmetric algorithms, "data" for HMAC."""
     spec = algorithm_spec(algorithm)
     if spec.digest_len is None:
-        if digest:
+        if kind != "data":
             raise errors.InvalidArgument(
-                f"{algorithm.value} signs data, not a digest", field="digest"
+                f"{algorithm.value} signs data: set input to data", field="input"
             )
-        if len(data) > MAX_HMAC_DATA:
+        if len(value) > MAX_HMAC_DATA:
             raise errors.InvalidArgument(
                 f"HMAC data is limited to {MAX_HMAC_DATA} bytes", field="data"
             )
-        return bytes(data)
-    if data:
-        raise errors.InvalidArgument(f"{algorithm.value} signs a digest, not data", field="data")
+        return bytes(value)
+    if kind != "digest":
+        raise errors.InvalidArgument(
+            f"{algorithm.value} signs a digest: set input to digest", field="input"
+        )
+    digest = value
     if len(digest) != spec.digest_len:
         raise errors.InvalidDigest(
             f"{algorithm.value} takes a {spec.digest_len}-byte digest, got {len(digest)} bytes",

@@ -24,8 +24,8 @@ workers.
 
 Every failure of a well-formed request is per item: a bad digest fails that
 item; a key the caller may not use, or a lost worker, fails the items of that
-batch. Each failure is a StreamError with the status code and reason the item
-would have had as a unary Sign, and the stream goes on. A request that is not
+batch. Each failure is the google.rpc.Status (ErrorInfo and metadata included)
+the item would have ended with as a unary Sign, and the stream goes on. A request that is not
 a valid message at all ends the stream: the items before it are answered,
 then the call ends with INVALID_ARGUMENT (never OK: the client must learn that
 its later requests were not read).
@@ -38,14 +38,15 @@ import collections
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import cast
 
-from hwgate.v1 import error_pb2, hsm_pb2
+from google.rpc import status_pb2
+
+from hwgate.v1 import hsm_pb2
 from hwgated.api import hsm_convert
 from hwgated.api.hsm_access import SIGN_CLASSES, KeyAccess, ResolvedKey, annotated
 from hwgated.api.hsm_signing import audit_sign, check_key_type, sign_input
 from hwgated.edge.audited import outcome
-from hwgated.edge.status import classify
+from hwgated.edge.status import status_message
 from hwgated.errors import InvalidArgument
 from hwgated.hsm import SignAlgorithm
 
@@ -63,14 +64,9 @@ Request = hsm_pb2.SignStreamRequest
 Response = hsm_pb2.SignStreamResponse
 
 
-def stream_error(exc: BaseException) -> error_pb2.StreamError:
-    """The StreamError an item gets for *exc* (same code and reason as a unary call)."""
-    code, reason, message, _metadata = classify(exc)
-    return error_pb2.StreamError(
-        code=code.value[0],
-        reason=cast("error_pb2.ErrorReason", error_pb2.ErrorReason.Value(reason)),
-        message=message,
-    )
+def stream_error(exc: BaseException) -> status_pb2.Status:
+    """The status an item gets for *exc*: the one a unary Sign would end with."""
+    return status_message(exc)
 
 
 @dataclass
@@ -104,7 +100,7 @@ class _Budget:
         self._changed = asyncio.Event()
 
     def weight(self, request: Request) -> int:
-        return min(max(1, len(request.digests)), self.total)
+        return min(max(1, len(request.digest_batch.digests)), self.total)
 
     async def take(self, amount: int) -> None:
         while self._free < amount:
@@ -215,11 +211,11 @@ class StreamSigner:
             error = stream_error(exc)
             for index, _, _ in ready:
                 out[index].error.CopyFrom(error)
-            audit_sign(label, algorithm, inputs, error_name(error), count=len(inputs), stream=True)
+            audit_sign(label, algorithm, inputs, outcome(exc), count=len(inputs), stream=True)
             return
         for index, start, count in ready:
-            if chunk[index].digests:
-                out[index].signatures.extend(signatures[start : start + count])
+            if chunk[index].HasField("digest_batch"):
+                out[index].signature_batch.signatures.extend(signatures[start : start + count])
             else:
                 out[index].signature = signatures[start]
         audit_sign(label, algorithm, inputs, "ok", count=len(inputs), stream=True)
@@ -227,13 +223,17 @@ class StreamSigner:
 
 def _items(algorithm: SignAlgorithm, request: Request) -> list[bytes]:
     """The inputs one request asks to sign: its batch, or its single digest/data."""
-    if not request.digests:
-        return [sign_input(algorithm, request.digest, request.data)]
-    if request.digest or request.data:
-        raise InvalidArgument("set digests or digest/data, not both", field="digests")
-    if len(request.digests) > BATCH_MAX:
-        raise InvalidArgument(f"at most {BATCH_MAX} digests per request", field="digests")
-    return [sign_input(algorithm, digest, b"") for digest in request.digests]
+    kind = request.WhichOneof("input")
+    if kind != "digest_batch":
+        return [sign_input(algorithm, kind, getattr(request, kind) if kind else b"")]
+    digests = request.digest_batch.digests
+    if not digests:
+        raise InvalidArgument("digest_batch holds no digests", field="digest_batch.digests")
+    if len(digests) > BATCH_MAX:
+        raise InvalidArgument(
+            f"at most {BATCH_MAX} digests per request", field="digest_batch.digests"
+        )
+    return [sign_input(algorithm, "digest", digest) for digest in digests]
 
 
 async def _sign_spread(
@@ -249,10 +249,6 @@ async def _sign_spread(
     slices = [inputs[i : i + SLICE] for i in range(0, len(inputs), SLICE)]
     results = await asyncio.gather(*(one(part) for part in slices))
     return [signature for part in results for signature in part]
-
-
-def error_name(error: error_pb2.StreamError) -> str:
-    return error_pb2.ErrorReason.Name(error.reason)
 
 
 async def _pump(

@@ -8,6 +8,7 @@ attempt, signature and authentication is audited, never with the PIN.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -125,11 +126,11 @@ def _chuid(info: CardInfo) -> piv_pb2.Chuid:
     assert chuid is not None
     message = piv_pb2.Chuid(signed=chuid.has_signature, raw=chuid.raw)
     if chuid.fascn is not None:
-        message.fasc_n.CopyFrom(convert.fascn(chuid.fascn, chuid.fascn.encode()))
+        message.fascn.CopyFrom(convert.fascn(chuid.fascn, chuid.fascn.encode()))
     if chuid.guid is not None:
         message.guid = str(chuid.guid)
     if chuid.expiry is not None:
-        message.expiry = chuid.expiry.isoformat()
+        message.expiration_date.CopyFrom(convert.date(chuid.expiry))
     return message
 
 
@@ -222,7 +223,9 @@ class PivServicer(piv_pb2_grpc.PivServiceServicer):
                     raise
         finally:
             pin.abandon()
-        return piv_pb2.VerifyPinResponse(verified=True)
+        # The job renewed the session at its end: it now lasts one ttl from here.
+        ttl = self._manager.session(request.session_id, current_caller().owner).ttl
+        return piv_pb2.VerifyPinResponse(session_expire_time=convert.timestamp(time.time() + ttl))
 
     @unary
     async def Authenticate(

@@ -54,6 +54,7 @@ REASON_CODES: dict[str, grpc.StatusCode] = {
     "INVALID_DIGEST": C.INVALID_ARGUMENT,
     "ALGORITHM_MISMATCH": C.INVALID_ARGUMENT,
     "INVALID_CHALLENGE": C.INVALID_ARGUMENT,
+    "TOKEN_AMBIGUOUS": C.INVALID_ARGUMENT,
     "KEY_NOT_FOUND": C.NOT_FOUND,
     "KEY_EXISTS": C.ALREADY_EXISTS,
     "MECHANISM_NOT_SUPPORTED": C.FAILED_PRECONDITION,
@@ -105,13 +106,18 @@ def classify(exc: BaseException) -> tuple[grpc.StatusCode, str, str, dict[str, s
     return REASON_CODES[error.reason], error.reason, str(error), error.metadata
 
 
-def status_for(exc: BaseException) -> grpc.Status:
+def status_message(exc: BaseException) -> status_pb2.Status:
+    """The google.rpc.Status of *exc*: code, message and one ErrorInfo with its metadata.
+    A failed call carries it in its trailers; a failed SignStream item in its response."""
     code, reason, message, metadata = classify(exc)
     info = error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN, metadata=metadata)
     detail = any_pb2.Any()
     detail.Pack(info)
-    status = status_pb2.Status(code=getattr(code_pb2, code.name), message=message, details=[detail])
-    return rpc_status.to_status(status)
+    return status_pb2.Status(code=getattr(code_pb2, code.name), message=message, details=[detail])
+
+
+def status_for(exc: BaseException) -> grpc.Status:
+    return rpc_status.to_status(status_message(exc))
 
 
 async def abort(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException) -> NoReturn:

@@ -20,11 +20,11 @@ class CertificateParseError(PivParseError):
 class CertSummary:
     subject: str
     issuer: str
-    serial_hex: str
+    serial_number: bytes  # the DER INTEGER's content octets (two's complement)
     not_before: datetime.datetime
     not_after: datetime.datetime
     key_algorithm: str  # "RSA_2048", "EC_P256", ... ("" when unknown)
-    sha256_fingerprint: str
+    sha256_fingerprint: bytes
 
 
 _CURVES = {"secp256r1": "EC_P256", "secp384r1": "EC_P384"}
@@ -39,6 +39,13 @@ def key_algorithm_name(cert: x509.Certificate) -> str:
     return ""
 
 
+def integer_octets(value: int) -> bytes:
+    """The content octets of a DER INTEGER: minimal big-endian two's complement
+    (a serial with its high bit set keeps the leading 00, as in the certificate)."""
+    magnitude = value if value >= 0 else ~value
+    return value.to_bytes(magnitude.bit_length() // 8 + 1, "big", signed=True)
+
+
 def summarize(der: bytes) -> CertSummary:
     """Parse *der*; raises CertificateParseError on anything that is not a certificate."""
     try:
@@ -46,11 +53,11 @@ def summarize(der: bytes) -> CertSummary:
         return CertSummary(
             subject=cert.subject.rfc4514_string(),
             issuer=cert.issuer.rfc4514_string(),
-            serial_hex=format(cert.serial_number, "x"),
+            serial_number=integer_octets(cert.serial_number),
             not_before=cert.not_valid_before_utc,
             not_after=cert.not_valid_after_utc,
             key_algorithm=key_algorithm_name(cert),
-            sha256_fingerprint=hashlib.sha256(der).hexdigest(),
+            sha256_fingerprint=hashlib.sha256(der).digest(),
         )
     except (ValueError, TypeError) as exc:
         raise CertificateParseError(f"not an X.509 certificate: {exc}") from None

@@ -26,7 +26,7 @@ from hwgate.v1 import common_pb2 as hwgate_dot_v1_dot_common__pb2
 from hwgate.v1 import error_pb2 as hwgate_dot_v1_dot_error__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13hwgate/v1/hsm.proto\x12\thwgate.v1\x1a\x16hwgate/v1/common.proto\x1a\x15hwgate/v1/error.proto\"Q\n\x06KeyRef\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x05label\x18\x02 \x01(\tH\x00\x12\x0c\n\x02id\x18\x03 \x01(\x0cH\x00\x12\r\n\x03uri\x18\x04 \x01(\tH\x00\x42\n\n\x08selector\"\x97\x02\n\x07KeyInfo\x12\r\n\x05token\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\n\n\x02id\x18\x03 \x01(\x0c\x12\x0b\n\x03uri\x18\x04 \x01(\t\x12&\n\tkey_class\x18\x05 \x01(\x0e\x32\x13.hwgate.v1.KeyClass\x12*\n\talgorithm\x18\x06 \x01(\x0e\x32\x17.hwgate.v1.KeyAlgorithm\x12\x11\n\tsize_bits\x18\x07 \x01(\r\x12#\n\x06usages\x18\x08 \x03(\x0e\x32\x13.hwgate.v1.KeyUsage\x12\x11\n\tsensitive\x18\t \x01(\x08\x12\x13\n\x0b\x65xtractable\x18\n \x01(\x08\x12\r\n\x05local\x18\x0b \x01(\x08\x12\x12\n\npersistent\x18\x0c \x01(\x08\"7\n\x0fListKeysRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x15\n\rlabel_pattern\x18\x02 \x01(\t\"4\n\x10ListKeysResponse\x12 \n\x04keys\x18\x01 \x03(\x0b\x32\x12.hwgate.v1.KeyInfo\"5\n\x13GetPublicKeyRequest\x12\x1e\n\x03key\x18\x01 \x01(\x0b\x32\x11.hwgate.v1.KeyRef\"}\n\x14GetPublicKeyResponse\x12\x0b\n\x03\x64\x65r\x18\x01 \x01(\x0c\x12\x0b\n\x03pem\x18\x02 \x01(\t\x12*\n\talgorithm\x18\x03 \x01(\x0e\x32\x17.hwgate.v1.KeyAlgorithm\x12\x1f\n\x03key\x18\x04 \x01(\x0b\x32\x12.hwgate.v1.KeyInfo\"}\n\x0bSignRequest\x12\x1e\n\x03key\x18\x01 \x01(\x0b\x32\x11.hwgate.v1.KeyRef\x12\x30\n\talgorithm\x18\x02 \x01(\x0e\x32\x1d.hwgate.v1.SignatureAlgorithm\x12\x0e\n\x06\x64igest\x18\x03 \x01(\x0c\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"2\n\x0cSignResponse\x12\x11\n\tsignature\x18\x01 \x01(\x0c\x12\x0f\n\x07key_uri\x18\x02 \x01(\t\"\xa8\x01\n\x11SignStreamRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\x1e\n\x03key\x18\x02 \x01(\x0b\x32\x11.hwgate.v1.KeyRef\x12\x30\n\talgorithm\x18\x03 \x01(\x0e\x32\x1d.hwgate.v1.SignatureAlgorithm\x12\x0e\n\x06\x64igest\x18\x04 \x01(\x0c\x12\x0c\n\x04\x64\x61ta\x18\x05 \x01(\x0c\x12\x0f\n\x07\x64igests\x18\x06 \x03(\x0c\"v\n\x12SignStreamResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12%\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x16.hwgate.v1.StreamError\x12\x12\n\nsignatures\x18\x04 \x03(\x0c\"\x84\x01\n\x12\x44\x65rivedKeyTemplate\x12\r\n\x05label\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\x0c\x12*\n\talgorithm\x18\x03 \x01(\x0e\x32\x17.hwgate.v1.KeyAlgorithm\x12\x13\n\x0b\x65xtractable\x18\x04 \x01(\x08\x12\x12\n\npersistent\x18\x05 \x01(\x08\"\xdd\x01\n\rDeriveRequest\x12#\n\x08\x62\x61se_key\x18\x01 \x01(\x0b\x32\x11.hwgate.v1.KeyRef\x12-\n\tmechanism\x18\x02 \x01(\x0e\x32\x1a.hwgate.v1.DeriveMechanism\x12\x17\n\x0fpeer_public_key\x18\x03 \x01(\x0c\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\n\n\x02iv\x18\x05 \x01(\x0c\x12/\n\x08template\x18\x06 \x01(\x0b\x32\x1d.hwgate.v1.DerivedKeyTemplate\x12\x14\n\x0creturn_value\x18\x07 \x01(\x08\"@\n\x0e\x44\x65riveResponse\x12\x1f\n\x03key\x18\x01 \x01(\x0b\x32\x12.hwgate.v1.KeyInfo\x12\r\n\x05value\x18\x02 \x01(\x0c\"\xbb\x01\n\x16GenerateKeyPairRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\n\n\x02id\x18\x03 \x01(\x0c\x12*\n\talgorithm\x18\x04 \x01(\x0e\x32\x17.hwgate.v1.KeyAlgorithm\x12#\n\x06usages\x18\x05 \x03(\x0e\x32\x13.hwgate.v1.KeyUsage\x12\x11\n\tephemeral\x18\x06 \x01(\x08\x12\x13\n\x0b\x65xtractable\x18\x07 \x01(\x08\":\n\x17GenerateKeyPairResponse\x12\x1f\n\x03key\x18\x01 \x01(\x0b\x32\x12.hwgate.v1.KeyInfo\"2\n\x10\x44\x65leteKeyRequest\x12\x1e\n\x03key\x18\x01 \x01(\x0b\x32\x11.hwgate.v1.KeyRef\",\n\x11\x44\x65leteKeyResponse\x12\x17\n\x0f\x64\x65leted_objects\x18\x01 \x01(\r*q\n\x08KeyClass\x12\x19\n\x15KEY_CLASS_UNSPECIFIED\x10\x00\x12\x16\n\x12KEY_CLASS_KEY_PAIR\x10\x01\x12\x18\n\x14KEY_CLASS_SECRET_KEY\x10\x02\x12\x18\n\x14KEY_CLASS_PUBLIC_KEY\x10\x03*\xbd\x01\n\x08KeyUsage\x12\x19\n\x15KEY_USAGE_UNSPECIFIED\x10\x00\x12\x12\n\x0eKEY_USAGE_SIGN\x10\x01\x12\x14\n\x10KEY_USAGE_VERIFY\x10\x02\x12\x14\n\x10KEY_USAGE_DERIVE\x10\x03\x12\x15\n\x11KEY_USAGE_ENCRYPT\x10\x04\x12\x15\n\x11KEY_USAGE_DECRYPT\x10\x05\x12\x12\n\x0eKEY_USAGE_WRAP\x10\x06\x12\x14\n\x10KEY_USAGE_UNWRAP\x10\x07*\xa4\x01\n\x0f\x44\x65riveMechanism\x12 \n\x1c\x44\x45RIVE_MECHANISM_UNSPECIFIED\x10\x00\x12\x19\n\x15\x44\x45RIVE_MECHANISM_ECDH\x10\x01\x12)\n%DERIVE_MECHANISM_AES_ECB_ENCRYPT_DATA\x10\x02\x12)\n%DERIVE_MECHANISM_AES_CBC_ENCRYPT_DATA\x10\x03\x32\x8b\x04\n\nHsmService\x12\x43\n\x08ListKeys\x12\x1a.hwgate.v1.ListKeysRequest\x1a\x1b.hwgate.v1.ListKeysResponse\x12O\n\x0cGetPublicKey\x12\x1e.hwgate.v1.GetPublicKeyRequest\x1a\x1f.hwgate.v1.GetPublicKeyResponse\x12\x37\n\x04Sign\x12\x16.hwgate.v1.SignRequest\x1a\x17.hwgate.v1.SignResponse\x12M\n\nSignStream\x12\x1c.hwgate.v1.SignStreamRequest\x1a\x1d.hwgate.v1.SignStreamResponse(\x01\x30\x01\x12=\n\x06\x44\x65rive\x12\x18.hwgate.v1.DeriveRequest\x1a\x19.hwgate.v1.DeriveResponse\x12X\n\x0fGenerateKeyPair\x12!.hwgate.v1.GenerateKeyPairRequest\x1a\".hwgate.v1.GenerateKeyPairResponse\x12\x46\n\tDeleteKey\x12\x1b.hwgate.v1.DeleteKeyRequest\x1a\x1c.hwgate.v1.DeleteKeyResponseB\x02P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13hwgate/v1/hsm.proto\x12\thwgate.v1\x1a\x16hwgate/v1/common.proto\x1a\x15hwgate/v1/error.proto\"Q\n\x06KeyRef\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x05label\x18\x02 \x01(\tH\x00\x12\x0c\n\x02id\x18\x03 \x01(\x0cH\x00\x12\r\n\x03uri\x18\x04 \x01(\tH\x00\x42\n\n\x08selector\"\x97\x02\n\x07KeyInfo\x12\r\n\x05token\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\n\n\x02id\x18\x03 \x01(\x0c\x12\x0b\n\x03uri\x18\x04 \x01(\t\x12&\n\tkey_class\x18\x05 \x01(\x0e\x32\x13.hwgate.v1.KeyClass\x12*\n\talgorithm\x18\x06 \x01(\x0e\x32\x17.hwgate.v1.KeyAlgorithm\x12\x11\n\tsize_bits\x18\x07 \x01(\r\x12#\n\x06usages\x18\x08 \x03(\x0e\x32\x13.hwgate.v1.KeyUsage\x12\x11\n\tsensitive\x18\t \x01(\x08\x12\x13\n\x0b\x65xtractable\x18\n \x01(\x08\x12\r\n\x05local\x18\x0b \x01(\x08\x12\x12\n\npersistent\x18\x0c \x01(\x08\"^\n\x0fListKeysRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x15\n\rlabel_pattern\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"M\n\x10ListKeysResponse\x12 \n\x04keys\x18\x01 \x03(\x0b\x32\x12.hwgate.v1.KeyInfo\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"5\n\x13GetPublicKeyRequest\x12\x1e\n\x03key\x18\x01 \x01(\x0b\x32\x11.hwgate.v1.KeyRef\"}\n\x14GetPublicKeyResponse\x12\x0b\n\x03\x64\x65r\x18\x01 \x01(\x0c\x12\x0b\n\x03pem\x18\x02 \x01(\t\x12*\n\talgorithm\x18\x03 \x01(\x0e\x32\x17.hwgate.v1.KeyAlgorithm\x12\x1f\n\x03key\x18\x04 \x01(\x0b\x32\x12.hwgate.v1.KeyInfo\"}\n\x0bSignRequest\x12\x1e\n\x03key\x18\x01 \x01(\x0b\x32\x11.hwgate.v1.KeyRef\x12\x30\n\talgorithm\x18\x02 \x01(\x0e\x32\x1d.hwgate.v1.SignatureAlgorithm\x12\x0e\n\x06\x64igest\x18\x03 \x01(\x0c\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"2\n\x0cSignResponse\x12\x11\n\tsignature\x18\x01 \x01(\x0c\x12\x0f\n\x07key_uri\x18\x02 \x01(\t\"\xa8\x01\n\x11SignStreamRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\x1e\n\x03key\x18\x02 \x01(\x0b\x32\x11.hwgate.v1.KeyRef\x12\x30\n\talgorithm\x18\x03 \x01(\x0e\x32\x1d.hwgate.v1.SignatureAlgorithm\x12\x0e\n\x06\x64igest\x18\x04 \x01(\x0c\x12\x0c\n\x04\x64\x61ta\x18\x05 \x01(\x0c\x12\x0f\n\x07\x64igests\x18\x06 \x03(\x0c\"v\n\x12SignStreamResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12%\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x16.hwgate.v1.StreamError\x12\x12\n\nsignatures\x18\x04 \x03(\x0c\"\x84\x01\n\x12\x44\x65rivedKeyTemplate\x12\r\n\x05label\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\x0c\x12*\n\talgorithm\x18\x03 \x01(\x0e\x32\x17.hwgate.v1.KeyAlgorithm\x12\x13\n\x0b\x65xtractable\x18\x04 \x01(\x08\x12\x12\n\npersistent\x18\x05 \x01(\x08\"\xdd\x01\n\rDeriveRequest\x12#\n\x08\x62\x61se_key\x18\x01 \x01(\x0b\x32\x11.hwgate.v1.KeyRef\x12-\n\tmechanism\x18\x02 \x01(\x0e\x32\x1a.hwgate.v1.DeriveMechanism\x12\x17\n\x0fpeer_public_key\x18\x03 \x01(\x0c\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\n\n\x02iv\x18\x05 \x01(\x0c\x12/\n\x08template\x18\x06 \x01(\x0b\x32\x1d.hwgate.v1.DerivedKeyTemplate\x12\x14\n\x0creturn_value\x18\x07 \x01(\x08\"@\n\x0e\x44\x65riveResponse\x12\x1f\n\x03key\x18\x01 \x01(\x0b\x32\x12.hwgate.v1.KeyInfo\x12\r\n\x05value\x18\x02 \x01(\x0c\"\xbb\x01\n\x16GenerateKeyPairRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\n\n\x02id\x18\x03 \x01(\x0c\x12*\n\talgorithm\x18\x04 \x01(\x0e\x32\x17.hwgate.v1.KeyAlgorithm\x12#\n\x06usages\x18\x05 \x03(\x0e\x32\x13.hwgate.v1.KeyUsage\x12\x11\n\tephemeral\x18\x06 \x01(\x08\x12\x13\n\x0b\x65xtractable\x18\x07 \x01(\x08\":\n\x17GenerateKeyPairResponse\x12\x1f\n\x03key\x18\x01 \x01(\x0b\x32\x12.hwgate.v1.KeyInfo\"2\n\x10\x44\x65leteKeyRequest\x12\x1e\n\x03key\x18\x01 \x01(\x0b\x32\x11.hwgate.v1.KeyRef\",\n\x11\x44\x65leteKeyResponse\x12\x17\n\x0f\x64\x65leted_objects\x18\x01 \x01(\r*q\n\x08KeyClass\x12\x19\n\x15KEY_CLASS_UNSPECIFIED\x10\x00\x12\x16\n\x12KEY_CLASS_KEY_PAIR\x10\x01\x12\x18\n\x14KEY_CLASS_SECRET_KEY\x10\x02\x12\x18\n\x14KEY_CLASS_PUBLIC_KEY\x10\x03*\xbd\x01\n\x08KeyUsage\x12\x19\n\x15KEY_USAGE_UNSPECIFIED\x10\x00\x12\x12\n\x0eKEY_USAGE_SIGN\x10\x01\x12\x14\n\x10KEY_USAGE_VERIFY\x10\x02\x12\x14\n\x10KEY_USAGE_DERIVE\x10\x03\x12\x15\n\x11KEY_USAGE_ENCRYPT\x10\x04\x12\x15\n\x11KEY_USAGE_DECRYPT\x10\x05\x12\x12\n\x0eKEY_USAGE_WRAP\x10\x06\x12\x14\n\x10KEY_USAGE_UNWRAP\x10\x07*\xa4\x01\n\x0f\x44\x65riveMechanism\x12 \n\x1c\x44\x45RIVE_MECHANISM_UNSPECIFIED\x10\x00\x12\x19\n\x15\x44\x45RIVE_MECHANISM_ECDH\x10\x01\x12)\n%DERIVE_MECHANISM_AES_ECB_ENCRYPT_DATA\x10\x02\x12)\n%DERIVE_MECHANISM_AES_CBC_ENCRYPT_DATA\x10\x03\x32\x8b\x04\n\nHsmService\x12\x43\n\x08ListKeys\x12\x1a.hwgate.v1.ListKeysRequest\x1a\x1b.hwgate.v1.ListKeysResponse\x12O\n\x0cGetPublicKey\x12\x1e.hwgate.v1.GetPublicKeyRequest\x1a\x1f.hwgate.v1.GetPublicKeyResponse\x12\x37\n\x04Sign\x12\x16.hwgate.v1.SignRequest\x1a\x17.hwgate.v1.SignResponse\x12M\n\nSignStream\x12\x1c.hwgate.v1.SignStreamRequest\x1a\x1d.hwgate.v1.SignStreamResponse(\x01\x30\x01\x12=\n\x06\x44\x65rive\x12\x18.hwgate.v1.DeriveRequest\x1a\x19.hwgate.v1.DeriveResponse\x12X\n\x0fGenerateKeyPair\x12!.hwgate.v1.GenerateKeyPairRequest\x1a\".hwgate.v1.GenerateKeyPairResponse\x12\x46\n\tDeleteKey\x12\x1b.hwgate.v1.DeleteKeyRequest\x1a\x1c.hwgate.v1.DeleteKeyResponseB\x02P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,46 +34,46 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'hwgate.v1.hsm_pb2', _global
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'P\001'
-  _globals['_KEYCLASS']._serialized_start=1982
-  _globals['_KEYCLASS']._serialized_end=2095
-  _globals['_KEYUSAGE']._serialized_start=2098
-  _globals['_KEYUSAGE']._serialized_end=2287
-  _globals['_DERIVEMECHANISM']._serialized_start=2290
-  _globals['_DERIVEMECHANISM']._serialized_end=2454
+  _globals['_KEYCLASS']._serialized_start=2046
+  _globals['_KEYCLASS']._serialized_end=2159
+  _globals['_KEYUSAGE']._serialized_start=2162
+  _globals['_KEYUSAGE']._serialized_end=2351
+  _globals['_DERIVEMECHANISM']._serialized_start=2354
+  _globals['_DERIVEMECHANISM']._serialized_end=2518
   _globals['_KEYREF']._serialized_start=81
   _globals['_KEYREF']._serialized_end=162
   _globals['_KEYINFO']._serialized_start=165
   _globals['_KEYINFO']._serialized_end=444
   _globals['_LISTKEYSREQUEST']._serialized_start=446
-  _globals['_LISTKEYSREQUEST']._serialized_end=501
-  _globals['_LISTKEYSRESPONSE']._serialized_start=503
-  _globals['_LISTKEYSRESPONSE']._serialized_end=555
-  _globals['_GETPUBLICKEYREQUEST']._serialized_start=557
-  _globals['_GETPUBLICKEYREQUEST']._serialized_end=610
-  _globals['_GETPUBLICKEYRESPONSE']._serialized_start=612
-  _globals['_GETPUBLICKEYRESPONSE']._serialized_end=737
-  _globals['_SIGNREQUEST']._serialized_start=739
-  _globals['_SIGNREQUEST']._serialized_end=864
-  _globals['_SIGNRESPONSE']._serialized_start=866
-  _globals['_SIGNRESPONSE']._serialized_end=916
-  _globals['_SIGNSTREAMREQUEST']._serialized_start=919
-  _globals['_SIGNSTREAMREQUEST']._serialized_end=1087
-  _globals['_SIGNSTREAMRESPONSE']._serialized_start=1089
-  _globals['_SIGNSTREAMRESPONSE']._serialized_end=1207
-  _globals['_DERIVEDKEYTEMPLATE']._serialized_start=1210
-  _globals['_DERIVEDKEYTEMPLATE']._serialized_end=1342
-  _globals['_DERIVEREQUEST']._serialized_start=1345
-  _globals['_DERIVEREQUEST']._serialized_end=1566
-  _globals['_DERIVERESPONSE']._serialized_start=1568
-  _globals['_DERIVERESPONSE']._serialized_end=1632
-  _globals['_GENERATEKEYPAIRREQUEST']._serialized_start=1635
-  _globals['_GENERATEKEYPAIRREQUEST']._serialized_end=1822
-  _globals['_GENERATEKEYPAIRRESPONSE']._serialized_start=1824
-  _globals['_GENERATEKEYPAIRRESPONSE']._serialized_end=1882
-  _globals['_DELETEKEYREQUEST']._serialized_start=1884
-  _globals['_DELETEKEYREQUEST']._serialized_end=1934
-  _globals['_DELETEKEYRESPONSE']._serialized_start=1936
-  _globals['_DELETEKEYRESPONSE']._serialized_end=1980
-  _globals['_HSMSERVICE']._serialized_start=2457
-  _globals['_HSMSERVICE']._serialized_end=2980
+  _globals['_LISTKEYSREQUEST']._serialized_end=540
+  _globals['_LISTKEYSRESPONSE']._serialized_start=542
+  _globals['_LISTKEYSRESPONSE']._serialized_end=619
+  _globals['_GETPUBLICKEYREQUEST']._serialized_start=621
+  _globals['_GETPUBLICKEYREQUEST']._serialized_end=674
+  _globals['_GETPUBLICKEYRESPONSE']._serialized_start=676
+  _globals['_GETPUBLICKEYRESPONSE']._serialized_end=801
+  _globals['_SIGNREQUEST']._serialized_start=803
+  _globals['_SIGNREQUEST']._serialized_end=928
+  _globals['_SIGNRESPONSE']._serialized_start=930
+  _globals['_SIGNRESPONSE']._serialized_end=980
+  _globals['_SIGNSTREAMREQUEST']._serialized_start=983
+  _globals['_SIGNSTREAMREQUEST']._serialized_end=1151
+  _globals['_SIGNSTREAMRESPONSE']._serialized_start=1153
+  _globals['_SIGNSTREAMRESPONSE']._serialized_end=1271
+  _globals['_DERIVEDKEYTEMPLATE']._serialized_start=1274
+  _globals['_DERIVEDKEYTEMPLATE']._serialized_end=1406
+  _globals['_DERIVEREQUEST']._serialized_start=1409
+  _globals['_DERIVEREQUEST']._serialized_end=1630
+  _globals['_DERIVERESPONSE']._serialized_start=1632
+  _globals['_DERIVERESPONSE']._serialized_end=1696
+  _globals['_GENERATEKEYPAIRREQUEST']._serialized_start=1699
+  _globals['_GENERATEKEYPAIRREQUEST']._serialized_end=1886
+  _globals['_GENERATEKEYPAIRRESPONSE']._serialized_start=1888
+  _globals['_GENERATEKEYPAIRRESPONSE']._serialized_end=1946
+  _globals['_DELETEKEYREQUEST']._serialized_start=1948
+  _globals['_DELETEKEYREQUEST']._serialized_end=1998
+  _globals['_DELETEKEYRESPONSE']._serialized_start=2000
+  _globals['_DELETEKEYRESPONSE']._serialized_end=2044
+  _globals['_HSMSERVICE']._serialized_start=2521
+  _globals['_HSMSERVICE']._serialized_end=3044
 # @@protoc_insertion_point(module_scope)

@@ -91,18 +91,24 @@ class KeyInfo(_message.Message):
     def __init__(self, token: _Optional[str] = ..., label: _Optional[str] = ..., id: _Optional[bytes] = ..., uri: _Optional[str] = ..., key_class: _Optional[_Union[KeyClass, str]] = ..., algorithm: _Optional[_Union[_common_pb2.KeyAlgorithm, str]] = ..., size_bits: _Optional[int] = ..., usages: _Optional[_Iterable[_Union[KeyUsage, str]]] = ..., sensitive: _Optional[bool] = ..., extractable: _Optional[bool] = ..., local: _Optional[bool] = ..., persistent: _Optional[bool] = ...) -> None: ...
 
 class ListKeysRequest(_message.Message):
-    __slots__ = ("token", "label_pattern")
+    __slots__ = ("token", "label_pattern", "page_size", "page_token")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     LABEL_PATTERN_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     token: str
     label_pattern: str
-    def __init__(self, token: _Optional[str] = ..., label_pattern: _Optional[str] = ...) -> None: ...
+    page_size: int
+    page_token: str
+    def __init__(self, token: _Optional[str] = ..., label_pattern: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ListKeysResponse(_message.Message):
-    __slots__ = ("keys",)
+    __slots__ = ("keys", "next_page_token")
     KEYS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     keys: _containers.RepeatedCompositeFieldContainer[KeyInfo]
-    def __init__(self, keys: _Optional[_Iterable[_Union[KeyInfo, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, keys: _Optional[_Iterable[_Union[KeyInfo, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class GetPublicKeyRequest(_message.Message):
     __slots__ = ("key",)

@@ -85,8 +85,8 @@ class HsmServiceServicer:
     """
 
     def ListKeys(self, request, context):
-        """ListKeys lists the keys the caller may use, with their attributes.
-        Never any private or secret key material.
+        """ListKeys lists the keys the caller may use, with their attributes, a
+        page at a time (AIP-158). Never any private or secret key material.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -142,7 +142,14 @@ class AsyncClient:
 
     async def _invoke(self, call: rq.Call[T]) -> T:
         stub_method = getattr(getattr(self, call.stub), call.method)
-        return call.result(await self._call(stub_method, call.request))
+        steps = call.exchange()
+        request = next(steps)
+        while True:  # one RPC per request the call yields (several for a paged list)
+            response = await self._call(stub_method, request)
+            try:
+                request = steps.send(response)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
 
     async def close(self) -> None:
         await self.channel.close(None)

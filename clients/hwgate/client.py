@@ -111,7 +111,14 @@ class Client:
 
     def _invoke(self, call: rq.Call[T]) -> T:
         stub_method = getattr(getattr(self, call.stub), call.method)
-        return call.result(self._call(stub_method, call.request))
+        steps = call.exchange()
+        request = next(steps)
+        while True:  # one RPC per request the call yields (several for a paged list)
+            response = self._call(stub_method, request)
+            try:
+                request = steps.send(response)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
 
     def close(self) -> None:
         self.channel.close()

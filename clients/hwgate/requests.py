@@ -8,23 +8,31 @@ cannot drift apart: both turn the same functions into methods with
 :func:`as_method`, which gives the method the function's name, docstring and
 signature. The ``session_*`` functions are the same calls with the session id
 first; the session objects bind it.
+
+A call that takes several RPCs (a paged list, :class:`PagedCall`) says so in
+its :meth:`Call.exchange` generator, which both clients drive the same way:
+they send each request it yields and hand back the response, until it returns
+the result.
 """
 
 from __future__ import annotations
 
 import datetime
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+import grpc
 from google.protobuf import duration_pb2
 from grpc_health.v1 import health_pb2
 
 from hwgate import names
+from hwgate.errors import HwgateError
 from hwgate.v1 import card_pb2, hsm_pb2, piv_pb2
 
 R = TypeVar("R")
+Item = TypeVar("Item")
 Pin = str | bytes | bytearray
 
 
@@ -36,6 +44,38 @@ class Call(Generic[R]):
     method: str
     request: Any
     result: Callable[[Any], R]
+
+    def exchange(self) -> Generator[Any, Any, R]:
+        """Yield each request to send, receive its response; return the call's result."""
+        response = yield self.request
+        return self.result(response)
+
+
+@dataclass(frozen=True)
+class PagedCall(Call[list[Item]]):
+    """An AIP-158 list RPC, every page of it: ``result`` picks one response's items.
+
+    Pages are asked for with the same request and the previous response's
+    ``next_page_token`` until that is empty, and their items joined, so callers
+    get the whole list as from an unpaged call.
+    """
+
+    def exchange(self) -> Generator[Any, Any, list[Item]]:
+        request = self.request
+        items: list[Item] = []
+        while True:
+            response = yield request
+            items.extend(self.result(response))
+            token = response.next_page_token
+            if not token:
+                return items
+            if token == request.page_token:  # a server bug; never loop on it
+                raise HwgateError(
+                    grpc.StatusCode.INTERNAL, f"{self.method} returned the same page token again"
+                )
+            request = type(request)()
+            request.CopyFrom(self.request)
+            request.page_token = token
 
 
 def _session_expire_time(response: piv_pb2.VerifyPinResponse) -> datetime.datetime:
@@ -161,10 +201,15 @@ def piv_sign(
 # --- HsmService ---
 
 
-def list_keys(token: str = "", label_pattern: str = "") -> Call[list[hsm_pb2.KeyInfo]]:
-    """The HSM keys the caller may use, optionally filtered by token and label glob."""
-    request = hsm_pb2.ListKeysRequest(token=token, label_pattern=label_pattern)
-    return Call("hsm", "ListKeys", request, lambda r: list(r.keys))
+def list_keys(
+    token: str = "", label_pattern: str = "", *, page_size: int = 0
+) -> Call[list[hsm_pb2.KeyInfo]]:
+    """Every HSM key the caller may use, optionally filtered by token and label glob.
+
+    Fetched *page_size* keys per RPC (0 = the daemon's default) until the last page.
+    """
+    request = hsm_pb2.ListKeysRequest(token=token, label_pattern=label_pattern, page_size=page_size)
+    return PagedCall("hsm", "ListKeys", request, lambda r: list(r.keys))
 
 
 def get_public_key(key: names.KeyRefLike) -> Call[hsm_pb2.GetPublicKeyResponse]:

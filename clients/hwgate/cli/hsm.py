@@ -34,7 +34,8 @@ def _usages(key: hsm_pb2.KeyInfo) -> str:
 
 
 def cmd_keys(ctx: Context) -> int:
-    keys = ctx.client().list_keys(ctx.args.token or "", ctx.args.label or "")
+    a = ctx.args
+    keys = ctx.client().list_keys(a.token or "", a.label or "", page_size=a.page_size)
     if ctx.json:
         print_json(to_dict(hsm_pb2.ListKeysResponse(keys=keys)))
         return EXIT_OK
@@ -167,6 +168,10 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
     )  # fmt: skip
     p.add_argument("--token")
     p.add_argument("--label", metavar="PATTERN", help="fnmatch pattern on the label")
+    p.add_argument(
+        "--page-size", type=int, default=0, metavar="N",
+        help="keys per ListKeys call (default: the daemon's); all pages are listed",
+    )  # fmt: skip
     p.set_defaults(func=cmd_keys)
 
     key = sub.add_parser("key", help="one HSM key").add_subparsers(

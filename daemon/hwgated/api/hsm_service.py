@@ -13,7 +13,7 @@ from typing import Any
 
 from hwgate.v1 import common_pb2, hsm_pb2, hsm_pb2_grpc
 from hwgated import errors
-from hwgated.api import hsm_convert
+from hwgated.api import hsm_convert, key_pages
 from hwgated.api.hsm_access import (
     ANY_CLASSES,
     SIGN_CLASSES,
@@ -60,14 +60,20 @@ class HsmServicer(hsm_pb2_grpc.HsmServiceServicer):
         role = current_caller().role
         policy = self._policy.current
         (pattern,) = caller_globs([request.label_pattern or "*"], "label_pattern")
+        size = key_pages.page_size(request.page_size)
+        list_filter = key_pages.ListFilter(request.token, request.label_pattern)
+        cursor = key_pages.decode(request.page_token, list_filter) if request.page_token else None
         keys = []
         for token, pool in self._access.pools(request.token):
+            if cursor is not None and cursor.passes(token):
+                continue  # every key of this token was on earlier pages
             with annotated(token):
                 infos = await pool.list_keys()
-            for info in sorted(infos, key=lambda i: (i.label, i.key_class.value, i.id_hex)):
+            for info in infos:
                 if pattern.match(info.label) and policy.allows_key(role, info.label):
                     keys.append(hsm_convert.key_info(info, token, pool.config.token_label))
-        return hsm_pb2.ListKeysResponse(keys=keys)
+        page = key_pages.cut(keys, size, cursor, list_filter)
+        return hsm_pb2.ListKeysResponse(keys=page.keys, next_page_token=page.next_page_token)
 
     @unary
     async def GetPublicKey(

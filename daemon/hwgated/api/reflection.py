@@ -29,6 +29,7 @@ from google.protobuf import descriptor, descriptor_pb2, descriptor_pool
 from google.rpc import error_details_pb2  # noqa: F401
 from grpc_reflection.v1alpha import reflection as v1alpha_reflection
 from grpc_reflection.v1alpha import reflection_pb2 as v1alpha_pb2
+from grpc_reflection.v1alpha._async import ReflectionServicer  # public as reflection.aio
 
 V1ALPHA_SERVICE = v1alpha_reflection.SERVICE_NAME
 V1_PACKAGE = "grpc.reflection.v1"
@@ -96,7 +97,7 @@ def enable(service_names: Iterable[str], server: grpc.aio.Server) -> None:
     pool = descriptor_pool.Default()
     v1_file_descriptor(pool)
     names = (*service_names, V1_SERVICE, V1ALPHA_SERVICE)
-    servicer = v1alpha_reflection.aio.ReflectionServicer(names, pool=MethodAwarePool(pool))
+    servicer = ReflectionServicer(names, pool=MethodAwarePool(pool))
     handler = grpc.stream_stream_rpc_method_handler(
         servicer.ServerReflectionInfo,
         request_deserializer=v1alpha_pb2.ServerReflectionRequest.FromString,

@@ -11,7 +11,8 @@ APT_PACKAGES := pcscd vsmartcard-vpcd softhsm2 opensc p11-kit libpcsclite-dev \
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test test-stress lint protos protos-check bench fuzz setup system-deps venv wheelhouse pcscd clean
+# `make help` lists every target with its ## description.
+.PHONY: run test test-stress lint protos protos-check protos-baseline bench fuzz setup system-deps venv wheelhouse pcscd clean
 
 # The test bed brings itself up and execs hwgated on its config: the daemon
 # itself only knows --config (it never imports the test bed).
@@ -96,16 +97,22 @@ $(WHEELHOUSE)/.stamp: $(STAMP)
 	rm -f $(WHEELHOUSE)/hwgate*.whl
 	touch $@
 
-# The .proto files of google.rpc / google.type come with googleapis-common-protos
-# (a dependency of grpcio-status), so protoc and buf need no network or copies.
-export GOOGLEAPIS_DIR := import google.rpc, os; print(os.path.dirname(os.path.dirname(google.rpc.__path__[0])))
+# googleapis .proto files (google/rpc, google/type) come from the installed
+# googleapis-common-protos package: no network, nothing vendored.
+GOOGLEAPIS_PROTOS = $(shell $(BIN)/python -c 'import google.rpc, os; print(os.path.dirname(os.path.dirname(google.rpc.__path__[0])))')
 
 protos: venv ## regenerate clients/hwgate/v1 from protos/
 	rm -f clients/hwgate/v1/*_pb2*.py clients/hwgate/v1/*_pb2*.pyi
-	$(BIN)/python -m grpc_tools.protoc -I protos -I "$$($(BIN)/python -c "$$GOOGLEAPIS_DIR")" \
+	$(BIN)/python -m grpc_tools.protoc -I protos -I $(GOOGLEAPIS_PROTOS) \
 		--python_out=clients --pyi_out=clients --grpc_python_out=clients \
 		protos/hwgate/v1/*.proto
 	touch clients/hwgate/v1/py.typed
+
+# hwgate.v1 is stable: `make lint` runs buf breaking against this committed
+# descriptor set (protos/buf-check says how, offline). A deliberate break of v1
+# rewrites it in the same commit with `make protos-baseline`.
+protos-baseline: venv ## deliberately rewrite the v1 baseline protos/hwgate-v1.binpb (buf breaking)
+	protos/buf-check baseline
 
 protos-check: protos ## fail if the committed stubs differ from a fresh generation
 	git diff --exit-code -- clients/hwgate/v1 || { echo "generated stubs are stale: run make protos"; exit 1; }
@@ -113,12 +120,13 @@ protos-check: protos ## fail if the committed stubs differ from a fresh generati
 
 LINT_DIRS := daemon clients testbed apps tests bench
 
-lint: setup ## ruff, mypy, import contracts, buf lint, stub drift
+lint: setup ## ruff, mypy, import contracts, buf lint, buf breaking (v1 baseline), stub drift
 	$(BIN)/ruff check $(LINT_DIRS)
 	$(BIN)/ruff format --check $(LINT_DIRS)
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache --no-logo
-	cd protos && ../$(BIN)/buf lint
+	protos/buf-check lint
+	protos/buf-check breaking
 	$(MAKE) --no-print-directory protos-check
 
 bench: setup ## every benchmark, side by side with its baseline (private pcscd as root)
@@ -150,7 +158,7 @@ fuzz: setup ## long property-based run of every parser (HYPOTHESIS_PROFILE=fuzz,
 # downloaded browser) and writes docs/kiosk-qr.png; as root it runs against a
 # private pcscd like `test`. `kiosk` serves the same stack for a person
 # (http://127.0.0.1:8080; insert cards with hwgate-testbed insert --dir $(TESTBED_DIR)).
-.PHONY: demo kiosk
+.PHONY: demo kiosk help
 demo: setup ## hwgated + enrollment server + kiosk, driven end to end in headless Chromium
 	@if [ "$$(id -u)" = 0 ] && unshare -mn true 2>/dev/null; then \
 		testbed/isolated $(BIN)/python -m hwgate_apps.demo --dir $(TESTBED_DIR)/demo --screenshot docs/kiosk-qr.png; \
@@ -160,6 +168,9 @@ demo: setup ## hwgated + enrollment server + kiosk, driven end to end in headles
 
 kiosk: setup ## the same services, left running for a person to click through
 	$(BIN)/python -m hwgate_apps.demo --interactive --dir $(TESTBED_DIR)
+
+help: ## this list
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -22,9 +22,9 @@ import signal
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
-from grpc_reflection.v1alpha import reflection
 
 from hwgate.v1 import card_pb2, card_pb2_grpc, hsm_pb2, hsm_pb2_grpc, piv_pb2, piv_pb2_grpc
+from hwgated.api import reflection
 from hwgated.api.card_service import CardServicer
 from hwgated.api.hsm_service import HsmServicer
 from hwgated.api.piv_service import PivServicer
@@ -134,9 +134,7 @@ class Daemon:
         )
         hsm_pb2_grpc.add_HsmServiceServicer_to_server(HsmServicer(self.hsm, self.policy), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        reflection.enable_server_reflection(
-            (*SERVICES, HEALTH_SERVICE, reflection.SERVICE_NAME), server
-        )
+        reflection.enable((*SERVICES, HEALTH_SERVICE), server)
         return server
 
     async def start(self) -> None:

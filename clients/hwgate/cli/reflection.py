@@ -1,9 +1,9 @@
 """Generic gRPC through server reflection: list, describe, call any method.
 
 Nothing here knows hwgate: message classes are built at run time from the
-descriptors the server returns (ProtoReflectionDescriptorDatabase ->
-DescriptorPool -> message_factory.GetMessageClass), so the same code works
-against any gRPC server that enables reflection.
+descriptors the server returns (ReflectionDatabase -> DescriptorPool ->
+message_factory.GetMessageClass), so the same code works against any gRPC
+server that enables reflection, v1 or only the older v1alpha.
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ from typing import Any
 import grpc
 from google.protobuf import descriptor, descriptor_pool, json_format, message_factory
 from google.protobuf.message import Message
-from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
-    ProtoReflectionDescriptorDatabase,
-)
+
+from hwgate.cli.reflection_db import ReflectionDatabase
 
 
 class SymbolNotFound(LookupError):
@@ -29,7 +28,7 @@ class Reflection:
 
     def __init__(self, channel: grpc.Channel) -> None:
         self.channel = channel
-        self.database = ProtoReflectionDescriptorDatabase(channel)
+        self.database = ReflectionDatabase(channel)
         self.pool = descriptor_pool.DescriptorPool(self.database)
 
     def services(self) -> list[str]:

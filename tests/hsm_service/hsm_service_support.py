@@ -57,7 +57,9 @@ class HsmDaemon:
         return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def render_config(directory: Path, testbed: object, module: str | None = None) -> Path:
+def render_config(
+    directory: Path, testbed: object, module: str | None = None, extra_tokens: tuple[str, ...] = ()
+) -> Path:
     paths = testbed.paths  # type: ignore[attr-defined]
     q = json.dumps
     lines = [
@@ -74,6 +76,13 @@ def render_config(directory: Path, testbed: object, module: str | None = None) -
         "workers = 2",
         "op_timeout = 10.0",
         f"env = {{ SOFTHSM2_CONF = {q(str(paths.softhsm_conf))} }}\n",
+        *(
+            # More names for the same token: a daemon with several tokens.
+            f"[[hsm.token]]\nname = {q(name)}\nmodule = {q(module or str(SOFTHSM_MODULE))}\n"
+            f"token_label = {q(TOKEN_LABEL)}\npin_file = {q(str(paths.user_pin))}\n"
+            f"env = {{ SOFTHSM2_CONF = {q(str(paths.softhsm_conf))} }}\n"
+            for name in extra_tokens
+        ),
         f"[audit]\nfile = {q(str(directory / 'audit.jsonl'))}\n",
         '[policy.roles.admin]\nallow = ["*"]',
         '[policy.roles.enrollment]\nallow = ["hwgate.v1.HsmService/*"]',
@@ -87,9 +96,11 @@ def render_config(directory: Path, testbed: object, module: str | None = None) -
     return config
 
 
-def start_hsm_daemon(directory: Path, testbed: object, module: str | None = None) -> HsmDaemon:
+def start_hsm_daemon(
+    directory: Path, testbed: object, module: str | None = None, extra_tokens: tuple[str, ...] = ()
+) -> HsmDaemon:
     directory.mkdir(parents=True, exist_ok=True)
-    config = render_config(directory, testbed, module)
+    config = render_config(directory, testbed, module, extra_tokens)
     proc = start_daemon(config, directory / "admin.sock", directory / "hwgated.log")
     return HsmDaemon(proc, directory)
 

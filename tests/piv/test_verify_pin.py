@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import grpc
 import pytest
+from google.protobuf import duration_pb2
 from piv_support import PIN, PivDaemon, failure, start_piv_daemon
 
+from hwgate.v1 import card_pb2, piv_pb2
 from hwgate_testbed.paths import vpcd_reader
 from support.daemon import error_info
 
@@ -25,6 +28,25 @@ def test_right_pin_verifies(hwgated: PivDaemon, cards: object) -> None:
     assert hwgated.info(session_id=session).pin_verified
     records = [r for r in hwgated.audit_records() if r["action"] == "piv.verify_pin"]
     assert [(r["outcome"], r["reader"]) for r in records] == [("ok", R0)]
+
+
+def test_verify_pin_answers_when_the_session_and_pin_end(hwgated: PivDaemon, cards: object) -> None:
+    """VerifyPinResponse.session_expire_time: the session's renewed end (one ttl on)."""
+    cards.insert(0, "alice")  # type: ignore[attr-defined]
+    opened = hwgated.card.OpenSession(
+        card_pb2.OpenSessionRequest(reader=R0, ttl=duration_pb2.Duration(seconds=20)), timeout=10
+    )
+    try:
+        before = time.time()
+        request = piv_pb2.VerifyPinRequest(session_id=opened.session_id, pin=PIN)
+        response = hwgated.piv.VerifyPin(request, timeout=10)
+        after = time.time()
+        end = response.session_expire_time.ToNanoseconds() / 1e9
+        assert before + 20 - 1 <= end <= after + 20 + 1
+        # Renewed by the call: not earlier than the end OpenSession announced.
+        assert end >= opened.expire_time.ToNanoseconds() / 1e9
+    finally:
+        hwgated.close_session(opened.session_id)
 
 
 def test_wrong_pins_count_down_then_the_last_retry_is_guarded(

@@ -98,16 +98,11 @@ def test_a_breaking_change_fails_with_bufs_message(scratch: Path, change: str) -
 
 def test_googleapis_imports_build_lint_and_compare(scratch: Path) -> None:
     """google/rpc/status.proto and google/type/date.proto come from site-packages."""
-    edit(
-        scratch,
-        "card.proto",
-        r'^import "hwgate/v1/common.proto";$',
-        'import "google/rpc/status.proto";\nimport "google/type/date.proto";\n'
-        'import "hwgate/v1/common.proto";',
-    )
-    card = scratch / "hwgate" / "v1" / "card.proto"
-    card.write_text(
-        card.read_text() + "\n// ScratchRecord uses googleapis types.\nmessage ScratchRecord {\n"
+    (scratch / "hwgate" / "v1" / "scratch.proto").write_text(
+        'syntax = "proto3";\n\npackage hwgate.v1;\n\n'
+        'import "google/rpc/status.proto";\nimport "google/type/date.proto";\n\n'
+        "option java_multiple_files = true;\n\n"
+        "// ScratchRecord uses googleapis types.\nmessage ScratchRecord {\n"
         "  // A day.\n  google.type.Date day = 1;\n"
         "  // A status.\n  google.rpc.Status status = 2;\n}\n"
     )
@@ -117,7 +112,7 @@ def test_googleapis_imports_build_lint_and_compare(scratch: Path) -> None:
     assert added.returncode == 0, added.stdout + added.stderr  # adding is not breaking
     # ... and a baseline with those imports guards them like anything else.
     assert guard("baseline", scratch, scratch.parent / "with-date.binpb").returncode == 0
-    edit(scratch, "card.proto", r"google\.type\.Date day = 1;", "google.rpc.Status day = 1;")
+    edit(scratch, "scratch.proto", r"google\.type\.Date day = 1;", "google.rpc.Status day = 1;")
     changed = guard("breaking", scratch, scratch.parent / "with-date.binpb")
     assert changed.returncode == 1, changed.stdout + changed.stderr
     assert 'changed type from "google.type.Date" to "google.rpc.Status"' in changed.stdout

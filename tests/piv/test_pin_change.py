@@ -283,3 +283,16 @@ def test_no_pin_or_puk_in_the_debug_log_or_the_audit(
         for form in (secret, secret.hex().encode()):
             assert form not in log, f"{secret!r} in the daemon log"
             assert form not in audit, f"{secret!r} in the audit log"
+
+
+def test_both_need_a_session(hwgated: PivDaemon, cards: object) -> None:
+    cards.insert(0, "alice")  # type: ignore[attr-defined]
+    for session, expected in (
+        ("", (INVALID, "INVALID_ARGUMENT")),
+        ("no-such-session", (grpc.StatusCode.NOT_FOUND, "SESSION_NOT_FOUND")),
+    ):
+        code, reason, _ = failure(lambda s=session: change(hwgated, s, PIN, NEW_PIN))
+        assert (code, reason) == expected
+        code, reason, _ = failure(lambda s=session: unblock(hwgated, s, PUK, NEW_PIN))
+        assert (code, reason) == expected
+    assert hwgated.info(reader=R0).pin_retries_left == 3

@@ -93,7 +93,7 @@ wheelhouse: $(WHEELHOUSE)/.stamp
 
 $(WHEELHOUSE)/.stamp: $(STAMP)
 	rm -rf $(WHEELHOUSE)
-	$(BIN)/python -m pip wheel -q --no-build-isolation -w $(WHEELHOUSE) ./clients ./daemon ./testbed ./apps
+	$(BIN)/python -m pip wheel -q --no-build-isolation -w $(WHEELHOUSE) ./clients './daemon[systemd]' ./testbed ./apps
 	rm -f $(WHEELHOUSE)/hwgate*.whl
 	touch $@
 

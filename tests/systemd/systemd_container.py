@@ -62,9 +62,10 @@ class Container:
         )
         if user is not None:
             argv = ["runuser", "-u", user, "--", *argv]
-        environment = ["env", "-i", f"PATH={PATH}", "LANG=C.UTF-8", "HOME=/root"]
+        # env -C: nsenter's own --wd=DIR would open DIR before entering the namespaces.
+        environment = ["env", "-i", "-C", cwd, f"PATH={PATH}", "LANG=C.UTF-8", "HOME=/root"]
         environment += [f"{k}={v}" for k, v in (env or {}).items()]
-        full = ["nsenter", "-t", str(self.leader), "-a", "-r", f"--wd={cwd}", *environment, *argv]
+        full = ["nsenter", "-t", str(self.leader), "-a", "-r", "-w", *environment, *argv]
         result = subprocess.run(full, capture_output=True, text=True, timeout=timeout, check=False)
         if check and result.returncode != 0:
             raise AssertionError(

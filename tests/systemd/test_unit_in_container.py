@@ -127,12 +127,10 @@ def test_kiosk_group_reaches_the_kiosk_socket_only(hwgated: Container) -> None:
 
 
 def test_hsm_signs_with_the_pin_from_load_credential(hwgated: Container) -> None:
-    assert hwgated.show(UNIT, "LoadCredential")["LoadCredential"] == "hsm-pin:/etc/hwgate/hsm-pin"
-    keys = json.loads(hwgate(hwgated, "--json", "keys").stdout or "[]")
-    if not any(k.get("label") == "issuing-ca" for k in _items(keys)):
-        hwgate(hwgated, "keygen", "issuing-ca", "--alg", "ec-p256")
-    hwgate(hwgated, "sign", "issuing-ca", "--alg", "ecdsa-sha256", "--in", "/etc/hostname",
-           "--out", "/tmp/hwgate.sig")  # fmt: skip
+    # systemd's copy of the credential, readable by the daemon's user alone.
+    cred = hwgated.run("stat -c '%U %a' /run/credentials/hwgated.service/hsm-pin").stdout
+    assert cred.strip() in ("hwgate 400", "root 400", "root 440"), cred
+    sign_with_issuing_ca(hwgated)
     assert int(hwgated.run("stat -c %s /tmp/hwgate.sig").stdout) > 8
     # The PIN is nowhere in the daemon's argv or environment, nor in its config.
     pid = hwgated.show(UNIT, "MainPID")["MainPID"]
@@ -142,11 +140,12 @@ def test_hsm_signs_with_the_pin_from_load_credential(hwgated: Container) -> None
     assert len(pin) >= 16 and pin not in seen
 
 
-def _items(doc):  # type: ignore[no-untyped-def]
-    """Key entries from ``hwgate keys --json`` (a list, or one object per line)."""
-    if isinstance(doc, list):
-        return doc
-    return doc.get("keys", [doc]) if isinstance(doc, dict) else []
+def sign_with_issuing_ca(machine: Container) -> None:
+    """An ECDSA signature by the HSM key ``issuing-ca`` (made on first use)."""
+    if "issuing-ca" not in hwgate(machine, "keys").stdout:
+        hwgate(machine, "keygen", "issuing-ca", "--alg", "ec-p256")
+    hwgate(machine, "sign", "issuing-ca", "--alg", "ecdsa-sha256", "--in", "/etc/hostname",
+           "--out", "/tmp/hwgate.sig")  # fmt: skip
 
 
 def test_watchdog_restarts_a_stopped_daemon(hwgated: Container) -> None:
@@ -215,14 +214,15 @@ def test_stop_is_clean(hwgated: Container) -> None:
 
 def test_journal_has_hwgate_fields_and_audit_records(hwgated: Container) -> None:
     cursor = journal_cursor(hwgated)
-    hwgate(hwgated, "keys")
-    hwgate(hwgated, "keygen", "tmp-journal", "--alg", "ec-p256", "--ephemeral")
+    sign_with_issuing_ca(hwgated)
     audit = hwgated.wait_for(
         "an audit record in the journal",
         lambda: journal_json(hwgated, "SYSLOG_IDENTIFIER=hwgated-audit", after=cursor),
         timeout=30,
     )
     assert all(r.get("HWGATE_ACTION") for r in audit), audit
+    assert any(r["HWGATE_ACTION"] == "hsm.sign" and r.get("HWGATE_KEY") == "issuing-ca"
+               for r in audit), audit  # fmt: skip
     assert any(r.get("HWGATE_ROLE") == "admin" for r in audit), audit
     records = journal_json(hwgated, "-u", UNIT)
     fields = {k for r in records for k in r if k.startswith("HWGATE_")}

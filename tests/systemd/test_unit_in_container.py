@@ -75,16 +75,8 @@ def hwgate(machine: Container, *args: str, user: str | None = None, addr: str = 
     )
 
 
-def journal_cursor(machine: Container) -> str:
-    out = machine.run(["journalctl", "-q", "-n", "0", "--show-cursor"]).stdout
-    return out.strip().removeprefix("-- cursor: ")
-
-
-def journal_json(machine: Container, *match: str, after: str | None = None) -> list[dict]:  # type: ignore[type-arg]
-    argv = ["journalctl", "-q", "-o", "json", "--no-pager", *match]
-    if after:
-        argv.append(f"--after-cursor={after}")
-    out = machine.run(argv).stdout
+def journal_json(machine: Container, *match: str) -> list[dict]:  # type: ignore[type-arg]
+    out = machine.run(["journalctl", "-q", "-o", "json", "--no-pager", *match]).stdout
     return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
@@ -200,12 +192,16 @@ def test_reload_keeps_the_pid_and_applies_a_policy_change(hwgated: Container) ->
 def test_stop_is_clean(hwgated: Container) -> None:
     # HSM workers (and so multiprocessing's helpers) are running.
     hwgate(hwgated, "keys")
-    cursor = journal_cursor(hwgated)
+    invocation = hwgated.show(UNIT, "InvocationID")["InvocationID"]
     hwgated.run(["systemctl", "stop", UNIT], timeout=60)
     state = hwgated.show(UNIT, "ActiveState", "Result", "ExecMainStatus", "ExecMainCode")
     assert state["ActiveState"] == "inactive" and state["Result"] == "success", state
     assert state["ExecMainStatus"] == "0", state
-    messages = [str(e.get("MESSAGE", "")) for e in journal_json(hwgated, "-u", UNIT, after=cursor)]
+    # systemd's own messages about this run of the unit, the daemon's, its children's.
+    records = journal_json(hwgated, f"INVOCATION_ID={invocation}", "+",
+                           f"_SYSTEMD_INVOCATION_ID={invocation}")  # fmt: skip
+    messages = [str(e.get("MESSAGE", "")) for e in records]
+    assert any(m.startswith("Stopped ") for m in messages), messages
     killed = [m for m in messages if "SIGKILL" in m or "Killing process" in m]
     assert not killed, messages
     assert hwgated.run("test ! -e /run/hwgate", check=False).returncode == 0
@@ -213,13 +209,17 @@ def test_stop_is_clean(hwgated: Container) -> None:
 
 
 def test_journal_has_hwgate_fields_and_audit_records(hwgated: Container) -> None:
-    cursor = journal_cursor(hwgated)
+    sign_with_issuing_ca(hwgated)  # the key exists now: this sign is the only one below
+    invocation = hwgated.show(UNIT, "InvocationID")["InvocationID"]
+    match = ("SYSLOG_IDENTIFIER=hwgated-audit", f"_SYSTEMD_INVOCATION_ID={invocation}")
+    before = len(journal_json(hwgated, *match, "HWGATE_ACTION=hsm.sign"))
     sign_with_issuing_ca(hwgated)
-    audit = hwgated.wait_for(
-        "an audit record in the journal",
-        lambda: journal_json(hwgated, "SYSLOG_IDENTIFIER=hwgated-audit", after=cursor),
+    hwgated.wait_for(
+        "the sign's audit record in the journal",
+        lambda: len(journal_json(hwgated, *match, "HWGATE_ACTION=hsm.sign")) > before,
         timeout=30,
     )
+    audit = journal_json(hwgated, *match)
     assert all(r.get("HWGATE_ACTION") for r in audit), audit
     assert any(r["HWGATE_ACTION"] == "hsm.sign" and r.get("HWGATE_KEY") == "issuing-ca"
                for r in audit), audit  # fmt: skip

@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 # `make help` lists every target with its ## description.
-.PHONY: run test test-stress lint protos protos-check protos-baseline bench fuzz setup system-deps venv wheelhouse pcscd clean
+.PHONY: run test test-stress test-systemd dist lint protos protos-check protos-baseline bench fuzz setup system-deps venv wheelhouse pcscd clean
 
 # The test bed brings itself up and execs hwgated on its config: the daemon
 # itself only knows --config (it never imports the test bed).
@@ -93,9 +93,34 @@ wheelhouse: $(WHEELHOUSE)/.stamp
 
 $(WHEELHOUSE)/.stamp: $(STAMP)
 	rm -rf $(WHEELHOUSE)
-	$(BIN)/python -m pip wheel -q --no-build-isolation -w $(WHEELHOUSE) ./clients ./daemon ./testbed ./apps
+	$(BIN)/python -m pip wheel -q --no-build-isolation -w $(WHEELHOUSE) ./clients './daemon[systemd]' ./testbed ./apps
 	rm -f $(WHEELHOUSE)/hwgate*.whl
 	touch $@
+
+# What an install needs (docs/install.md): our wheels and sdists in dist/. The
+# third-party wheels come from PyPI on the target host, or from the wheelhouse.
+DIST := dist
+dist: venv ## wheels and sdists of hwgate (client) and hwgated (daemon) in dist/
+	rm -rf $(DIST)
+	$(BIN)/python -m pip wheel -q --no-deps --no-build-isolation -w $(DIST) ./clients ./daemon
+	for d in clients daemon; do (cd $$d && $(CURDIR)/$(BIN)/python -c \
+		'import sys; from setuptools import build_meta as b; b.build_sdist(sys.argv[1])' \
+		$(CURDIR)/$(DIST) >/dev/null) || exit 1; done
+	@ls $(DIST)
+
+# hwgated under a real systemd 252: a Debian 12 container (systemd-nspawn --boot)
+# on a debootstrap root file system cached in .cache/systemd/ (first run: a few
+# minutes; it needs only the Debian mirror apt already uses), installed by the
+# steps of docs/install.md. Slow, so not part of `make test` (marker: systemd).
+SYSTEMD_ROOTFS := $(CURDIR)/.cache/systemd/rootfs
+test-systemd: setup wheelhouse dist ## hwgated.service in a booted Debian 12 container (slow)
+	@command -v debootstrap >/dev/null && command -v systemd-nspawn >/dev/null || { \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+			--no-install-recommends debootstrap systemd-container; }
+	tests/systemd/make-rootfs $(SYSTEMD_ROOTFS)
+	HWGATE_SYSTEMD_ROOTFS=$(SYSTEMD_ROOTFS) HWGATE_DIST=$(CURDIR)/$(DIST) \
+		HWGATE_WHEELHOUSE=$(CURDIR)/$(WHEELHOUSE) \
+		$(BIN)/python -m pytest -p no:cacheprovider -m systemd tests/systemd $(PYTEST_ARGS)
 
 # googleapis .proto files (google/rpc, google/type) come from the installed
 # googleapis-common-protos package: no network, nothing vendored.

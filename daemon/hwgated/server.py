@@ -36,6 +36,7 @@ from hwgated.auth.pinlimit import PinLimits
 from hwgated.auth.policy import Policy, PolicyHolder
 from hwgated.config import Config, ListenerConfig
 from hwgated.hsm import HsmPool, PoolState
+from hwgated.hsm.tracker import stop_resource_tracker
 from hwgated.logsetup import set_level
 from hwgated.ops.interceptor import OpsInterceptor
 from hwgated.ops.metrics import Metrics
@@ -221,6 +222,7 @@ class Daemon:
         self._fronts.clear()
         await self.cards.stop()
         await asyncio.gather(*(pool.close() for pool in self.hsm.values()))
+        await stop_resource_tracker()  # no helper outlives the daemon (hwgated.service stop)
         listeners.remove_unix_sockets(self.config.listeners)
         log.info("stopped")
 

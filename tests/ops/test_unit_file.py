@@ -23,8 +23,8 @@ def _unit_with_venv_binary(tmp_path: Path) -> Path:
     hwgated = Path(sys.executable).parent / "hwgated"
     assert hwgated.exists(), f"{hwgated}: install the project into the venv"
     text = (SYSTEMD_DIR / "hwgated.service").read_text()
-    assert "\nExecStart=/usr/bin/hwgated --config /etc/hwgate/hwgated.toml\n" in text
-    text = text.replace("ExecStart=/usr/bin/hwgated", f"ExecStart={hwgated}")
+    assert "\nExecStart=/opt/hwgate/venv/bin/hwgated --config /etc/hwgate/hwgated.toml\n" in text
+    text = text.replace("ExecStart=/opt/hwgate/venv/bin/hwgated", f"ExecStart={hwgated}")
     unit = tmp_path / "hwgated.service"
     unit.write_text(text)
     return unit
@@ -62,8 +62,9 @@ def test_unit_names_what_the_design_requires() -> None:
         "ExecReload=/bin/kill -HUP $MAINPID",
         "Restart=on-failure",
         "RuntimeDirectory=hwgate",
-        "RuntimeDirectoryMode=0750",
+        "RuntimeDirectoryMode=0710",
         "User=hwgate",
+        "Group=hwgate-clients",
         "LoadCredential=hsm-pin:/etc/hwgate/hsm-pin",
         "Wants=pcscd.socket",
         "ProtectSystem=strict",
@@ -87,8 +88,8 @@ def test_example_config_follows_the_schema(tmp_path: Path) -> None:
     tls.write_text("stand-in")
     for listener in raw["listen"]:
         if "unix" in listener:
-            listener["unix"] = str(tmp_path / "hwgate.sock")
-            listener.pop("group")
+            listener["unix"] = str(tmp_path / Path(listener["unix"]).name)
+            listener.pop("group", None)
         else:
             listener.update(tls_cert=str(tls), tls_key=str(tls), client_ca=str(tls))
     config = parse_config(raw, source="hwgated.example.toml", base=tmp_path)

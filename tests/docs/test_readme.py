@@ -18,10 +18,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.daemon import DaemonProc, start_daemon
-from support.docblocks import Block, MarkerError, blocks, runnable
 
 from hwgate_testbed.timing import scaled
+from support.daemon import DaemonProc, start_daemon
+from support.docblocks import Block, MarkerError, blocks, runnable
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 BLOCKS = runnable(README.read_text())

@@ -155,16 +155,23 @@ fuzz: setup ## long property-based run of every parser (HYPOTHESIS_PROFILE=fuzz,
 
 # Reference apps (apps/hwgate_apps): the SP 800-157 derived-credential flow.
 # `demo` drives the kiosk page in headless Chromium (Debian chromium, never a
-# downloaded browser) and writes docs/kiosk-qr.png; as root it runs against a
-# private pcscd like `test`. `kiosk` serves the same stack for a person
-# (http://127.0.0.1:8080; insert cards with hwgate-testbed insert --dir $(TESTBED_DIR)).
-.PHONY: demo kiosk help
+# downloaded browser) and saves the QR screen beside the test bed's files
+# (DIR/kiosk-qr.png, ignored by git); `demo-screenshot` refreshes the tracked
+# docs/kiosk-qr.png on purpose. As root both run against a private pcscd like `test`.
+# `kiosk` serves the same stack for a person (http://127.0.0.1:8080; insert cards
+# with hwgate-testbed insert --dir $(TESTBED_DIR)); it exits 1 with the reason when
+# its own hwgated cannot start (e.g. `make run` already serves the test bed).
+.PHONY: demo demo-screenshot kiosk help
+DEMO_SCREENSHOT ?=
 demo: setup ## hwgated + enrollment server + kiosk, driven end to end in headless Chromium
 	@if [ "$$(id -u)" = 0 ] && unshare -mn true 2>/dev/null; then \
-		testbed/isolated $(BIN)/python -m hwgate_apps.demo --dir $(TESTBED_DIR)/demo --screenshot docs/kiosk-qr.png; \
+		testbed/isolated $(BIN)/python -m hwgate_apps.demo --dir $(TESTBED_DIR)/demo $(if $(DEMO_SCREENSHOT),--screenshot $(DEMO_SCREENSHOT)); \
 	else \
-		$(BIN)/python -m hwgate_apps.demo --dir $(TESTBED_DIR) --screenshot docs/kiosk-qr.png; \
+		$(BIN)/python -m hwgate_apps.demo --dir $(TESTBED_DIR) $(if $(DEMO_SCREENSHOT),--screenshot $(DEMO_SCREENSHOT)); \
 	fi
+
+demo-screenshot: ## `make demo`, refreshing the tracked docs/kiosk-qr.png
+	@$(MAKE) --no-print-directory demo DEMO_SCREENSHOT=$(CURDIR)/docs/kiosk-qr.png
 
 kiosk: setup ## the same services, left running for a person to click through
 	$(BIN)/python -m hwgate_apps.demo --interactive --dir $(TESTBED_DIR)

@@ -100,10 +100,20 @@ def drive(stack: Stack, screenshot: Path) -> int:
     return 0
 
 
+def default_screenshot(paths: TestbedPaths) -> Path:
+    """The QR screenshot goes beside the test bed's files (ignored by git): a demo run
+    must not rewrite the tracked docs/kiosk-qr.png (`make demo-screenshot` does)."""
+    return paths.root / "kiosk-qr.png"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hwgate-demo", description=__doc__)
     parser.add_argument("--dir", default=".testbed", help="test bed directory")
-    parser.add_argument("--screenshot", type=Path, default=Path("docs/kiosk-qr.png"))
+    parser.add_argument(
+        "--screenshot", type=Path, default=None, metavar="PNG",
+        help="where to save the QR screen (default: DIR/kiosk-qr.png, outside the tracked "
+        "tree; make demo-screenshot refreshes docs/kiosk-qr.png)",
+    )  # fmt: skip
     parser.add_argument(
         "--interactive", action="store_true", help="serve for a person (make kiosk)"
     )
@@ -136,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(signal.SIGINT, lambda *_: stop.set())
             stop.wait()
         else:
-            code = drive(stack, args.screenshot)
+            code = drive(stack, args.screenshot or default_screenshot(paths))
     finally:
         stack.stop()
         if not args.interactive:

@@ -41,6 +41,9 @@ examples:
 Connection options go before COMMAND and keep grpcurl's names; no command reuses
 them (the HSM key of sign, key pub, derive and keygen is the positional KEY).
 Secrets (the PIN) are never arguments: a prompt without echo, --pin-stdin or --pin-file.
+A missing Unix socket fails at once; TLS against a plaintext port (or --plaintext
+against TLS) fails at the first attempt with a hint. Shell completion:
+hwgate completion bash|zsh|tcsh (see hwgate completion --help). Version: --version.
 """
 
 

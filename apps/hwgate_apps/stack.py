@@ -136,9 +136,14 @@ def start_stack(
     kiosk_port: int = 8080,
     with_hwgated: bool = True,
     daemon_config: Path | None = None,
+    kiosk_listener: socket.socket | None = None,
     **enrollment_over: Any,
 ) -> Stack:
-    """hwgated (unless already running), the enrollment server (HTTPS) and the kiosk."""
+    """hwgated (unless already running), the enrollment server (HTTPS) and the kiosk.
+
+    *kiosk_listener*: an already bound socket for the kiosk page (``make kiosk``
+    binds it in the host's network namespace before entering a private one).
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     stack = Stack(paths, workdir)
     try:
@@ -152,7 +157,7 @@ def start_stack(
             enrollment_app(config), esock, ssl_certfile=str(cert), ssl_keyfile=str(key)
         )
         stack.enrollment_url = config.origin
-        ksock = web.bind("127.0.0.1", kiosk_port)
+        ksock = kiosk_listener or web.bind("127.0.0.1", kiosk_port)
         app = kiosk_app(f"unix://{paths.kiosk_socket}", stack.enrollment_url, stack.tls_ca)
         stack.kiosk = web.serve_in_thread(app, ksock)
         stack.kiosk_url = f"http://127.0.0.1:{ksock.getsockname()[1]}"

@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hwgate_testbed.timing import scaled
 from support.daemon import DaemonProc, start_daemon
@@ -121,3 +123,31 @@ def test_marked_blocks_are_found() -> None:
 def test_bad_markers_are_errors(text: str) -> None:
     with pytest.raises(MarkerError):
         blocks(text)
+
+
+_body = st.lists(
+    st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=30).filter(
+        lambda line: not line.lstrip().startswith(("```", "~~~")) and not line.startswith("<!--")
+    ),
+    max_size=5,
+)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["sh", "bash", "python", "toml", "text"]),
+            st.sampled_from(["run", "skip"]),
+            _body,
+        ),
+        max_size=6,
+    )
+)
+def test_render_then_parse_round_trips(spec: list[tuple[str, str, list[str]]]) -> None:
+    parts = []
+    for language, action, body in spec:
+        mark = "<!-- test: run -->" if action == "run" else "<!-- test: skip a reason -->"
+        parts.append("\n".join(["some prose", "", mark, f"```{language}", *body, "```", ""]))
+    found = blocks("\n".join(parts))
+    assert [(b.language, b.action) for b in found] == [(lang, act) for lang, act, _ in spec]
+    assert [b.text for b in found] == ["\n".join(body) + "\n" for _, _, body in spec]

@@ -1,6 +1,6 @@
 """The fenced code blocks of a Markdown file, and whether the suite runs them.
 
-The convention (stated in README.md's "Connect with the CLI"): an HTML comment
+The convention (stated in README.md, "The two commands"): an HTML comment
 on the line right before a fence decides, and is invisible on the rendered page.
 
     <!-- test: run -->             the suite runs this block (tests/docs/test_readme.py)

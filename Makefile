@@ -180,19 +180,33 @@ fuzz: setup ## long property-based run of every parser (HYPOTHESIS_PROFILE=fuzz,
 
 # Reference apps (apps/hwgate_apps): the SP 800-157 derived-credential flow.
 # `demo` drives the kiosk page in headless Chromium (Debian chromium, never a
-# downloaded browser) and writes docs/kiosk-qr.png; as root it runs against a
-# private pcscd like `test`. `kiosk` serves the same stack for a person
-# (http://127.0.0.1:8080; insert cards with hwgate-testbed insert --dir $(TESTBED_DIR)).
-.PHONY: demo kiosk help
+# downloaded browser) and saves the QR screen beside the test bed's files
+# (DIR/kiosk-qr.png, ignored by git); `demo-screenshot` refreshes the tracked
+# docs/kiosk-qr.png on purpose. As root both run against a private pcscd like `test`.
+# `kiosk` serves the same stack for a person (http://127.0.0.1:8080; it prints how
+# to insert cards); it exits 1 with the reason when its own hwgated cannot start
+# (e.g. `make run` already serves the same test bed).
+.PHONY: demo demo-screenshot kiosk help
+DEMO_SCREENSHOT ?=
 demo: setup ## hwgated + enrollment server + kiosk, driven end to end in headless Chromium
 	@if [ "$$(id -u)" = 0 ] && unshare -mn true 2>/dev/null; then \
-		testbed/isolated $(BIN)/python -m hwgate_apps.demo --dir $(TESTBED_DIR)/demo --screenshot docs/kiosk-qr.png; \
+		testbed/isolated $(BIN)/python -m hwgate_apps.demo --dir $(TESTBED_DIR)/demo $(if $(DEMO_SCREENSHOT),--screenshot $(DEMO_SCREENSHOT)); \
 	else \
-		$(BIN)/python -m hwgate_apps.demo --dir $(TESTBED_DIR) --screenshot docs/kiosk-qr.png; \
+		$(BIN)/python -m hwgate_apps.demo --dir $(TESTBED_DIR) $(if $(DEMO_SCREENSHOT),--screenshot $(DEMO_SCREENSHOT)); \
 	fi
 
+demo-screenshot: ## `make demo`, refreshing the tracked docs/kiosk-qr.png
+	@$(MAKE) --no-print-directory demo DEMO_SCREENSHOT=$(CURDIR)/docs/kiosk-qr.png
+
+# As root, `kiosk` runs in a private namespace like `demo` (hwgate_apps.kiosk_isolated):
+# only the kiosk page's port is bound on the host; it prints the nsenter commands
+# that insert and remove cards inside.
 kiosk: setup ## the same services, left running for a person to click through
-	$(BIN)/python -m hwgate_apps.demo --interactive --dir $(TESTBED_DIR)
+	@if [ "$$(id -u)" = 0 ] && unshare -mn true 2>/dev/null; then \
+		exec $(BIN)/python -m hwgate_apps.kiosk_isolated --dir $(TESTBED_DIR)/kiosk; \
+	else \
+		exec $(BIN)/python -m hwgate_apps.demo --interactive --dir $(TESTBED_DIR); \
+	fi
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18

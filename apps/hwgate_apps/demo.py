@@ -15,7 +15,9 @@ the page shows (screen and message) in one line and exits 1, no stack trace.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
+import socket
 import sys
 import threading
 from pathlib import Path
@@ -100,13 +102,35 @@ def drive(stack: Stack, screenshot: Path) -> int:
     return 0
 
 
+def nsenter_prefix() -> str:
+    """``nsenter ... `` for commands a person runs from another terminal while this
+    process serves in a private mount + network namespace (make kiosk as root): the
+    test bed's pcscd and vpcd ports are only reachable in there."""
+    bindir = Path(sys.executable).parent
+    return f"nsenter --target {os.getpid()} --mount --net {bindir}/"
+
+
+def default_screenshot(paths: TestbedPaths) -> Path:
+    """The QR screenshot goes beside the test bed's files (ignored by git): a demo run
+    must not rewrite the tracked docs/kiosk-qr.png (`make demo-screenshot` does)."""
+    return paths.root / "kiosk-qr.png"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hwgate-demo", description=__doc__)
     parser.add_argument("--dir", default=".testbed", help="test bed directory")
-    parser.add_argument("--screenshot", type=Path, default=Path("docs/kiosk-qr.png"))
+    parser.add_argument(
+        "--screenshot", type=Path, default=None, metavar="PNG",
+        help="where to save the QR screen (default: DIR/kiosk-qr.png, outside the tracked "
+        "tree; make demo-screenshot refreshes docs/kiosk-qr.png)",
+    )  # fmt: skip
     parser.add_argument(
         "--interactive", action="store_true", help="serve for a person (make kiosk)"
     )
+    # Set by hwgate_apps.kiosk_isolated: a listener bound on the host, and that this
+    # process runs in a private namespace (its printed commands need nsenter).
+    parser.add_argument("--kiosk-fd", type=int, metavar="FD", help=argparse.SUPPRESS)
+    parser.add_argument("--private-namespace", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if not args.interactive and (why := browser.chromium_missing()):
         print(f"hwgate-demo: {why}")
@@ -118,7 +142,10 @@ def main(argv: list[str] | None = None) -> int:
         orchestrate.up(paths, insert_card=False)
         if fresh_state(workdir):
             step(f"removed the previous runs' enrollment database from {workdir}")
-        stack = start_stack(paths, workdir)
+        listener = None
+        if args.kiosk_fd is not None:  # bound by hwgate_apps.kiosk_isolated in the host's netns
+            listener = socket.socket(fileno=args.kiosk_fd)
+        stack = start_stack(paths, workdir, kiosk_listener=listener)
     except (TestbedError, RuntimeError, OSError) as exc:  # e.g. a port in use, no pcscd
         print(f"hwgate-demo: cannot start the stack: {exc}", file=sys.stderr)
         if not args.interactive:
@@ -128,15 +155,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = 0
         if args.interactive:
+            enter = nsenter_prefix() if args.private_namespace else ""
+            bed = f"hwgate-testbed {{}} --dir {paths.root}"
             print(f"Open {stack.kiosk_url} and insert a card with:\n"
-                  f"  hwgate-testbed insert --dir {paths.root} --card alice   (PIN {PIV_PIN})\n"
-                  f"  hwgate-testbed remove --dir {paths.root}\nCtrl-C stops.")  # fmt: skip
+                  f"  {enter}{bed.format('insert')} --card alice   (PIN {PIV_PIN})\n"
+                  f"  {enter}{bed.format('remove')}\nCtrl-C stops.", flush=True)  # fmt: skip
             stop = threading.Event()
             signal.signal(signal.SIGTERM, lambda *_: stop.set())
             signal.signal(signal.SIGINT, lambda *_: stop.set())
             stop.wait()
         else:
-            code = drive(stack, args.screenshot)
+            code = drive(stack, args.screenshot or default_screenshot(paths))
     finally:
         stack.stop()
         if not args.interactive:

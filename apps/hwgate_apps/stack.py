@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -24,11 +26,21 @@ from hwgate_apps.enrollment.server import make_app as enrollment_app
 from hwgate_apps.kiosk.server import make_app as kiosk_app
 from hwgate_testbed.paths import TCP_LISTEN, TestbedPaths
 
+HWGATED_START_TIMEOUT = 90.0  # seconds; a loaded machine took longer than 20 s
+
 
 def start_hwgated(
     paths: TestbedPaths, log: Path, config: Path | None = None
 ) -> subprocess.Popen[bytes]:
-    """hwgated on the test bed's config (or *config*); returns once its kiosk socket answers."""
+    """hwgated on the test bed's config (or *config*); returns once its kiosk socket answers.
+
+    RuntimeError, with the reason, when it cannot start: another hwgated already
+    serves the test bed (``make run``), or the daemon exited or never answered.
+    """
+    if socket_in_use(paths.kiosk_socket):
+        raise RuntimeError(
+            f"another hwgated already serves {paths.kiosk_socket} (make run?): stop it first"
+        )
     out = log.open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "hwgated", "--config", str(config or paths.daemon_config)],
@@ -36,13 +48,38 @@ def start_hwgated(
     )  # fmt: skip
     # The socket appears once pcscd and the token answered; on a loaded machine that
     # (and the workers' interpreters starting) takes well over the usual second.
+    # Another hwgated on the same socket (`make run`) answers too: only a live process
+    # of our own counts, and its exit ends the wait at once with the log's reason.
+    deadline = time.monotonic() + HWGATED_START_TIMEOUT
     with hwgate.connect(f"unix://{paths.kiosk_socket}") as client:
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                client.wait_ready(0.5)
+            except hwgate.HwgateError:
+                continue
+            if proc.poll() is None:
+                return proc
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+        raise RuntimeError(f"hwgated did not come up in {HWGATED_START_TIMEOUT:.0f}s; see {log}")
+    raise RuntimeError(f"hwgated exited with status {proc.returncode}: {_last_line(log)}")
+
+
+def _last_line(log: Path) -> str:
+    """The daemon's own last words (e.g. "... hwgate.sock is in use by a running process")."""
+    lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    return f"{lines[-1].strip()} (log: {log})" if lines else f"see {log}"
+
+
+def socket_in_use(path: Path) -> bool:
+    """Whether a process accepts connections on the Unix socket *path* now."""
+    with socket.socket(socket.AF_UNIX) as s:
         try:
-            client.wait_ready(90)
-        except hwgate.HwgateError:
-            proc.kill()
-            raise RuntimeError(f"hwgated did not come up; see {log}") from None
-    return proc
+            s.connect(str(path))
+        except OSError:
+            return False
+    return True
 
 
 def enrollment_config(
@@ -99,9 +136,14 @@ def start_stack(
     kiosk_port: int = 8080,
     with_hwgated: bool = True,
     daemon_config: Path | None = None,
+    kiosk_listener: socket.socket | None = None,
     **enrollment_over: Any,
 ) -> Stack:
-    """hwgated (unless already running), the enrollment server (HTTPS) and the kiosk."""
+    """hwgated (unless already running), the enrollment server (HTTPS) and the kiosk.
+
+    *kiosk_listener*: an already bound socket for the kiosk page (``make kiosk``
+    binds it in the host's network namespace before entering a private one).
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     stack = Stack(paths, workdir)
     try:
@@ -115,7 +157,7 @@ def start_stack(
             enrollment_app(config), esock, ssl_certfile=str(cert), ssl_keyfile=str(key)
         )
         stack.enrollment_url = config.origin
-        ksock = web.bind("127.0.0.1", kiosk_port)
+        ksock = kiosk_listener or web.bind("127.0.0.1", kiosk_port)
         app = kiosk_app(f"unix://{paths.kiosk_socket}", stack.enrollment_url, stack.tls_ca)
         stack.kiosk = web.serve_in_thread(app, ksock)
         stack.kiosk_url = f"http://127.0.0.1:{ksock.getsockname()[1]}"

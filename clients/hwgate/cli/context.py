@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import threading
+import time
 from dataclasses import dataclass, field
 
 import grpc
 
-from hwgate.channel import channel_spec, open_channel
+from hwgate.channel import ChannelSpec, channel_spec, open_channel
+from hwgate.cli import connectivity
 from hwgate.client import Client
 
 
@@ -21,6 +24,49 @@ def parse_header(text: str) -> tuple[str, str]:
     if not sep or not name.strip():
         raise argparse.ArgumentTypeError(f"header {text!r} is not 'name: value'")
     return name.strip().lower(), value.strip()
+
+
+def _wait_ready(
+    channel: grpc.Channel, spec: ChannelSpec, timeout: float, *, plaintext: bool
+) -> None:
+    """Wait until *channel* is ready; on the first failed attempt look once at what is
+    listening, and give up at once if waiting cannot help (TLS against plaintext or the
+    reverse). At the timeout the error carries the best hint found."""
+    changed = threading.Event()
+    failed = threading.Event()
+
+    def on_state(state: grpc.ChannelConnectivity) -> None:
+        if state is grpc.ChannelConnectivity.TRANSIENT_FAILURE:
+            failed.set()
+        changed.set()
+
+    channel.subscribe(on_state, try_to_connect=True)
+    ready = grpc.channel_ready_future(channel)
+    ready.add_done_callback(lambda _f: changed.set())
+    deadline = time.monotonic() + timeout
+    hint: str | None = None
+    try:
+        while not ready.done():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            changed.wait(remaining)
+            changed.clear()
+            if failed.is_set() and hint is None and not ready.done():
+                hint = connectivity.diagnose(spec.target.uri, spec.target.tcp, plaintext=plaintext)
+                if connectivity.is_certain(hint):
+                    break
+    finally:
+        channel.unsubscribe(on_state)
+    if ready.done():
+        return
+    ready.cancel()
+    if hint is None:
+        hint = connectivity.diagnose(spec.target.uri, spec.target.tcp, plaintext=plaintext)
+    message = f"cannot connect to {spec.target.uri}"
+    if not connectivity.is_certain(hint):
+        message += f" within {timeout}s"
+    raise NotConnected(f"{message}: {hint}" if hint else message)
 
 
 @dataclass
@@ -50,14 +96,15 @@ class Context:
                 server_name=a.servername,
                 health_service=None,  # one-shot commands: no health-gated picking
             )
+            problem = connectivity.unix_problem(spec.target.uri)
+            if problem:  # certain before any attempt: no reason to wait --connect-timeout
+                raise NotConnected(f"cannot connect to {spec.target.uri}: {problem}")
             channel = open_channel(spec)
             try:
-                grpc.channel_ready_future(channel).result(timeout=a.connect_timeout)
-            except grpc.FutureTimeoutError:
+                _wait_ready(channel, spec, a.connect_timeout, plaintext=bool(a.plaintext))
+            except NotConnected:
                 channel.close()
-                raise NotConnected(
-                    f"cannot connect to {spec.target.uri} within {a.connect_timeout}s"
-                ) from None
+                raise
             self._channel = channel
         return self._channel
 

@@ -14,7 +14,7 @@ import grpc
 
 from hwgate import errors
 from hwgate.channel import DEFAULT_SOCKET, ENV_ADDR
-from hwgate.cli import cards, generic, hsm
+from hwgate.cli import cards, completion, generic, hsm
 from hwgate.cli.context import Context, NotConnected, parse_header
 from hwgate.cli.output import EXIT_OK, EXIT_USAGE, fail, print_error, print_json, print_table
 from hwgate.cli.reflection import SymbolNotFound
@@ -41,6 +41,9 @@ examples:
 Connection options go before COMMAND and keep grpcurl's names; no command reuses
 them (the HSM key of sign, key pub, derive and keygen is the positional KEY).
 Secrets (the PIN) are never arguments: a prompt without echo, --pin-stdin or --pin-file.
+A missing Unix socket fails at once; TLS against a plaintext port (or --plaintext
+against TLS) fails at the first attempt with a hint. Shell completion:
+hwgate completion bash|zsh|tcsh (see hwgate completion --help). Version: --version.
 """
 
 
@@ -84,6 +87,34 @@ def _common() -> Parser:
     common.add_argument("--max-time", type=float, default=argparse.SUPPRESS, metavar="SECONDS",
                         help="deadline of each call; for watch, how long to watch")  # fmt: skip
     return common
+
+
+def version_text() -> str:
+    """``hwgate X.Y.Z (API hwgate.v1)``: the installed distribution's version."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        number = version("hwgate")
+    except PackageNotFoundError:  # run from a source tree without an install
+        number = "unknown"
+    return f"hwgate {number} (API hwgate.v1)"
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    found = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):  # aliases share a parser
+                found += _subparsers(child)
+    return found
+
+
+def add_version_everywhere(parser: argparse.ArgumentParser) -> None:
+    """``--version`` on the top level and after every (sub)command's name."""
+    text = version_text()
+    for p in _subparsers(parser):
+        if "--version" not in p._option_string_actions:
+            p.add_argument("--version", action="version", version=text)
 
 
 def cmd_health(ctx: Context) -> int:
@@ -130,6 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("service", nargs="*", help='services to check ("" = the server)')
     p.set_defaults(func=cmd_health)
+    completion.add_parser(sub, parser)
+    add_version_everywhere(parser)
     return parser
 
 

@@ -24,6 +24,21 @@ from hwgated.hsm.wire import STARTUP_ID, FrameDecoder, encode
 log = logging.getLogger("hwgated.hsm")
 
 
+class WorkerLostInFlight(HsmWorkerLost):
+    """HSM_WORKER_LOST for one request, with what the pool needs to decide on a retry.
+
+    ``ran``: the request was the one the worker was running when it died (a worker
+    serves its pipe in order, so only the oldest pending request can have caused
+    the death; the ones behind it never reached the module). ``hung``: the worker
+    was killed because that running request exceeded its budget.
+    """
+
+    def __init__(self, message: str, *, ran: bool, hung: bool = False) -> None:
+        super().__init__(message)
+        self.ran = ran
+        self.hung = hung
+
+
 @dataclass
 class _Pending:
     future: asyncio.Future[Any]
@@ -89,7 +104,8 @@ class WorkerChannel(asyncio.Protocol):
         """Send one request; the future gets its result or its HwgateError."""
         future: asyncio.Future[Any] = self._loop.create_future()
         if self._lost_reason is not None or self._transport is None:
-            future.set_exception(HsmWorkerLost(f"worker {self.name} {self._lost_reason}"))
+            error = WorkerLostInFlight(f"hsm worker {self.name} {self._lost_reason}", ran=False)
+            future.set_exception(error)
             return future
         request_id = next(self._ids)
         if not self._pending:
@@ -135,11 +151,12 @@ class WorkerChannel(asyncio.Protocol):
 
     # -- death ---------------------------------------------------------------
 
-    def kill(self, reason: str) -> None:
-        """Kill the process (hung or misbehaving); every pending request fails."""
+    def kill(self, reason: str, *, hung: bool = False) -> None:
+        """Kill the process (``hung``: its running request is over budget, or
+        misbehaving); every pending request fails."""
         if self._lost_reason is None:
             log.warning("hsm worker %s (pid %s) %s: killing it", self.name, self.pid, reason)
-        self._lose(reason)
+        self._lose(reason, hung=hung)
         self._kill_process()
 
     def close(self) -> None:
@@ -154,14 +171,17 @@ class WorkerChannel(asyncio.Protocol):
         if self._transport is not None:
             self._transport.abort()
 
-    def _lose(self, reason: str) -> None:
+    def _lose(self, reason: str, *, hung: bool = False) -> None:
         if self._lost_reason is not None:
             return
         self._lost_reason = reason
         pending, self._pending = self._pending, {}
-        for item in pending.values():
+        message = f"hsm worker {self.name} {reason}"
+        for index, item in enumerate(pending.values()):
             if not item.future.done():
-                item.future.set_exception(HsmWorkerLost(f"hsm worker {self.name} {reason}"))
+                running = index == 0  # served in order: the oldest one is running
+                lost = WorkerLostInFlight(message, ran=running, hung=hung and running)
+                item.future.set_exception(lost)
         if not self.ready.done():
             error = HsmUnavailable(f"hsm worker {self.name} {reason} while starting")
             self.ready.set_exception(error)

@@ -75,7 +75,7 @@ def _wait_for(predicate, timeout: float = 20.0) -> None:  # type: ignore[no-unty
         time.sleep(0.05)  # polling a condition we cannot subscribe to
 
 
-def test_segv_of_a_worker_costs_only_its_inflight_requests(own_hsmd) -> None:
+def test_segv_of_a_worker_costs_the_callers_nothing(own_hsmd) -> None:
     daemon_pid = own_hsmd.proc.proc.pid
     _wait_for(lambda: len(hsm_worker_pids(daemon_pid)) == 2)
     before = hsm_worker_pids(daemon_pid)
@@ -91,11 +91,10 @@ def test_segv_of_a_worker_costs_only_its_inflight_requests(own_hsmd) -> None:
     for thread in threads:
         thread.join(30)
     assert own_hsmd.proc.proc.poll() is None
-    assert failures, "the killed worker had requests in flight"
-    assert {(code, reason) for code, reason, _ in failures} == {
-        (grpc.StatusCode.UNAVAILABLE, "HSM_WORKER_LOST")
-    }
-    assert len(failures) <= 8  # only what was in flight: one per client at most
+    # The killed worker's in-flight requests were sent again to the other worker or
+    # the replacement: no caller saw the crash.
+    assert "its worker died; sending it again" in own_hsmd.proc.log.read_text()
+    assert failures == []
     digest = hashlib.sha256(b"after").digest()
     assert (
         own_hsmd.stub()

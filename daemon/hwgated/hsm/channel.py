@@ -29,14 +29,15 @@ class WorkerLostInFlight(HsmWorkerLost):
 
     ``ran``: the request was the one the worker was running when it died (a worker
     serves its pipe in order, so only the oldest pending request can have caused
-    the death; the ones behind it never reached the module). ``hung``: the worker
-    was killed because that running request exceeded its budget.
+    the death; the ones behind it never reached the module). ``blamed``: the pool
+    killed the worker for what that running request did (it ran over its budget,
+    or the worker answered with a frame outside the schema): it is not resent.
     """
 
-    def __init__(self, message: str, *, ran: bool, hung: bool = False) -> None:
+    def __init__(self, message: str, *, ran: bool, blamed: bool = False) -> None:
         super().__init__(message)
         self.ran = ran
-        self.hung = hung
+        self.blamed = blamed
 
 
 @dataclass
@@ -89,7 +90,7 @@ class WorkerChannel(asyncio.Protocol):
                 request_id, ok, payload = _reply_shape(message)
                 self._on_reply(request_id, ok, payload)
         except ValueError as exc:  # DecodeError, or a malformed reply / error payload
-            self.kill(f"sent an undecodable frame ({exc})")
+            self.kill(f"sent an undecodable frame ({exc})", blame=True)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lose("closed its pipe")
@@ -151,12 +152,12 @@ class WorkerChannel(asyncio.Protocol):
 
     # -- death ---------------------------------------------------------------
 
-    def kill(self, reason: str, *, hung: bool = False) -> None:
-        """Kill the process (``hung``: its running request is over budget, or
-        misbehaving); every pending request fails."""
+    def kill(self, reason: str, *, blame: bool = False) -> None:
+        """Kill the process (hung or misbehaving); every pending request fails.
+        ``blame``: the request it is running caused this, and must not be resent."""
         if self._lost_reason is None:
             log.warning("hsm worker %s (pid %s) %s: killing it", self.name, self.pid, reason)
-        self._lose(reason, hung=hung)
+        self._lose(reason, blame=blame)
         self._kill_process()
 
     def close(self) -> None:
@@ -171,7 +172,7 @@ class WorkerChannel(asyncio.Protocol):
         if self._transport is not None:
             self._transport.abort()
 
-    def _lose(self, reason: str, *, hung: bool = False) -> None:
+    def _lose(self, reason: str, *, blame: bool = False) -> None:
         if self._lost_reason is not None:
             return
         self._lost_reason = reason
@@ -180,7 +181,7 @@ class WorkerChannel(asyncio.Protocol):
         for index, item in enumerate(pending.values()):
             if not item.future.done():
                 running = index == 0  # served in order: the oldest one is running
-                lost = WorkerLostInFlight(message, ran=running, hung=hung and running)
+                lost = WorkerLostInFlight(message, ran=running, blamed=blame and running)
                 item.future.set_exception(lost)
         if not self.ready.done():
             error = HsmUnavailable(f"hsm worker {self.name} {reason} while starting")

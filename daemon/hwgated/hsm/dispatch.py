@@ -68,8 +68,9 @@ class Dispatcher:
         costs it nothing. A request the dying worker was running counts a strike;
         at the second it is the crash's likely cause (a poison request) and fails
         as HSM_WORKER_LOST, logged with ``what`` (key and mechanism, never data).
-        A request whose worker was killed for running over budget is not retried:
-        its budget is spent. Requests that were only queued behind the running one
+        A request whose worker the pool killed for what it did (over its budget: the
+        budget is spent; or a reply outside the schema: it may have compromised
+        the module) is not resent. Requests that were only queued behind the running one
         never reached the module and are resent (at most ``MAX_ATTEMPTS`` sends).
         """
         strikes = attempts = 0
@@ -79,7 +80,7 @@ class Dispatcher:
             try:
                 return await worker.submit(op, args, kwargs, budget)
             except WorkerLostInFlight as lost:
-                if not retry or lost.hung:
+                if not retry or lost.blamed:
                     raise
                 strikes += lost.ran
                 if strikes >= POISON_STRIKES or attempts >= MAX_ATTEMPTS:

@@ -132,3 +132,29 @@ def test_broken_module_leaves_cards_serving_and_hsm_unavailable(testbed, tmp_pat
         assert daemon.proc.proc.poll() is None
     finally:
         daemon.proc.stop(signal.SIGKILL)
+
+
+def test_health_says_which_token_is_down(testbed, tmp_path: Path) -> None:
+    daemon = start_hsm_daemon(tmp_path / "d", testbed, broken_tokens=("vault",))
+    try:
+        health = health_pb2_grpc.HealthStub(daemon.channel())
+        service = "hwgate.v1.HsmService"
+        names = (service, f"{service}/testbed", f"{service}/vault")
+        status = {
+            name: health.Check(health_pb2.HealthCheckRequest(service=name), timeout=5).status
+            for name in names
+        }
+        assert status == {
+            "hwgate.v1.HsmService": health_pb2.HealthCheckResponse.NOT_SERVING,
+            "hwgate.v1.HsmService/testbed": health_pb2.HealthCheckResponse.SERVING,
+            "hwgate.v1.HsmService/vault": health_pb2.HealthCheckResponse.NOT_SERVING,
+        }
+        # The working token still signs.
+        sign = hsm_pb2.HsmServiceSignRequest(
+            key=hsm_pb2.KeyRef(label="signer-p256", token="testbed"),
+            algorithm=ECDSA,
+            digest=hashlib.sha256(b"per-token").digest(),
+        )
+        assert daemon.stub().Sign(sign, timeout=10).signature
+    finally:
+        daemon.proc.stop(signal.SIGTERM)

@@ -248,6 +248,12 @@ class HsmWorkerLost(HwgateError):
     reason = "HSM_WORKER_LOST"
 
 
+class KeyUsageNotAllowed(HwgateError):
+    """The key lacks the usage flag (CKA_SIGN, CKA_DERIVE, ...) the operation needs."""
+
+    reason = "KEY_USAGE_NOT_ALLOWED"
+
+
 # --- access control and limits ---------------------------------------------------
 
 

@@ -18,6 +18,7 @@ import asyncio
 import logging
 import os
 import signal
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -51,6 +52,13 @@ log = logging.getLogger(__name__)
 CARD_SERVICE = card_pb2.DESCRIPTOR.services_by_name["CardService"].full_name
 PIV_SERVICE = piv_pb2.DESCRIPTOR.services_by_name["PivService"].full_name
 HSM_SERVICE = hsm_pb2.DESCRIPTOR.services_by_name["HsmService"].full_name
+
+
+def token_health_name(token: str) -> str:
+    """The health service name of one configured token: ``hwgate.v1.HsmService/<name>``."""
+    return f"{HSM_SERVICE}/{token}"
+
+
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 SERVICES = (CARD_SERVICE, PIV_SERVICE, HSM_SERVICE)
 
@@ -98,11 +106,18 @@ class Daemon:
         self.ops.refresh()
 
     def _hsm_health(self, _state: PoolState | None = None) -> None:
-        """HsmService serves when every configured token has a serving worker."""
+        """HsmService serves when every configured token has a serving worker;
+        ``HsmService/<token>`` says which token is down."""
         serving = bool(self.hsm) and all(pool.healthy for pool in self.hsm.values())
-        status = SERVING if serving else NOT_SERVING
-        asyncio.get_running_loop().create_task(self.health.set(HSM_SERVICE, status))
+        statuses = {HSM_SERVICE: SERVING if serving else NOT_SERVING}
+        for name, pool in self.hsm.items():
+            statuses[token_health_name(name)] = SERVING if pool.healthy else NOT_SERVING
+        asyncio.get_running_loop().create_task(self._set_health(statuses))
         self.ops.refresh()
+
+    async def _set_health(self, statuses: dict[str, Any]) -> None:
+        for service, status in statuses.items():
+            await self.health.set(service, status)
 
     def _build_server(self, listener: ListenerConfig) -> grpc.aio.Server:
         size = self.config.daemon.max_message_bytes

@@ -60,7 +60,7 @@ def test_segfaulting_worker_is_replaced_mid_load(
 
     ok, lost = loop_thread.run(scenario())
     assert ok > 400
-    assert lost <= 4  # at most the requests pipelined to the dead worker
+    assert lost == 0  # in-flight requests are resent to the other worker or the replacement
     assert len(pool.worker_pids()) == 2 and victim not in pool.worker_pids()
     assert loop_thread.run(pool.sign("ec-p256", SignAlgorithm.ECDSA_SHA256, DIGEST))
 

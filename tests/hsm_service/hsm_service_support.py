@@ -58,7 +58,11 @@ class HsmDaemon:
 
 
 def render_config(
-    directory: Path, testbed: object, module: str | None = None, extra_tokens: tuple[str, ...] = ()
+    directory: Path,
+    testbed: object,
+    module: str | None = None,
+    extra_tokens: tuple[str, ...] = (),
+    broken_tokens: tuple[str, ...] = (),
 ) -> Path:
     paths = testbed.paths  # type: ignore[attr-defined]
     q = json.dumps
@@ -83,6 +87,12 @@ def render_config(
             f"env = {{ SOFTHSM2_CONF = {q(str(paths.softhsm_conf))} }}\n"
             for name in extra_tokens
         ),
+        *(
+            # Tokens whose module cannot load: they stay DOWN.
+            f"[[hsm.token]]\nname = {q(name)}\nmodule = {q(str(directory / 'no-such.so'))}\n"
+            f"token_label = {q(TOKEN_LABEL)}\npin_file = {q(str(paths.user_pin))}\n"
+            for name in broken_tokens
+        ),
         f"[audit]\nfile = {q(str(directory / 'audit.jsonl'))}\n",
         '[policy.roles.admin]\nallow = ["*"]',
         '[policy.roles.enrollment]\nallow = ["hwgate.v1.HsmService/*"]',
@@ -97,10 +107,14 @@ def render_config(
 
 
 def start_hsm_daemon(
-    directory: Path, testbed: object, module: str | None = None, extra_tokens: tuple[str, ...] = ()
+    directory: Path,
+    testbed: object,
+    module: str | None = None,
+    extra_tokens: tuple[str, ...] = (),
+    broken_tokens: tuple[str, ...] = (),
 ) -> HsmDaemon:
     directory.mkdir(parents=True, exist_ok=True)
-    config = render_config(directory, testbed, module, extra_tokens)
+    config = render_config(directory, testbed, module, extra_tokens, broken_tokens)
     proc = start_daemon(config, directory / "admin.sock", directory / "hwgated.log")
     return HsmDaemon(proc, directory)
 

@@ -357,3 +357,30 @@ def test_delete_unknown_and_denied(hsmd) -> None:
     )
     # A key the caller may not use looks like no key at all.
     assert (reason, meta) == ("KEY_NOT_FOUND", {"key": "issuing-ca"})
+
+
+def test_derive_with_a_sign_only_key_is_key_usage_not_allowed(hsmd, cleanup) -> None:
+    stub, name = hsmd.stub(), new_label("signonly")
+    request = hsm_pb2.GenerateKeyRequest(
+        label=name, algorithm=K.KEY_ALGORITHM_EC_P256, usages=[hsm_pb2.KEY_USAGE_SIGN]
+    )
+    info = stub.GenerateKey(request).key
+    cleanup.append(name)
+    # What the token set, read back: the asked usage and its counterpart, no derive.
+    assert {hsm_pb2.KEY_USAGE_SIGN, hsm_pb2.KEY_USAGE_VERIFY} <= set(info.usages)
+    assert hsm_pb2.KEY_USAGE_DERIVE not in info.usages
+    peer = ec.generate_private_key(ec.SECP256R1()).public_key()
+    point = peer.public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    )
+    derive = hsm_pb2.DeriveRequest(
+        base_key=label(name),
+        **ecdh(point),
+        template=hsm_pb2.DerivedKeyTemplate(extractable=True),
+        return_value=True,
+    )
+    assert rpc_error(stub.Derive, derive) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "KEY_USAGE_NOT_ALLOWED",
+        {"key": name, "usage": "derive"},
+    )

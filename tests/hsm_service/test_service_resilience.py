@@ -75,7 +75,7 @@ def _wait_for(predicate, timeout: float = 20.0) -> None:  # type: ignore[no-unty
         time.sleep(0.05)  # polling a condition we cannot subscribe to
 
 
-def test_segv_of_a_worker_costs_only_its_inflight_requests(own_hsmd) -> None:
+def test_segv_of_a_worker_costs_the_callers_nothing(own_hsmd) -> None:
     daemon_pid = own_hsmd.proc.proc.pid
     _wait_for(lambda: len(hsm_worker_pids(daemon_pid)) == 2)
     before = hsm_worker_pids(daemon_pid)
@@ -91,11 +91,10 @@ def test_segv_of_a_worker_costs_only_its_inflight_requests(own_hsmd) -> None:
     for thread in threads:
         thread.join(30)
     assert own_hsmd.proc.proc.poll() is None
-    assert failures, "the killed worker had requests in flight"
-    assert {(code, reason) for code, reason, _ in failures} == {
-        (grpc.StatusCode.UNAVAILABLE, "HSM_WORKER_LOST")
-    }
-    assert len(failures) <= 8  # only what was in flight: one per client at most
+    # The killed worker's in-flight requests were sent again to the other worker or
+    # the replacement: no caller saw the crash.
+    assert "its worker died; sending it again" in own_hsmd.proc.log.read_text()
+    assert failures == []
     digest = hashlib.sha256(b"after").digest()
     assert (
         own_hsmd.stub()
@@ -133,3 +132,29 @@ def test_broken_module_leaves_cards_serving_and_hsm_unavailable(testbed, tmp_pat
         assert daemon.proc.proc.poll() is None
     finally:
         daemon.proc.stop(signal.SIGKILL)
+
+
+def test_health_says_which_token_is_down(testbed, tmp_path: Path) -> None:
+    daemon = start_hsm_daemon(tmp_path / "d", testbed, broken_tokens=("vault",))
+    try:
+        health = health_pb2_grpc.HealthStub(daemon.channel())
+        service = "hwgate.v1.HsmService"
+        names = (service, f"{service}/testbed", f"{service}/vault")
+        status = {
+            name: health.Check(health_pb2.HealthCheckRequest(service=name), timeout=5).status
+            for name in names
+        }
+        assert status == {
+            "hwgate.v1.HsmService": health_pb2.HealthCheckResponse.NOT_SERVING,
+            "hwgate.v1.HsmService/testbed": health_pb2.HealthCheckResponse.SERVING,
+            "hwgate.v1.HsmService/vault": health_pb2.HealthCheckResponse.NOT_SERVING,
+        }
+        # The working token still signs.
+        sign = hsm_pb2.HsmServiceSignRequest(
+            key=hsm_pb2.KeyRef(label="signer-p256", token="testbed"),
+            algorithm=ECDSA,
+            digest=hashlib.sha256(b"per-token").digest(),
+        )
+        assert daemon.stub().Sign(sign, timeout=10).signature
+    finally:
+        daemon.proc.stop(signal.SIGTERM)

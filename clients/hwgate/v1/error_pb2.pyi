@@ -40,6 +40,7 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     HSM_LOGIN_FAILED: _ClassVar[ErrorReason]
     HSM_WORKER_LOST: _ClassVar[ErrorReason]
     HSM_ERROR: _ClassVar[ErrorReason]
+    KEY_USAGE_NOT_ALLOWED: _ClassVar[ErrorReason]
     POLICY_DENIED: _ClassVar[ErrorReason]
     UNAUTHENTICATED_PEER: _ClassVar[ErrorReason]
     RATE_LIMITED: _ClassVar[ErrorReason]
@@ -83,6 +84,7 @@ HSM_UNAVAILABLE: ErrorReason
 HSM_LOGIN_FAILED: ErrorReason
 HSM_WORKER_LOST: ErrorReason
 HSM_ERROR: ErrorReason
+KEY_USAGE_NOT_ALLOWED: ErrorReason
 POLICY_DENIED: ErrorReason
 UNAUTHENTICATED_PEER: ErrorReason
 RATE_LIMITED: ErrorReason

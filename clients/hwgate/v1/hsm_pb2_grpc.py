@@ -29,8 +29,13 @@ class HsmServiceStub:
     """HsmService signs and derives with keys that never leave the PKCS#11 tokens
     the daemon is configured with. The daemon holds the token PIN; clients
     are authorized per key by policy. PKCS#11 work runs in restartable worker
-    processes: a crashing module costs one request (HSM_WORKER_LOST), never
-    the daemon.
+    processes: a crashing worker costs no idempotent request (signing and
+    reads in flight are sent again to another worker; a request that crashed
+    two workers fails as HSM_WORKER_LOST), never the daemon.
+
+    Health (grpc.health.v1): "hwgate.v1.HsmService" serves when every
+    configured token has a serving worker; "hwgate.v1.HsmService/<token name>"
+    answers for one token, so a balancer or an operator sees which one is down.
     """
 
     def __init__(self, channel):
@@ -80,8 +85,13 @@ class HsmServiceServicer:
     """HsmService signs and derives with keys that never leave the PKCS#11 tokens
     the daemon is configured with. The daemon holds the token PIN; clients
     are authorized per key by policy. PKCS#11 work runs in restartable worker
-    processes: a crashing module costs one request (HSM_WORKER_LOST), never
-    the daemon.
+    processes: a crashing worker costs no idempotent request (signing and
+    reads in flight are sent again to another worker; a request that crashed
+    two workers fails as HSM_WORKER_LOST), never the daemon.
+
+    Health (grpc.health.v1): "hwgate.v1.HsmService" serves when every
+    configured token has a serving worker; "hwgate.v1.HsmService/<token name>"
+    answers for one token, so a balancer or an operator sees which one is down.
     """
 
     def ListKeys(self, request, context):
@@ -208,8 +218,13 @@ class HsmService:
     """HsmService signs and derives with keys that never leave the PKCS#11 tokens
     the daemon is configured with. The daemon holds the token PIN; clients
     are authorized per key by policy. PKCS#11 work runs in restartable worker
-    processes: a crashing module costs one request (HSM_WORKER_LOST), never
-    the daemon.
+    processes: a crashing worker costs no idempotent request (signing and
+    reads in flight are sent again to another worker; a request that crashed
+    two workers fails as HSM_WORKER_LOST), never the daemon.
+
+    Health (grpc.health.v1): "hwgate.v1.HsmService" serves when every
+    configured token has a serving worker; "hwgate.v1.HsmService/<token name>"
+    answers for one token, so a balancer or an operator sees which one is down.
     """
 
     @staticmethod

@@ -15,6 +15,7 @@ from hwgated.hsm.errors import (
     InvalidDigest,
     KeyExists,
     KeyNotFound,
+    KeyUsageNotAllowed,
     MechanismNotSupported,
 )
 from hwgated.hsm.keyref import KeyClass, KeyRef
@@ -49,6 +50,7 @@ __all__ = [
     "KeyPairSpec",
     "KeyRef",
     "KeyUsage",
+    "KeyUsageNotAllowed",
     "MechanismNotSupported",
     "PoolState",
     "SecretKeySpec",

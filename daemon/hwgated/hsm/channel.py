@@ -24,6 +24,22 @@ from hwgated.hsm.wire import STARTUP_ID, FrameDecoder, encode
 log = logging.getLogger("hwgated.hsm")
 
 
+class WorkerLostInFlight(HsmWorkerLost):
+    """HSM_WORKER_LOST for one request, with what the pool needs to decide on a retry.
+
+    ``ran``: the request was the one the worker was running when it died (a worker
+    serves its pipe in order, so only the oldest pending request can have caused
+    the death; the ones behind it never reached the module). ``blamed``: the pool
+    killed the worker for what that running request did (it ran over its budget,
+    or the worker answered with a frame outside the schema): it is not resent.
+    """
+
+    def __init__(self, message: str, *, ran: bool, blamed: bool = False) -> None:
+        super().__init__(message)
+        self.ran = ran
+        self.blamed = blamed
+
+
 @dataclass
 class _Pending:
     future: asyncio.Future[Any]
@@ -74,7 +90,7 @@ class WorkerChannel(asyncio.Protocol):
                 request_id, ok, payload = _reply_shape(message)
                 self._on_reply(request_id, ok, payload)
         except ValueError as exc:  # DecodeError, or a malformed reply / error payload
-            self.kill(f"sent an undecodable frame ({exc})")
+            self.kill(f"sent an undecodable frame ({exc})", blame=True)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lose("closed its pipe")
@@ -89,7 +105,8 @@ class WorkerChannel(asyncio.Protocol):
         """Send one request; the future gets its result or its HwgateError."""
         future: asyncio.Future[Any] = self._loop.create_future()
         if self._lost_reason is not None or self._transport is None:
-            future.set_exception(HsmWorkerLost(f"worker {self.name} {self._lost_reason}"))
+            error = WorkerLostInFlight(f"hsm worker {self.name} {self._lost_reason}", ran=False)
+            future.set_exception(error)
             return future
         request_id = next(self._ids)
         if not self._pending:
@@ -135,11 +152,12 @@ class WorkerChannel(asyncio.Protocol):
 
     # -- death ---------------------------------------------------------------
 
-    def kill(self, reason: str) -> None:
-        """Kill the process (hung or misbehaving); every pending request fails."""
+    def kill(self, reason: str, *, blame: bool = False) -> None:
+        """Kill the process (hung or misbehaving); every pending request fails.
+        ``blame``: the request it is running caused this, and must not be resent."""
         if self._lost_reason is None:
             log.warning("hsm worker %s (pid %s) %s: killing it", self.name, self.pid, reason)
-        self._lose(reason)
+        self._lose(reason, blame=blame)
         self._kill_process()
 
     def close(self) -> None:
@@ -154,14 +172,17 @@ class WorkerChannel(asyncio.Protocol):
         if self._transport is not None:
             self._transport.abort()
 
-    def _lose(self, reason: str) -> None:
+    def _lose(self, reason: str, *, blame: bool = False) -> None:
         if self._lost_reason is not None:
             return
         self._lost_reason = reason
         pending, self._pending = self._pending, {}
-        for item in pending.values():
+        message = f"hsm worker {self.name} {reason}"
+        for index, item in enumerate(pending.values()):
             if not item.future.done():
-                item.future.set_exception(HsmWorkerLost(f"hsm worker {self.name} {reason}"))
+                running = index == 0  # served in order: the oldest one is running
+                lost = WorkerLostInFlight(message, ran=running, blamed=blame and running)
+                item.future.set_exception(lost)
         if not self.ready.done():
             error = HsmUnavailable(f"hsm worker {self.name} {reason} while starting")
             self.ready.set_exception(error)

@@ -15,13 +15,18 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from hwgated.hsm.channel import WorkerChannel
-from hwgated.hsm.errors import HwgateError
+from hwgated.hsm.channel import WorkerChannel, WorkerLostInFlight
+from hwgated.hsm.errors import HsmWorkerLost, HwgateError
+
+log = logging.getLogger("hwgated.hsm")
 
 BULK_DEPTH = 1  # pipeline slots per worker that bulk work may hold
+POISON_STRIKES = 2  # workers that died running one request: it is poison, not retried
+MAX_ATTEMPTS = 3  # sends of one request, whatever killed its workers
 
 _Waiters = collections.deque[asyncio.Future[WorkerChannel]]
 
@@ -52,13 +57,47 @@ class Dispatcher:
         *,
         budget: float,
         bulk: bool = False,
+        retry: bool = False,
+        what: str = "",
     ) -> Any:
-        """Run ``op`` on a worker; ``budget`` seconds before its worker counts as hung."""
-        worker = await self._acquire(bulk)
-        try:
-            return await worker.submit(op, args, kwargs, budget)
-        finally:
-            self._release(worker, bulk)
+        """Run ``op`` on a worker; ``budget`` seconds before its worker counts as hung.
+
+        ``retry`` (idempotent requests only: the worker may have done the work
+        before it died): a request in flight on a worker that dies is sent again,
+        to another worker or the replacement, so a crash the caller did not cause
+        costs it nothing. A request the dying worker was running counts a strike;
+        at the second it is the crash's likely cause (a poison request) and fails
+        as HSM_WORKER_LOST, logged with ``what`` (key and mechanism, never data).
+        A request whose worker the pool killed for what it did (over its budget: the
+        budget is spent; or a reply outside the schema: it may have compromised
+        the module) is not resent. Requests that were only queued behind the running one
+        never reached the module and are resent (at most ``MAX_ATTEMPTS`` sends).
+        """
+        strikes = attempts = 0
+        while True:
+            worker = await self._acquire(bulk)
+            attempts += 1
+            try:
+                return await worker.submit(op, args, kwargs, budget)
+            except WorkerLostInFlight as lost:
+                if not retry or lost.blamed:
+                    raise
+                strikes += lost.ran
+                if strikes >= POISON_STRIKES or attempts >= MAX_ATTEMPTS:
+                    log.error(
+                        "hsm request %s: %d workers died while it was in flight (running on %d);"
+                        " failing it, not retrying",
+                        what or op,
+                        attempts,
+                        strikes,
+                    )
+                    raise HsmWorkerLost(
+                        f"the request was in flight on {attempts} HSM workers that died"
+                        " and is not retried again"
+                    ) from None
+                log.warning("hsm request %s: its worker died; sending it again", what or op)
+            finally:
+                self._release(worker, bulk)
 
     def hand_out(self) -> None:
         """Give free capacity to waiting callers: interactive first, then bulk; FIFO each."""

@@ -27,6 +27,7 @@ from hwgated.errors import (
     InvalidDigest,
     KeyExists,
     KeyNotFound,
+    KeyUsageNotAllowed,
     MechanismNotSupported,
     error_class,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "InvalidDigest",
     "KeyExists",
     "KeyNotFound",
+    "KeyUsageNotAllowed",
     "MechanismNotSupported",
     "error_from_reason",
     "error_from_wire",
@@ -62,6 +64,7 @@ WORKER_REASONS: frozenset[str] = frozenset(
         InvalidDigest,
         AlgorithmMismatch,
         KeyExists,
+        KeyUsageNotAllowed,
     )
 )
 

@@ -20,7 +20,7 @@ from pkcs11 import KDF, Attribute, KeyType, Mechanism
 from hwgated.hsm.errors import AlgorithmMismatch, InvalidArgument, KeyExists
 from hwgated.hsm.keyref import KeyClass, KeyRef
 from hwgated.hsm.p11keys import Curve, FoundKey, KeyStore
-from hwgated.hsm.types import DerivedKey, DiversifyMechanism, KeyAlgorithm
+from hwgated.hsm.types import DerivedKey, DiversifyMechanism, KeyAlgorithm, KeyUsage
 
 AES_KEY_LENGTHS = (16, 24, 32)
 
@@ -121,6 +121,7 @@ def _derive(
 ) -> DerivedKey:
     if key_length not in AES_KEY_LENGTHS:
         raise InvalidArgument("key_length must be 16, 24 or 32 bytes")
+    base.require(KeyUsage.DERIVE)
     if not token_object and not extractable:
         raise InvalidArgument("a derived session key must be extractable (it is not kept)")
     if token_object and label and store.label_taken(label):

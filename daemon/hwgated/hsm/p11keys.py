@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pkcs11 import Attribute, KeyType, ObjectClass
 
-from hwgated.hsm.errors import InvalidArgument, KeyNotFound
+from hwgated.hsm.errors import InvalidArgument, KeyNotFound, KeyUsageNotAllowed
 from hwgated.hsm.keyref import KeyClass, KeyRef
 from hwgated.hsm.types import KeyAlgorithm, KeyInfo, KeyUsage
 
@@ -91,6 +91,20 @@ class FoundKey:
     obj: Any  # a pkcs11 Key; typed Any because python-pkcs11 mixes in capabilities
     key_type: KeyAlgorithm
     curve: Curve | None
+    label: str = ""
+    # The usage flags the token reports as set (CKA_SIGN, CKA_DERIVE, ...).
+    usages: frozenset[KeyUsage] = frozenset()
+
+    def require(self, usage: KeyUsage) -> None:
+        """KeyUsageNotAllowed unless the key may be used for ``usage``: checked here so
+        the module is never asked (python-pkcs11 only gives a key the methods its flags
+        allow, so asking anyway ends in an AttributeError, not a PKCS#11 error)."""
+        if usage not in self.usages:
+            raise KeyUsageNotAllowed(
+                f"key {self.label!r} does not allow {usage.value} (CKA_{usage.name} is not set)",
+                key=self.label,
+                usage=usage.value,
+            )
 
 
 def curve_from_params(params: bytes | None) -> Curve | None:
@@ -160,12 +174,26 @@ class KeyStore:
 
 def describe_for_use(obj: Any) -> FoundKey:
     """Read the key type (and curve) once, when the key enters the cache."""
-    attrs = obj.get_attributes([Attribute.KEY_TYPE, Attribute.EC_PARAMS])
+    # One C_GetAttributeValue round: python-pkcs11 leaves out what the module cannot give.
+    attrs = obj.get_attributes(
+        [Attribute.KEY_TYPE, Attribute.EC_PARAMS, Attribute.LABEL, *_USAGE_ATTRS]
+    )
     key_type = key_algorithm(attrs.get(Attribute.KEY_TYPE))
     curve = None
     if key_type is KeyAlgorithm.EC:
         curve = curve_from_params(attrs.get(Attribute.EC_PARAMS))
-    return FoundKey(obj=obj, key_type=key_type, curve=curve)
+    return FoundKey(
+        obj=obj,
+        key_type=key_type,
+        curve=curve,
+        label=attrs.get(Attribute.LABEL) or "",
+        usages=usages_of(attrs),
+    )
+
+
+def usages_of(attrs: dict[Attribute, Any]) -> frozenset[KeyUsage]:
+    """The usage flags an attribute read reports as set."""
+    return frozenset(u for a, u in _USAGE_ATTRS.items() if attrs.get(a))
 
 
 def key_info(obj: Any) -> KeyInfo:
@@ -181,7 +209,7 @@ def key_info(obj: Any) -> KeyInfo:
         key_type=key_type,
         size_bits=_size_bits(key_type, attrs, curve),
         curve=curve.name if curve else None,
-        usages=frozenset(u for a, u in _USAGE_ATTRS.items() if attrs.get(a)),
+        usages=usages_of(attrs),
         sensitive=_flag(attrs, Attribute.SENSITIVE, key_class),
         extractable=_flag(attrs, Attribute.EXTRACTABLE, key_class),
         local=attrs.get(Attribute.LOCAL),

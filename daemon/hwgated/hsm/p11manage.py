@@ -8,11 +8,13 @@ tells the other workers.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterable
 from typing import Any
 
 from pkcs11 import Attribute, KeyType, MechanismFlag
+from pkcs11.constants import DEFAULT
 
 from hwgated.hsm.errors import InvalidArgument, KeyExists, KeyNotFound
 from hwgated.hsm.keyref import KeyClass, KeyRef
@@ -26,30 +28,72 @@ _SECRET = {
     SecretKeySpec.AES256: (KeyType.AES, 256),
     SecretKeySpec.GENERIC_SECRET: (KeyType.GENERIC_SECRET, 256),
 }
-_FLAGS = {
-    KeyUsage.SIGN: MechanismFlag.SIGN,
-    KeyUsage.VERIFY: MechanismFlag.VERIFY,
-    KeyUsage.DERIVE: MechanismFlag.DERIVE,
-    KeyUsage.ENCRYPT: MechanismFlag.ENCRYPT,
-    KeyUsage.DECRYPT: MechanismFlag.DECRYPT,
-    KeyUsage.WRAP: MechanismFlag.WRAP,
-    KeyUsage.UNWRAP: MechanismFlag.UNWRAP,
+_USAGE_ATTR = {
+    KeyUsage.SIGN: Attribute.SIGN,
+    KeyUsage.VERIFY: Attribute.VERIFY,
+    KeyUsage.DERIVE: Attribute.DERIVE,
+    KeyUsage.ENCRYPT: Attribute.ENCRYPT,
+    KeyUsage.DECRYPT: Attribute.DECRYPT,
+    KeyUsage.WRAP: Attribute.WRAP,
+    KeyUsage.UNWRAP: Attribute.UNWRAP,
 }
+# Which half of a pair carries each usage (PKCS#11 defines them per object class).
+_PUBLIC_USAGES = frozenset({KeyUsage.VERIFY, KeyUsage.ENCRYPT, KeyUsage.WRAP})
+_PRIVATE_USAGES = frozenset({KeyUsage.SIGN, KeyUsage.DERIVE, KeyUsage.DECRYPT, KeyUsage.UNWRAP})
 # The public half of a pair gets the counterpart of each private capability.
 _COUNTERPART = {
     KeyUsage.SIGN: KeyUsage.VERIFY,
     KeyUsage.DECRYPT: KeyUsage.ENCRYPT,
     KeyUsage.UNWRAP: KeyUsage.WRAP,
 }
+# python-pkcs11 writes every usage flag into its templates (FALSE for the ones not in
+# ``capabilities``); a template value of DEFAULT makes it leave that attribute out.
+# Some modules (tpm2-pkcs11) reject explicit FALSE flags they would set themselves,
+# so a template carries TRUE for what was asked and nothing for the rest: the module
+# applies its defaults and KeyInfo reports what it actually set, read back.
+NO_CAPABILITIES = MechanismFlag(0)
+
+
+def usage_template(usages: Iterable[KeyUsage]) -> dict[Attribute, Any]:
+    """TRUE for each usage asked for, DEFAULT (left out) for every other usage flag."""
+    wanted = set(usages)
+    return {attr: True if usage in wanted else DEFAULT for usage, attr in _USAGE_ATTR.items()}
+
+
+def pair_templates(
+    usages: Iterable[KeyUsage],
+) -> tuple[dict[Attribute, Any], dict[Attribute, Any]]:
+    """(public, private) templates for a key pair with ``usages``: each half gets the
+    asked usages that belong to its class (plus the public counterparts of the private
+    ones); private keys are sensitive and never extractable."""
+    asked = set(usages)
+    wanted = asked | {_COUNTERPART[u] for u in asked if u in _COUNTERPART}
+    public = usage_template(wanted & _PUBLIC_USAGES)
+    private = usage_template(wanted & _PRIVATE_USAGES)
+    private.update({Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False})
+    return public, private
+
+
+def secret_template(usages: Iterable[KeyUsage], extractable: bool) -> dict[Attribute, Any]:
+    """The template for a secret key with ``usages``."""
+    template = usage_template(usages)
+    template.update({Attribute.SENSITIVE: not extractable, Attribute.EXTRACTABLE: extractable})
+    return template
 
 
 def list_keys(store: KeyStore) -> list[KeyInfo]:
     """Private and secret keys, and public keys with no private key of the same id/label."""
     infos = [key_info(obj) for obj in store.all_keys()]
+    public = {(i.label, i.id_hex): i for i in infos if i.key_class is KeyClass.PUBLIC}
     private = {(i.label, i.id_hex) for i in infos if i.key_class is KeyClass.PRIVATE}
-    return [
-        i for i in infos if i.key_class is not KeyClass.PUBLIC or (i.label, i.id_hex) not in private
-    ]
+    result = []
+    for info in infos:
+        name = (info.label, info.id_hex)
+        if info.key_class is KeyClass.PRIVATE and name in public:
+            result.append(pair_info(info, public[name]))
+        elif info.key_class is not KeyClass.PUBLIC or name not in private:
+            result.append(info)
+    return result
 
 
 def generate_key_pair(
@@ -64,32 +108,32 @@ def generate_key_pair(
     """Generate a key pair on the token; KeyExists when the label is taken."""
     _check_new_label(store, label)
     key_id = key_id or os.urandom(16)
-    wanted = set(usages) | {_COUNTERPART[u] for u in usages if u in _COUNTERPART}
-    caps = _flags(wanted)
-    private_template = {Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False}
+    public_template, private_template = pair_templates(usages)
     if spec in _RSA_BITS:
-        _, private = session.generate_keypair(
+        public, private = session.generate_keypair(
             KeyType.RSA,
             _RSA_BITS[spec],
             id=key_id,
             label=label,
             store=token_object,
-            capabilities=caps,
+            capabilities=NO_CAPABILITIES,
+            public_template=public_template,
             private_template=private_template,
         )
     else:
         params = session.create_domain_parameters(
             KeyType.EC, {Attribute.EC_PARAMS: _EC_CURVES[spec].params_der}, local=True
         )
-        _, private = params.generate_keypair(
+        public, private = params.generate_keypair(
             id=key_id,
             label=label,
             store=token_object,
-            capabilities=caps,
+            capabilities=NO_CAPABILITIES,
+            public_template=public_template,
             private_template=private_template,
         )
     store.invalidate()
-    return key_info(private)
+    return pair_info(key_info(private), key_info(public))
 
 
 def generate_secret_key(
@@ -111,8 +155,8 @@ def generate_secret_key(
         id=key_id or os.urandom(16),
         label=label,
         store=token_object,
-        capabilities=_flags(set(usages)),
-        template={Attribute.SENSITIVE: not extractable, Attribute.EXTRACTABLE: extractable},
+        capabilities=NO_CAPABILITIES,
+        template=secret_template(usages, extractable),
     )
     store.invalidate()
     return key_info(key)
@@ -136,8 +180,7 @@ def _check_new_label(store: KeyStore, label: str) -> None:
         raise KeyExists(f"an object labelled {label!r} already exists")
 
 
-def _flags(usages: set[KeyUsage]) -> MechanismFlag:
-    flags = MechanismFlag(0)
-    for usage in usages:
-        flags |= _FLAGS[usage]
-    return flags
+def pair_info(private: KeyInfo, public: KeyInfo) -> KeyInfo:
+    """The private key's description with the public half's usages added: a pair is
+    one key to the API, and VERIFY/ENCRYPT/WRAP live on the public object."""
+    return dataclasses.replace(private, usages=private.usages | public.usages)

@@ -16,7 +16,7 @@ from pkcs11 import MGF, Mechanism
 from hwgated.hsm.algorithms import DIGEST_INFO_PREFIX, algorithm_spec, truncate_for_curve
 from hwgated.hsm.errors import AlgorithmMismatch
 from hwgated.hsm.p11keys import FoundKey
-from hwgated.hsm.types import KeyAlgorithm, SignAlgorithm
+from hwgated.hsm.types import KeyAlgorithm, KeyUsage, SignAlgorithm
 
 Signer = Callable[[bytes], bytes]
 
@@ -29,7 +29,14 @@ _HMAC_KEY_TYPES = (KeyAlgorithm.GENERIC_SECRET, KeyAlgorithm.OTHER)
 
 
 def make_signer(key: FoundKey, algorithm: SignAlgorithm) -> Signer:
-    """A function signing one input with ``key``; AlgorithmMismatch if the key cannot."""
+    """A function signing one input with ``key``; AlgorithmMismatch if the key's type
+    cannot, KeyUsageNotAllowed if its CKA_SIGN is not set."""
+    signer = _signer(key, algorithm)
+    key.require(KeyUsage.SIGN)
+    return signer
+
+
+def _signer(key: FoundKey, algorithm: SignAlgorithm) -> Signer:
     spec = algorithm_spec(algorithm)
     obj = key.obj
     if algorithm is SignAlgorithm.HMAC_SHA256:

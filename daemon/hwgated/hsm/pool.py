@@ -135,7 +135,7 @@ class HsmPool:
 
     async def list_keys(self) -> list[KeyInfo]:
         """Every key on the token, described without key material."""
-        result: list[KeyInfo] = await self._call("list_keys", ())
+        result: list[KeyInfo] = await self._call("list_keys", (), retry=True)
         return result
 
     async def describe(
@@ -153,20 +153,26 @@ class HsmPool:
         cache_key = (parsed, classes)
         info = self._described.get(cache_key)
         if info is None:
-            info = await self._call("describe", (parsed, classes))
+            info = await self._call(
+                "describe", (parsed, classes), retry=True, what=f"describe key={parsed}"
+            )
             self._described.put(cache_key, info)
         return info
 
     async def get_public_key(self, ref: KeyRef | str) -> bytes:
         """DER SubjectPublicKeyInfo of an RSA or EC key."""
-        result: bytes = await self._call("get_public_key", (self._ref(ref),))
+        parsed = self._ref(ref)
+        what = f"get_public_key key={parsed}"
+        result: bytes = await self._call("get_public_key", (parsed,), retry=True, what=what)
         return result
 
     async def sign(self, ref: KeyRef | str, algorithm: SignAlgorithm | str, data: bytes) -> bytes:
         """Sign a digest (HMAC: the data) with a private or secret key; DER for ECDSA."""
         alg = _algorithm(algorithm)
         check_sign_input(alg, data)
-        result: bytes = await self._call("sign", (self._ref(ref), alg, bytes(data)))
+        parsed = self._ref(ref)
+        what = f"sign key={parsed} algorithm={alg.value}"
+        result: bytes = await self._call("sign", (parsed, alg, bytes(data)), retry=True, what=what)
         return result
 
     async def sign_many(
@@ -181,7 +187,10 @@ class HsmPool:
         cost = max(1.0, len(items) / BATCH_UNIT)
         args = (self._ref(ref), alg, items)
         bulk = len(items) > SMALL_BATCH
-        result: list[bytes] = await self._call("sign_many", args, cost=cost, bulk=bulk)
+        what = f"sign_many key={args[0]} algorithm={alg.value} items={len(items)}"
+        result: list[bytes] = await self._call(
+            "sign_many", args, cost=cost, bulk=bulk, retry=True, what=what
+        )
         return result
 
     async def derive_ecdh(
@@ -288,7 +297,10 @@ class HsmPool:
         self, op: str, args: tuple[Any, ...], kwargs: dict[str, Any], token_object: bool
     ) -> DerivedKey:
         if not token_object:
-            result: DerivedKey = await self._call(op, args, kwargs)
+            # A session key is destroyed before the reply: nothing stays on the token,
+            # so sending it again after a crash is safe. A token object is never resent.
+            what = f"{op} key={args[0]} (session key)"
+            result: DerivedKey = await self._call(op, args, kwargs, retry=True, what=what)
             return result
         async with self._admin_lock:
             result = await self._call(op, args, kwargs)
@@ -314,9 +326,15 @@ class HsmPool:
         *,
         cost: float = 1.0,
         bulk: bool = False,
+        retry: bool = False,
+        what: str = "",
     ) -> Any:
+        """Run ``op`` on a worker. ``retry`` only for idempotent requests (signing,
+        reading): generating, deleting or deriving into the token is never resent."""
         budget = self.config.op_timeout * cost
-        return await self._dispatch.call(op, args, kwargs or {}, budget=budget, bulk=bulk)
+        return await self._dispatch.call(
+            op, args, kwargs or {}, budget=budget, bulk=bulk, retry=retry, what=what
+        )
 
     def _broadcast_invalidate(self) -> None:
         self._described.clear()

@@ -308,5 +308,5 @@ class WorkerSupervisor:
             now = time.monotonic()
             for worker in self.slots:
                 if worker is not None and worker.alive and worker.overdue(now):
-                    worker.kill(f"exceeded op_timeout {self.config.op_timeout:g}s")
+                    worker.kill(f"exceeded op_timeout {self.config.op_timeout:g}s", blame=True)
                     self._update_state()

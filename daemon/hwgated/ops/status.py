@@ -20,5 +20,11 @@ def summary(cards: CardManager, pools: Mapping[str, HsmPool]) -> str:
         )
     else:
         pcsc = "pcscd unavailable"
-    hsm = ", ".join(f"{name} {pool.state.value}" for name, pool in pools.items())
+    hsm = ", ".join(_token(name, pool) for name, pool in pools.items())
     return f"{pcsc}; hsm {hsm}" if hsm else f"{pcsc}; no hsm"
+
+
+def _token(name: str, pool: HsmPool) -> str:
+    """``testbed READY``; a token that cannot serve also says why (its ErrorReason)."""
+    error = None if pool.healthy else pool.last_error
+    return f"{name} {pool.state.value}" + (f" ({error.reason})" if error else "")

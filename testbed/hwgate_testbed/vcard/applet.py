@@ -33,6 +33,7 @@ from .apdu import (
 )
 from .objects import PIV_AID, application_property_template, build_objects
 from .profile import CardProfile, Slot
+from .quirks import STANDARD, Quirks
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +81,10 @@ def _retry_sw(tries_left: int) -> int:
 class PivApplet:
     """One virtual PIV card application; feed it APDUs with :meth:`process`."""
 
-    def __init__(self, profile: CardProfile) -> None:
+    def __init__(self, profile: CardProfile, quirks: Quirks = STANDARD) -> None:
         self._profile = profile
-        self._objects = build_objects(profile)
+        self.quirks = quirks
+        self._objects = build_objects(profile, quirks)
         self._pin = _pad_pin(profile.pin)
         self._puk = _pad_pin(profile.puk)
         self.pin_tries_left = profile.pin_retries

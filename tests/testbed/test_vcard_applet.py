@@ -779,3 +779,31 @@ def test_unknown_quirk_profile_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown card profile"):
         quirk_profile("no-such-quirk")
     assert quirk_profile(None).name == "standard"
+
+
+INSTALL_PIV = bytes.fromhex(
+    "80E60C00"
+    "22"  # Lc
+    "05A000000308"  # load file AID
+    "0BA0000003080000100001"  # module AID
+    "0BA0000003080000100001"  # application AID
+    "0100"  # privileges
+    "02C900"  # install parameters
+    "00"  # no token
+)
+
+
+def test_piv_after_install_profile_is_no_piv_card_until_installed(
+    ecc_profile: CardProfile,
+) -> None:
+    card = PivApplet(ecc_profile, quirk_profile("piv-after-install"))
+    card.power_on()
+    select = "00A4040009A0000003080000100000"
+    assert send(card, select)[1] == 0x6A82
+    assert get_data(card, 0x5FC102)[1] == 0x6D00  # nothing is selected
+    assert send(card, "80E60C0003020000")[1] == 0x6A80  # INSTALL of something else
+    assert send(card, INSTALL_PIV)[1] == 0x9000
+    assert send(card, select)[1] == 0x9000
+    card.reset()  # installed for good (for this insertion)
+    assert send(card, select)[1] == 0x9000 and get_data(card, 0x5FC102)[1] == 0x9000
+    assert send(PivApplet(ecc_profile), INSTALL_PIV)[1] == 0x6E00  # a standard card has no GP

@@ -30,6 +30,7 @@ from hwgated.pcsc.events import EventFilter, EventType
 from hwgated.pcsc.manager import CardManager, Session
 from hwgated.piv.apdu import CommandApdu, ResponseApdu, transceive
 from hwgated.piv.errors import PivParseError
+from hwgated.pivapp.identity import CardIdentity
 
 Context = Any  # grpc.aio.ServicerContext
 
@@ -86,6 +87,10 @@ def _run_batch(
                 raise errors.CardError("the card answered with fewer than 2 bytes")
             responses.append(ResponseApdu.parse(raw))
     return responses
+
+
+def _not_piv(identity: CardIdentity | None) -> bool:
+    return identity is None or not identity.is_piv
 
 
 class CardServicer(card_pb2_grpc.CardServiceServicer):
@@ -232,6 +237,11 @@ class CardServicer(card_pb2_grpc.CardServiceServicer):
                 audit_flagged(flagged, reader, list(answered), outcome(exc))
                 raise
             audit_flagged(flagged, reader, responses)
+        if request.reader:
+            # A card that was no PIV card may be one now (an applet installed or
+            # personalized through this Transmit): ListReaders and WatchEvents
+            # snapshots then show its identity without a reinsertion.
+            await self._manager.reidentify(reader, _not_piv, timeout_of(context))
         return card_pb2.TransmitResponse(
             responses=[card_pb2.ResponseApdu(data=r.data, status_word=r.sw) for r in responses]
         )

@@ -316,6 +316,44 @@ class CardManager(Generic[IdentityT]):
             self._end_session(slot.session, EndReason.CARD_REMOVED, reset=False)
         self.hub.publish(EventType.CARD_REMOVED, reader=name, state=slot.state)
 
+    async def reidentify(
+        self,
+        reader: str,
+        stale: Callable[[IdentityT | None], bool],
+        timeout: float | None = None,
+    ) -> None:
+        """Read the card's identity again if *stale* says the one on record may be
+        out of date (e.g. a raw Transmit may have installed a PIV application).
+
+        Runs as a one-shot job in turn with everyone else's (never inside someone's
+        session); a card changed or pulled meanwhile keeps what its own insertion
+        found. Failures leave the identity as it was: this is a refresh, not a
+        condition of the caller's success.
+        """
+        slot = self._slots.get(reader)
+        identify = self._identify
+        if identify is None or slot is None or slot.state is not ReaderState.PRESENT:
+            return
+        if not stale(slot.identity):
+            return
+        insertion = slot.insertion
+        try:
+            await slot.access.acquire(_deadline(timeout))
+        except (errors.HwgateError, TimeoutError):
+            return
+        try:
+            if slot.insertion != insertion:
+                return
+            job = slot.worker.submit(identify, insertion)
+            identity = await asyncio.wrap_future(job)
+        except (errors.HwgateError, TimeoutError) as exc:
+            log.info("%s: card identity not read again: %s", reader, exc)
+            return
+        finally:
+            slot.access.release()
+        if slot.insertion == insertion and identity is not None:
+            slot.identity = identity
+
     def _health(self, serving: bool) -> None:
         if self._on_health is not None:
             self._on_health(serving)

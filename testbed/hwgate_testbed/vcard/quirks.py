@@ -28,6 +28,12 @@ class Quirks:
     # signature then no longer matches the content, which a relying party
     # verifying it would notice (as it would on such a real card).
     placeholder_fascn: bool = False
+    # The PIV applet is not installed at insertion: SELECT of the PIV AID answers
+    # 6A82 (a blank Java Card, or one whose applet an issuance kiosk installs)
+    # until a GlobalPlatform INSTALL [for install and make selectable]
+    # (CLA 80, INS E6, P1 0C) naming the PIV AID arrives; from then on, for the
+    # rest of the insertion, the card is a PIV card like any other.
+    piv_after_install: bool = False
 
 
 STANDARD = Quirks("standard", "the card exactly as provisioned")
@@ -40,6 +46,11 @@ PROFILES: dict[str, Quirks] = {
             "zero-fascn",
             "CHUID with an all-zero placeholder FASC-N (25 zero bytes)",
             placeholder_fascn=True,
+        ),
+        Quirks(
+            "piv-after-install",
+            "no PIV application (SELECT -> 6A82) until a GlobalPlatform INSTALL names it",
+            piv_after_install=True,
         ),
     )
 }

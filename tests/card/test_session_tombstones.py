@@ -2,8 +2,10 @@
 
 A call on the caller's own ended session answers why it ended: CARD_REMOVED
 (ABORTED) after the card or reader left, SESSION_EXPIRED (NOT_FOUND) after the
-TTL, SESSION_NOT_FOUND after a close. Another identity always gets
-SESSION_NOT_FOUND, as for an id never issued: it learns nothing of the session.
+TTL, SESSION_NOT_FOUND after a close. CloseSession of an ended session stays
+NOT_FOUND (cleanup code relies on it) and names the end in metadata `ended`.
+Another identity always gets SESSION_NOT_FOUND, as for an id never issued: it
+learns nothing of the session.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ pytestmark = pytest.mark.testbed
 R0 = vpcd_reader(0)
 SELECT_PIV = bytes.fromhex("00A4040009A0000003080000100000")
 Outcome = tuple[grpc.StatusCode, str]
+NOT_FOUND = (grpc.StatusCode.NOT_FOUND, "SESSION_NOT_FOUND")
 
 
 def _channels(daemon: DaemonProc) -> tuple[grpc.Channel, grpc.Channel]:
@@ -31,7 +34,8 @@ def _channels(daemon: DaemonProc) -> tuple[grpc.Channel, grpc.Channel]:
 
 
 def _calls(channel: grpc.Channel, session_id: str) -> dict[str, Outcome]:
-    """(code, reason) of each session call kind on *session_id*; each must fail."""
+    """(code, reason) of each session call kind on *session_id*; each must fail.
+    CloseSession's ``ended`` metadata is appended to its reason (``reason/ended``)."""
     card = card_pb2_grpc.CardServiceStub(channel)
     piv = piv_pb2_grpc.PivServiceStub(channel)
     calls = {
@@ -49,15 +53,16 @@ def _calls(channel: grpc.Channel, session_id: str) -> dict[str, Outcome]:
     for name, call in calls.items():
         with pytest.raises(grpc.RpcError) as err:
             call()
-        out[name] = error_info(err.value)[:2]
+        code, reason, metadata = error_info(err.value)
+        if "ended" in metadata:
+            reason += "/" + metadata["ended"]
+        out[name] = (code, reason)
     return out
 
 
-def _all(outcome: Outcome) -> dict[str, Outcome]:
-    return dict.fromkeys(("Transmit", "GetCardInfo", "CloseSession"), outcome)
-
-
-NOT_FOUND = (grpc.StatusCode.NOT_FOUND, "SESSION_NOT_FOUND")
+def _all(outcome: Outcome, closed: Outcome | None = None) -> dict[str, Outcome]:
+    """*outcome* for the data calls, *closed* (default NOT_FOUND) for CloseSession."""
+    return {"Transmit": outcome, "GetCardInfo": outcome, "CloseSession": closed or NOT_FOUND}
 
 
 def test_session_ended_by_card_removal_answers_card_removed(
@@ -74,7 +79,10 @@ def test_session_ended_by_card_removal_answers_card_removed(
     watcher.wait_for(is_event("CARD_REMOVED", R0))
     watcher.cancel()
     assert _calls(admin, session.session_id) == _all(NOT_FOUND)  # a stranger learns nothing
-    assert _calls(kiosk, session.session_id) == _all((grpc.StatusCode.ABORTED, "CARD_REMOVED"))
+    assert _calls(kiosk, session.session_id) == _all(
+        (grpc.StatusCode.ABORTED, "CARD_REMOVED"),
+        (grpc.StatusCode.NOT_FOUND, "SESSION_NOT_FOUND/card_removed"),
+    )
     # Same answer again: the tombstone is not consumed by a call (not even CloseSession).
     assert _calls(kiosk, session.session_id)["Transmit"] == (
         grpc.StatusCode.ABORTED,
@@ -96,7 +104,10 @@ def test_session_ended_by_expiry_answers_session_expired(
         card_pb2.TransmitRequest(reader=R0, apdus=[SELECT_PIV]), timeout=20
     )
     assert _calls(admin, session.session_id) == _all(NOT_FOUND)
-    assert _calls(kiosk, session.session_id) == _all((grpc.StatusCode.NOT_FOUND, "SESSION_EXPIRED"))
+    assert _calls(kiosk, session.session_id) == _all(
+        (grpc.StatusCode.NOT_FOUND, "SESSION_EXPIRED"),
+        (grpc.StatusCode.NOT_FOUND, "SESSION_NOT_FOUND/expired"),
+    )
 
 
 def test_closed_session_answers_session_not_found(hwgated: DaemonProc, cards: object) -> None:

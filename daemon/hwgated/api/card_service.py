@@ -188,7 +188,8 @@ class CardServicer(card_pb2_grpc.CardServiceServicer):
     ) -> card_pb2.CloseSessionResponse:
         owner = current_caller().owner
         with audited("card.session_close", session=request.session_id[:8]) as record:
-            record["reader"] = self._manager.session(request.session_id, owner).reader
+            session = self._manager.session(request.session_id, owner, closing=True)
+            record["reader"] = session.reader
             await self._manager.close_session(request.session_id, owner)
         return card_pb2.CloseSessionResponse()
 

@@ -471,10 +471,12 @@ class CardManager(Generic[IdentityT]):
 
     # --- sessions ---------------------------------------------------------------------
 
-    def session(self, session_id: str, owner: str) -> Session:
+    def session(self, session_id: str, owner: str, *, closing: bool = False) -> Session:
+        """The caller's live session; for one that ended, the error saying why (only
+        to its owner; *closing*: the CloseSession form, see pcsc.tombstones)."""
         session = self._sessions.get(session_id)
         if session is None:  # ended recently (its owner learns why) or unknown
-            raise self.tombstones.error_for(session_id, owner)
+            raise self.tombstones.error_for(session_id, owner, closing=closing)
         if session.owner != owner:
             raise errors.SessionNotOwned("the session belongs to another identity")
         return session
@@ -506,7 +508,8 @@ class CardManager(Generic[IdentityT]):
         return session
 
     async def close_session(self, session_id: str, owner: str) -> None:
-        self._end_session(self.session(session_id, owner), EndReason.CLOSED, reset=True)
+        session = self.session(session_id, owner, closing=True)
+        self._end_session(session, EndReason.CLOSED, reset=True)
 
     def abandon_session(self, session: Session) -> None:
         """Close a session whose id never reached its caller (the OpenSession call

@@ -4,6 +4,10 @@ A client whose session vanished must be able to tell a pulled card from an
 idle timeout without watching the event stream: a call on an ended session
 gets CARD_REMOVED (ABORTED) after a removal, SESSION_EXPIRED after the TTL ran
 out, and SESSION_NOT_FOUND after a close (as for an id never issued).
+CloseSession is the exception: closing an ended session always answers
+SESSION_NOT_FOUND (NOT_FOUND, as it always did, so cleanup code that treats
+NOT_FOUND as "already gone" keeps working), with the end named in the
+``ended`` metadata for the owner.
 
 Only the session's owner learns the reason. Anyone else gets
 SESSION_NOT_FOUND, exactly as for an unknown id: the reason would tell a
@@ -52,6 +56,14 @@ class Tombstone:
     ttl: float
     ended_at: float  # monotonic
 
+    def close_error(self) -> errors.HwgateError:
+        """What CloseSession answers its owner: gone, and why (see the module doc)."""
+        return errors.SessionNotFound(
+            f"the session had already ended: {self.why.value}",
+            ended=self.why.name.lower(),
+            reader=self.reader,
+        )
+
     def error(self) -> errors.HwgateError:
         """The error a call on this session gets now (for its owner)."""
         if self.why is EndReason.EXPIRED:
@@ -95,13 +107,16 @@ class Tombstones:
         while len(self._items) > self.capacity:
             self._items.popitem(last=False)
 
-    def error_for(self, session_id: str, owner: str) -> errors.HwgateError:
-        """The error for a call on a session that is not live (see the module doc)."""
+    def error_for(
+        self, session_id: str, owner: str, *, closing: bool = False
+    ) -> errors.HwgateError:
+        """The error for a call (*closing*: CloseSession) on a session that is not
+        live (see the module doc)."""
         self._prune()
         stone = self._items.get(session_id)
         if stone is None or stone.owner != owner:
             return errors.SessionNotFound("no such session (closed, expired or never opened)")
-        return stone.error()
+        return stone.close_error() if closing else stone.error()
 
     def _prune(self) -> None:
         """Drop tombstones past their lifetime (they are in burial order)."""

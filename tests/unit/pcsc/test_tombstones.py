@@ -68,3 +68,14 @@ def test_lifetime_forgets_old_tombstones() -> None:
     clock.now += 300
     assert type(stones.error_for("new", "me")) is errors.SessionNotFound
     assert len(stones) == 0
+
+
+@pytest.mark.parametrize("why", [EndReason.EXPIRED, EndReason.CARD_REMOVED, EndReason.PCSC_DOWN])
+def test_closing_an_ended_session_stays_not_found_and_names_the_end(why: EndReason) -> None:
+    stones = Tombstones()
+    stones.bury("s1", "me", "Reader 0", why, 30.0)
+    got = stones.error_for("s1", "me", closing=True)
+    assert type(got) is errors.SessionNotFound
+    assert got.fields == {"ended": why.name.lower(), "reader": "Reader 0"}
+    stranger = stones.error_for("s1", "you", closing=True)
+    assert type(stranger) is errors.SessionNotFound and not stranger.fields

@@ -111,6 +111,8 @@ class AsyncCardSession:
 
     get_card_info = _in_session(rq.session_get_card_info)
     verify_pin = _in_session(rq.session_verify_pin)
+    change_pin = _in_session(rq.session_change_pin)
+    unblock_pin = _in_session(rq.session_unblock_pin)
     authenticate = _in_session(rq.session_authenticate)
     sign = _in_session(rq.session_sign)
     transmit = _in_session(rq.session_transmit)
@@ -207,6 +209,8 @@ class AsyncClient:
 
     get_card_info = _unary(rq.get_card_info)
     verify_pin = _unary(rq.verify_pin)
+    change_pin = _unary(rq.change_pin)
+    unblock_pin = _unary(rq.unblock_pin)
     authenticate = _unary(rq.authenticate)
     piv_sign = _unary(rq.piv_sign)
 

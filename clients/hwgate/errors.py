@@ -102,6 +102,26 @@ class LastPinAttempt(HwgateError):
     retries_left = 1
 
 
+class PukIncorrect(HwgateError):
+    """Wrong PUK (PUK_INCORRECT); ``retries_left`` as the card reports it (None if unknown)."""
+
+    @property
+    def retries_left(self) -> int | None:
+        value = self.metadata.get("retries_left", "")
+        return int(value) if value.isdigit() else None
+
+
+class PukBlocked(HwgateError):
+    """The PUK retry counter is 0 (PUK_BLOCKED): the PIN cannot be unblocked any more."""
+
+
+class LastPukAttempt(HwgateError):
+    """The card last reported one PUK retry and allow_last_puk_attempt was not set
+    (LAST_PUK_ATTEMPT); nothing was sent."""
+
+    retries_left = 1
+
+
 class PinRequired(HwgateError):
     """The operation needs VerifyPin first in this session (PIN_REQUIRED)."""
 
@@ -151,6 +171,9 @@ _NAMED: dict[str, type[HwgateError]] = {
     "LAST_PIN_ATTEMPT": LastPinAttempt,
     "PIN_REQUIRED": PinRequired,
     "PIN_FORMAT": PinFormat,
+    "PUK_INCORRECT": PukIncorrect,
+    "PUK_BLOCKED": PukBlocked,
+    "LAST_PUK_ATTEMPT": LastPukAttempt,
     "KEY_NOT_FOUND": KeyNotFound,
     "KEY_EXISTS": KeyExists,
     "HSM_UNAVAILABLE": HsmUnavailable,

@@ -78,7 +78,9 @@ class PagedCall(Call[list[Item]]):
             request.page_token = token
 
 
-def _session_expire_time(response: piv_pb2.VerifyPinResponse) -> datetime.datetime:
+def _session_expire_time(
+    response: piv_pb2.VerifyPinResponse | piv_pb2.ChangePinResponse | piv_pb2.UnblockPinResponse,
+) -> datetime.datetime:
     return response.session_expire_time.ToDatetime(datetime.UTC)
 
 
@@ -172,6 +174,36 @@ def verify_pin(
         session_id=session_id, pin=pin_bytes(pin), allow_last_attempt=allow_last_attempt
     )
     return Call("piv", "VerifyPin", request, _session_expire_time)
+
+
+def change_pin(
+    session_id: str, old_pin: Pin, new_pin: Pin, *, allow_last_attempt: bool = False
+) -> Call[datetime.datetime]:
+    """Change the PIV PIN in a session (the PIN is not verified afterwards); when the
+    session ends unless used before. Raises PinFormat (nothing sent), PinIncorrect
+    (retries_left), PinBlocked, LastPinAttempt. Never retried automatically."""
+    request = piv_pb2.ChangePinRequest(
+        session_id=session_id,
+        old_pin=pin_bytes(old_pin),
+        new_pin=pin_bytes(new_pin),
+        allow_last_attempt=allow_last_attempt,
+    )
+    return Call("piv", "ChangePin", request, _session_expire_time)
+
+
+def unblock_pin(
+    session_id: str, puk: Pin, new_pin: Pin, *, allow_last_puk_attempt: bool = False
+) -> Call[datetime.datetime]:
+    """Set a new PIV PIN with the PUK (8 bytes), resetting the PIN's retry counter; when
+    the session ends unless used before. Raises PinFormat (nothing sent), PukIncorrect
+    (retries_left), PukBlocked, LastPukAttempt. Never retried automatically."""
+    request = piv_pb2.UnblockPinRequest(
+        session_id=session_id,
+        puk=pin_bytes(puk),
+        new_pin=pin_bytes(new_pin),
+        allow_last_puk_attempt=allow_last_puk_attempt,
+    )
+    return Call("piv", "UnblockPin", request, _session_expire_time)
 
 
 def authenticate(
@@ -285,6 +317,20 @@ def session_verify_pin(
 ) -> Call[datetime.datetime]:
     """Verify the PIV PIN in this session (see ``Client.verify_pin``)."""
     return verify_pin(session_id, pin, allow_last_attempt=allow_last_attempt)
+
+
+def session_change_pin(
+    session_id: str, old_pin: Pin, new_pin: Pin, allow_last_attempt: bool = False
+) -> Call[datetime.datetime]:
+    """Change the PIV PIN in this session (see ``Client.change_pin``)."""
+    return change_pin(session_id, old_pin, new_pin, allow_last_attempt=allow_last_attempt)
+
+
+def session_unblock_pin(
+    session_id: str, puk: Pin, new_pin: Pin, allow_last_puk_attempt: bool = False
+) -> Call[datetime.datetime]:
+    """Set a new PIV PIN with the PUK in this session (see ``Client.unblock_pin``)."""
+    return unblock_pin(session_id, puk, new_pin, allow_last_puk_attempt=allow_last_puk_attempt)
 
 
 def session_authenticate(

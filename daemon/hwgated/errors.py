@@ -156,6 +156,24 @@ class SecurityStatusNotSatisfied(HwgateError):
     reason = "SECURITY_STATUS_NOT_SATISFIED"
 
 
+class PukIncorrect(HwgateError):
+    """Wrong PUK (UnblockPin); ``retries_left`` as the card reported it."""
+
+    reason = "PUK_INCORRECT"
+
+
+class PukBlocked(HwgateError):
+    """The PUK's retry counter is 0: the PIN can no longer be unblocked."""
+
+    reason = "PUK_BLOCKED"
+
+
+class LastPukAttempt(HwgateError):
+    """The card last reported one PUK retry and the caller did not allow spending it."""
+
+    reason = "LAST_PUK_ATTEMPT"
+
+
 # --- malformed requests ---------------------------------------------------------
 
 

@@ -86,9 +86,11 @@ def test_sessions_have_the_same_methods_and_fields() -> None:
         == set(aio)
         == {
             "authenticate",
+            "change_pin",
             "get_card_info",
             "sign",
             "transmit",
+            "unblock_pin",
             "verify_pin",
         }
     )

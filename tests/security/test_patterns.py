@@ -9,6 +9,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from hwgate_testbed.timing import scaled
 from hwgated.errors import InvalidArgument
 from hwgated.patterns import (
     MAX_PATTERN_LENGTH,
@@ -86,7 +87,7 @@ def _seconds(call: object) -> float:
 @pytest.mark.parametrize(
     "pattern",
     [
-        "[" * 1_048_000,  # the ListKeys probe: fnmatch.translate is quadratic, hours here
+        "[" * 200_000,  # the ListKeys probe (1M there): fnmatch.translate is quadratic, minutes
         "x" + "[" * 12_000,  # the WatchEvents probe: 3 s in fnmatch
         "*a" * 50_000,  # many stars: no backtracking
         "[a-z]" * 20_000,
@@ -94,13 +95,15 @@ def _seconds(call: object) -> float:
 )
 def test_hostile_patterns_compile_and_match_fast(pattern: str) -> None:
     text = "a" * 10_000
-    # A generous "did not hang" bound; fnmatch needs seconds to minutes here.
-    assert _seconds(lambda: Glob(pattern).match(text)) < 5
+    # A generous "did not hang" bound (stretched on a loaded machine); fnmatch needs
+    # seconds to minutes here. 1M "[" took 14 s under stress-ng plus the suite: linear,
+    # but too slow a probe for a wall-clock bound.
+    assert _seconds(lambda: Glob(pattern).match(text)) < scaled(5)
 
 
 def test_long_text_against_star_pattern_is_linear() -> None:
     glob = Glob("*a*a*a*a*a*a*b")
-    assert _seconds(lambda: glob.match("a" * 200_000)) < 5
+    assert _seconds(lambda: glob.match("a" * 200_000)) < scaled(5)
     assert not glob.match("a" * 1000)
     assert glob.match("a" * 1000 + "b")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import gzip
 import hashlib
@@ -353,6 +354,42 @@ def test_reset_retry_counter_with_puk(ecc: PivApplet) -> None:
     assert send(ecc, b"\x00\x2c\x00\x80\x10" + b"00000000" + b"11112222")[1] == 0x63C2
     assert send(ecc, b"\x00\x2c\x00\x80\x10" + b"12345678" + b"11112222")[1] == 0x9000
     assert verify(ecc, b"11112222") == 0x9000
+
+
+def reset_retry(card: PivApplet, puk: bytes, new_pin: bytes = b"11112222") -> int:
+    return send(card, b"\x00\x2c\x00\x80\x10" + puk + new_pin.ljust(8, b"\xff"))[1]
+
+
+def test_puk_blocks_after_its_retries_and_a_right_puk_resets_them(ecc: PivApplet) -> None:
+    assert reset_retry(ecc, b"00000000") == 0x63C2
+    assert reset_retry(ecc, b"12345678") == 0x9000  # the PUK's counter is back at 3
+    assert [reset_retry(ecc, b"00000000") for _ in range(3)] == [0x63C2, 0x63C1, 0x63C0]
+    assert reset_retry(ecc, b"12345678") == 0x6983  # blocked: even the right PUK
+    assert verify(ecc, b"11112222") == 0x9000  # the PIN set before is untouched
+
+
+def test_change_pin_sets_the_security_status(ecc: PivApplet) -> None:
+    """SP 800-73-4 part 2 §3.2.2: a successful CHANGE REFERENCE DATA verifies the PIN."""
+    assert send(ecc, b"\x00\x24\x00\x80\x10" + PIN + b"87654321")[1] == 0x9000
+    assert send(ecc, "0020008000")[1] == 0x9000
+
+
+def test_puk_bytes_may_be_any_value(ecc: PivApplet) -> None:
+    binary = bytes([0x00, 0xFF, 0x80, 0x7F, 0x01, 0xFE, 0x30, 0x39])
+    assert send(ecc, b"\x00\x24\x00\x81\x10" + b"12345678" + binary)[1] == 0x9000
+    assert reset_retry(ecc, binary) == 0x9000
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"puk": "1234567"}, {"puk": "123456789"}, {"pin": "12345"}, {"pin": "12a456"},
+     {"puk_retries": 0}, {"pin_retries": 16}],
+)  # fmt: skip
+def test_profiles_hold_sp800_73_pins_and_puks(
+    ecc_profile: CardProfile, changes: dict[str, object]
+) -> None:
+    with pytest.raises(ValueError):
+        dataclasses.replace(ecc_profile, **changes)  # type: ignore[arg-type]
 
 
 # -- GENERAL AUTHENTICATE --------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Kiosk HTTP routes: the page, the SSE stream of screens, and the two actions."""
+"""Kiosk HTTP routes: the page, the SSE stream of screens, and the actions (PIN,
+credential request, PIN change, PIN unblock)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from hwgate_apps.web import ApiError, read_json
 
 HEARTBEAT = 15.0
 _PIN = re.compile(r"[0-9]{6,8}")
+_PUK = re.compile(r"[!-~]{8}")  # 8 printable ASCII characters (what a keyboard can type)
 # The page loads nothing from elsewhere; the policy makes sure of it.
 CSP = (
     "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'unsafe-inline'; "
@@ -67,6 +69,28 @@ def build_app(kiosk: Kiosk) -> Starlette:
         screen = await kiosk.submit_pin(buffer, bool(body.get("allow_last_attempt")))
         return Response(screen.to_json(), media_type="application/json")
 
+    def secret(body: dict[str, Any], key: str, pattern: re.Pattern[str], what: str) -> bytearray:
+        value = body.pop(key, "")
+        if not isinstance(value, str) or not pattern.fullmatch(value):
+            raise ApiError(400, "pin_format", what)
+        return bytearray(value.encode("ascii"))
+
+    async def change_pin(request: Request) -> Response:
+        body = await read_json(request)
+        old = secret(body, "pin", _PIN, "the PIN is 6 to 8 digits")
+        new = secret(body, "new_pin", _PIN, "the new PIN is 6 to 8 digits")
+        allow_last = bool(body.get("allow_last_attempt"))
+        screen = await kiosk.change_pin(old, new, allow_last)
+        return Response(screen.to_json(), media_type="application/json")
+
+    async def unblock(request: Request) -> Response:
+        body = await read_json(request)
+        puk = secret(body, "puk", _PUK, "the PUK is 8 characters")
+        new = secret(body, "new_pin", _PIN, "the new PIN is 6 to 8 digits")
+        allow_last = bool(body.get("allow_last_puk_attempt"))
+        screen = await kiosk.unblock_pin(puk, new, allow_last)
+        return Response(screen.to_json(), media_type="application/json")
+
     async def request_credential(_request: Request) -> Response:
         screen = await kiosk.request_credential()
         return Response(screen.to_json(), media_type="application/json")
@@ -95,5 +119,7 @@ def build_app(kiosk: Kiosk) -> Starlette:
         Route("/api/state", state),
         Route("/api/pin", guarded(pin), methods=["POST"]),
         Route("/api/request", guarded(request_credential), methods=["POST"]),
+        Route("/api/change-pin", guarded(change_pin), methods=["POST"]),
+        Route("/api/unblock", guarded(unblock), methods=["POST"]),
     ]
     return Starlette(routes=routes, lifespan=lifespan)

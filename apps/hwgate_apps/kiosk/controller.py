@@ -103,6 +103,10 @@ class Kiosk:
     async def _card_in(self, reader: str, identity: card_pb2.CardIdentity) -> None:
         self._kiosk_session = secrets.token_urlsafe(16)
         retries = await self._retries(reader)
+        if retries == 0:  # straight to the unblock form
+            self.screens.publish(screen=s.BLOCKED, reader=reader, name=cardholder_name(identity),
+                                 retries_left=0, message="This card's PIN is blocked.")  # fmt: skip
+            return
         self.screens.publish(screen=s.PIN, reader=reader, name=cardholder_name(identity),
                              retries_left=retries, last_attempt=retries == 1)  # fmt: skip
 
@@ -135,12 +139,9 @@ class Kiosk:
         try:
             async with self._lock:
                 self._expect(s.PIN)
-                reader = self.screens.current.reader
-                if self._session is None:
-                    opened = await asyncio.to_thread(self.client.open_session, reader)
-                    self._session = opened.session_id
+                session = await self._session_on(self.screens.current.reader)
                 await asyncio.to_thread(
-                    self.client.verify_pin, self._session, pin,
+                    self.client.verify_pin, session, pin,
                     allow_last_attempt=allow_last_attempt,
                 )  # fmt: skip
                 self._keepalive = asyncio.create_task(self._keep_session())
@@ -168,6 +169,87 @@ class Kiosk:
                                            message="This card's PIN is blocked.")  # fmt: skip
             if isinstance(err, hwgate.PinFormat):
                 return self.screens.update(message="The PIN is 6 to 8 digits.")
+            return await self._failed(err)
+
+    # --- PIN change and unblock ---
+
+    async def _session_retries(self, session: str) -> int | None:
+        try:
+            info = await asyncio.to_thread(self.client.get_card_info, session_id=session)
+        except hwgate.HwgateError:
+            return None
+        return info.pin_retries_left if info.HasField("pin_retries_left") else None
+
+    async def _session_on(self, reader: str) -> str:
+        if self._session is None:
+            opened = await asyncio.to_thread(self.client.open_session, reader)
+            self._session = opened.session_id
+        return self._session
+
+    async def change_pin(
+        self, old: bytearray, new: bytearray, allow_last_attempt: bool
+    ) -> s.Screen:
+        """ChangePin from the PIN screen (both wiped here); back to the PIN screen, where the
+        cardholder verifies the new PIN (a change leaves the PIN unverified)."""
+        try:
+            async with self._lock:
+                self._expect(s.PIN)
+                session = await self._session_on(self.screens.current.reader)
+                await asyncio.to_thread(
+                    self.client.change_pin, session, old, new,
+                    allow_last_attempt=allow_last_attempt,
+                )  # fmt: skip
+                left = await self._session_retries(session)
+                return self.screens.update(retries_left=left, last_attempt=left == 1,
+                                           message="PIN changed. Enter your new PIN.")  # fmt: skip
+        except hwgate.HwgateError as err:
+            return await self._pin_failed(err)
+        finally:
+            old[:] = bytes(len(old))
+            new[:] = bytes(len(new))
+
+    async def unblock_pin(self, puk: bytearray, new: bytearray, allow_last: bool) -> s.Screen:
+        """UnblockPin from the blocked screen (both wiped here); the PIN screen on success."""
+        try:
+            async with self._lock:
+                self._expect(s.BLOCKED)
+                session = await self._session_on(self.screens.current.reader)
+                await asyncio.to_thread(
+                    self.client.unblock_pin, session, puk, new, allow_last_puk_attempt=allow_last
+                )
+                left = await self._session_retries(session)
+                return self.screens.update(
+                    screen=s.PIN,
+                    retries_left=left,
+                    last_attempt=False,
+                    puk_last_attempt=False,
+                    message="PIN unblocked. Enter your new PIN.",
+                )
+        except hwgate.HwgateError as err:
+            return await self._puk_failed(err)
+        finally:
+            puk[:] = bytes(len(puk))
+            new[:] = bytes(len(new))
+
+    async def _puk_failed(self, err: hwgate.HwgateError) -> s.Screen:
+        async with self._lock:
+            if isinstance(err, hwgate.PukIncorrect):
+                left = err.retries_left
+                tries = "" if left is None else f" {left} {'try' if left == 1 else 'tries'} left."
+                return self.screens.update(puk_last_attempt=left == 1,
+                                           message=f"Wrong PUK.{tries}")  # fmt: skip
+            if isinstance(err, hwgate.LastPukAttempt):
+                return self.screens.update(puk_last_attempt=True, message=(
+                    "Only one PUK try left: a wrong PUK now makes the card unusable. "
+                    "Confirm the last attempt to continue."))  # fmt: skip
+            if isinstance(err, hwgate.PukBlocked):
+                await self._end_session()
+                return self.screens.update(puk_blocked=True, puk_last_attempt=False, message=(
+                    "The PUK is blocked too. Please contact your card issuer."))  # fmt: skip
+            if isinstance(err, hwgate.PinFormat):
+                return self.screens.update(
+                    message="The PUK is 8 characters, the PIN 6 to 8 digits."
+                )
             return await self._failed(err)
 
     async def _keep_session(self) -> None:

@@ -23,6 +23,8 @@ class Screen:
     reader: str = ""
     retries_left: int | None = None
     last_attempt: bool = False
+    puk_last_attempt: bool = False  # the card reported one PUK try left
+    puk_blocked: bool = False  # no unblock possible any more
     message: str = ""
     qr_svg: str = ""
     qr_payload: str = ""

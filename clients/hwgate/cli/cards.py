@@ -1,4 +1,5 @@
-"""Friendly card verbs: ``readers``, ``watch``, ``card info``, ``card verify-pin``."""
+"""Friendly card verbs: ``readers``, ``watch``, ``card info``, ``card verify-pin``
+(``card change-pin`` / ``unblock-pin``: :mod:`hwgate.cli.pin_admin`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import threading
 from datetime import datetime
 
 from hwgate.certfmt import serial_hex
+from hwgate.cli import pin_admin
 from hwgate.cli.context import Context
 from hwgate.cli.output import EXIT_OK, fail, print_json, print_table, to_dict
 from hwgate.cli.secret_input import read_secret
@@ -150,7 +152,7 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
     p.set_defaults(func=cmd_watch, watch_max_time=True)
 
     card = sub.add_parser("card", help="PIV card operations").add_subparsers(
-        dest="card_command", metavar="{info,verify-pin}", required=True
+        dest="card_command", metavar="{info,verify-pin,change-pin,unblock-pin}", required=True
     )
     p = card.add_parser(
         "info", parents=[common], formatter_class=FMT, help="CHUID, certificates, PIN retries",
@@ -173,3 +175,5 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
     src.add_argument("--pin-stdin", action="store_true", help="read one line from stdin")
     p.add_argument("--allow-last-attempt", action="store_true")
     p.set_defaults(func=cmd_verify_pin)
+
+    pin_admin.add_parsers(card, common)

@@ -25,6 +25,9 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PIN_FORMAT: _ClassVar[ErrorReason]
     SLOT_EMPTY: _ClassVar[ErrorReason]
     SECURITY_STATUS_NOT_SATISFIED: _ClassVar[ErrorReason]
+    PUK_INCORRECT: _ClassVar[ErrorReason]
+    PUK_BLOCKED: _ClassVar[ErrorReason]
+    LAST_PUK_ATTEMPT: _ClassVar[ErrorReason]
     INVALID_ARGUMENT: _ClassVar[ErrorReason]
     APDU_INVALID: _ClassVar[ErrorReason]
     INVALID_DIGEST: _ClassVar[ErrorReason]
@@ -66,6 +69,9 @@ PIN_REQUIRED: ErrorReason
 PIN_FORMAT: ErrorReason
 SLOT_EMPTY: ErrorReason
 SECURITY_STATUS_NOT_SATISFIED: ErrorReason
+PUK_INCORRECT: ErrorReason
+PUK_BLOCKED: ErrorReason
+LAST_PUK_ATTEMPT: ErrorReason
 INVALID_ARGUMENT: ErrorReason
 APDU_INVALID: ErrorReason
 INVALID_DIGEST: ErrorReason

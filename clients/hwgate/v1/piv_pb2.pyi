@@ -149,3 +149,39 @@ class PivServiceSignResponse(_message.Message):
     signature: bytes
     certificate: bytes
     def __init__(self, signature: _Optional[bytes] = ..., certificate: _Optional[bytes] = ...) -> None: ...
+
+class ChangePinRequest(_message.Message):
+    __slots__ = ("session_id", "old_pin", "new_pin", "allow_last_attempt")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    OLD_PIN_FIELD_NUMBER: _ClassVar[int]
+    NEW_PIN_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_LAST_ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    old_pin: bytes
+    new_pin: bytes
+    allow_last_attempt: bool
+    def __init__(self, session_id: _Optional[str] = ..., old_pin: _Optional[bytes] = ..., new_pin: _Optional[bytes] = ..., allow_last_attempt: _Optional[bool] = ...) -> None: ...
+
+class ChangePinResponse(_message.Message):
+    __slots__ = ("session_expire_time",)
+    SESSION_EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    session_expire_time: _timestamp_pb2.Timestamp
+    def __init__(self, session_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class UnblockPinRequest(_message.Message):
+    __slots__ = ("session_id", "puk", "new_pin", "allow_last_puk_attempt")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    PUK_FIELD_NUMBER: _ClassVar[int]
+    NEW_PIN_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_LAST_PUK_ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    puk: bytes
+    new_pin: bytes
+    allow_last_puk_attempt: bool
+    def __init__(self, session_id: _Optional[str] = ..., puk: _Optional[bytes] = ..., new_pin: _Optional[bytes] = ..., allow_last_puk_attempt: _Optional[bool] = ...) -> None: ...
+
+class UnblockPinResponse(_message.Message):
+    __slots__ = ("session_expire_time",)
+    SESSION_EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    session_expire_time: _timestamp_pb2.Timestamp
+    def __init__(self, session_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

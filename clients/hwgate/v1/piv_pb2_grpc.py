@@ -58,6 +58,16 @@ class PivServiceStub:
                 request_serializer=hwgate_dot_v1_dot_piv__pb2.PivServiceSignRequest.SerializeToString,
                 response_deserializer=hwgate_dot_v1_dot_piv__pb2.PivServiceSignResponse.FromString,
                 _registered_method=True)
+        self.ChangePin = channel.unary_unary(
+                '/hwgate.v1.PivService/ChangePin',
+                request_serializer=hwgate_dot_v1_dot_piv__pb2.ChangePinRequest.SerializeToString,
+                response_deserializer=hwgate_dot_v1_dot_piv__pb2.ChangePinResponse.FromString,
+                _registered_method=True)
+        self.UnblockPin = channel.unary_unary(
+                '/hwgate.v1.PivService/UnblockPin',
+                request_serializer=hwgate_dot_v1_dot_piv__pb2.UnblockPinRequest.SerializeToString,
+                response_deserializer=hwgate_dot_v1_dot_piv__pb2.UnblockPinResponse.FromString,
+                _registered_method=True)
 
 
 class PivServiceServicer:
@@ -120,6 +130,36 @@ class PivServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ChangePin(self, request, context):
+        """ChangePin replaces the PIV application PIN (CHANGE REFERENCE DATA, key
+        reference 80) in a session: the card checks the old PIN and stores the
+        new one. Both PINs are 6 to 8 ASCII digits (SP 800-73-4), checked before
+        anything is sent (PIN_FORMAT). A wrong old PIN spends a retry like
+        VerifyPin (PIN_INCORRECT, metadata retries_left), the last retry is
+        guarded the same way (LAST_PIN_ATTEMPT unless allow_last_attempt), and a
+        blocked PIN is PIN_BLOCKED. Counts against the PIN-try limits. Afterwards
+        the PIN is not verified in the session, whatever the outcome.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnblockPin(self, request, context):
+        """UnblockPin sets a new PIN with the PUK (RESET RETRY COUNTER, key
+        reference 80, PUK 81), which also resets the PIN's retry counter: the
+        way out of PIN_BLOCKED. The PUK is 8 bytes, the new PIN 6 to 8 ASCII
+        digits (PIN_FORMAT before anything is sent). A wrong PUK is
+        PUK_INCORRECT with metadata retries_left; a blocked PUK PUK_BLOCKED.
+        PIV has no way to read the PUK's counter without spending a try, so the
+        daemon remembers what the card last reported during this insertion and
+        refuses to spend a last known try (LAST_PUK_ATTEMPT) unless
+        allow_last_puk_attempt is set. Counts against the PIN-try limits.
+        Afterwards the PIN is not verified in the session.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PivServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -142,6 +182,16 @@ def add_PivServiceServicer_to_server(servicer, server):
                     servicer.Sign,
                     request_deserializer=hwgate_dot_v1_dot_piv__pb2.PivServiceSignRequest.FromString,
                     response_serializer=hwgate_dot_v1_dot_piv__pb2.PivServiceSignResponse.SerializeToString,
+            ),
+            'ChangePin': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChangePin,
+                    request_deserializer=hwgate_dot_v1_dot_piv__pb2.ChangePinRequest.FromString,
+                    response_serializer=hwgate_dot_v1_dot_piv__pb2.ChangePinResponse.SerializeToString,
+            ),
+            'UnblockPin': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnblockPin,
+                    request_deserializer=hwgate_dot_v1_dot_piv__pb2.UnblockPinRequest.FromString,
+                    response_serializer=hwgate_dot_v1_dot_piv__pb2.UnblockPinResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -256,6 +306,60 @@ class PivService:
             '/hwgate.v1.PivService/Sign',
             hwgate_dot_v1_dot_piv__pb2.PivServiceSignRequest.SerializeToString,
             hwgate_dot_v1_dot_piv__pb2.PivServiceSignResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChangePin(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hwgate.v1.PivService/ChangePin',
+            hwgate_dot_v1_dot_piv__pb2.ChangePinRequest.SerializeToString,
+            hwgate_dot_v1_dot_piv__pb2.ChangePinResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnblockPin(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hwgate.v1.PivService/UnblockPin',
+            hwgate_dot_v1_dot_piv__pb2.UnblockPinRequest.SerializeToString,
+            hwgate_dot_v1_dot_piv__pb2.UnblockPinResponse.FromString,
             options,
             channel_credentials,
             insecure,

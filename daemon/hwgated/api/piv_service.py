@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from hwgate.v1 import common_pb2, piv_pb2, piv_pb2_grpc
 from hwgated import errors
 from hwgated.api import convert
+from hwgated.api.piv_pin_change import PinChangeMixin
 from hwgated.auth.identity import current_caller
 from hwgated.auth.pinlimit import PinLimits
 from hwgated.auth.policy import PolicyHolder
@@ -134,7 +135,7 @@ def _chuid(info: CardInfo) -> piv_pb2.Chuid:
     return message
 
 
-class PivServicer(piv_pb2_grpc.PivServiceServicer):
+class PivServicer(PinChangeMixin, piv_pb2_grpc.PivServiceServicer):
     def __init__(
         self,
         manager: CardManager,

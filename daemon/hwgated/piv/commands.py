@@ -21,6 +21,8 @@ PIV_AID = bytes.fromhex("A000000308000010000100")
 INS_SELECT = 0xA4
 INS_GET_DATA = 0xCB
 INS_VERIFY = 0x20
+INS_CHANGE_REFERENCE_DATA = 0x24
+INS_RESET_RETRY_COUNTER = 0x2C
 INS_GENERAL_AUTHENTICATE = 0x87
 
 TAG_TAG_LIST = 0x5C
@@ -32,6 +34,9 @@ TAG_AUTH_EXPONENTIATION = 0x85
 
 PIN_REFERENCE_APPLICATION = 0x80
 PIN_REFERENCE_GLOBAL = 0x00
+PUK_REFERENCE = 0x81
+PUK_LENGTH = 8
+VERIFY_RESET_STATUS = 0xFF  # VERIFY P1: reset the key reference's security status
 PIN_MIN_LENGTH = 6
 PIN_PADDED_LENGTH = 8
 PIN_PAD = 0xFF
@@ -72,6 +77,47 @@ def verify_pin(pin: bytes | bytearray, reference: int = PIN_REFERENCE_APPLICATIO
     padded[:] = bytes([PIN_PAD]) * PIN_PADDED_LENGTH
     padded[: len(pin)] = pin
     return CommandApdu(0x00, INS_VERIFY, 0x00, reference, padded)
+
+
+def _two_blocks(first: bytes | bytearray, second: bytes | bytearray) -> bytearray:
+    """Both secrets in one preallocated 16-byte buffer, FF-padded: one copy to wipe."""
+    data = bytearray([PIN_PAD]) * (2 * PIN_PADDED_LENGTH)
+    data[: len(first)] = first
+    data[PIN_PADDED_LENGTH : PIN_PADDED_LENGTH + len(second)] = second
+    return data
+
+
+def check_puk(puk: bytes | bytearray) -> None:
+    """PinFormatError unless the PUK is 8 bytes (any values; SP 800-73-4 part 2 §2.4.3)."""
+    if len(puk) != PUK_LENGTH:
+        raise PinFormatError(f"PUK must be {PUK_LENGTH} bytes")
+
+
+def change_pin(old: bytes | bytearray, new: bytes | bytearray) -> CommandApdu:
+    """CHANGE REFERENCE DATA of the application PIN: old ‖ new, each FF-padded to 8 bytes.
+
+    Both PINs are checked first (PinFormatError). ``cmd.wipe()`` zeros the copy.
+    """
+    _check_pin(old)
+    _check_pin(new)
+    data = _two_blocks(old, new)
+    return CommandApdu(0x00, INS_CHANGE_REFERENCE_DATA, 0x00, PIN_REFERENCE_APPLICATION, data)
+
+
+def reset_retry_counter(puk: bytes | bytearray, new_pin: bytes | bytearray) -> CommandApdu:
+    """RESET RETRY COUNTER of the application PIN: PUK (8 bytes) ‖ new PIN FF-padded.
+
+    Both are checked first (PinFormatError). ``cmd.wipe()`` zeros the copy.
+    """
+    check_puk(puk)
+    _check_pin(new_pin)
+    data = _two_blocks(puk, new_pin)
+    return CommandApdu(0x00, INS_RESET_RETRY_COUNTER, 0x00, PIN_REFERENCE_APPLICATION, data)
+
+
+def reset_pin_status(reference: int = PIN_REFERENCE_APPLICATION) -> CommandApdu:
+    """VERIFY with P1=FF and no data: the card forgets that the PIN was verified (SP 800-73-4)."""
+    return CommandApdu(0x00, INS_VERIFY, VERIFY_RESET_STATUS, reference)
 
 
 def verify_status(reference: int = PIN_REFERENCE_APPLICATION) -> CommandApdu:

@@ -84,6 +84,30 @@ class PivCard:
         finally:
             cmd.wipe()
 
+    def change_pin(self, old: bytearray, new: bytearray) -> None:
+        """CHANGE REFERENCE DATA (PIN 80); raises InvalidPin (retries_left) or PinBlocked.
+
+        The caller owns both PINs and wipes them; the padded copy is wiped here.
+        """
+        cmd = commands.change_pin(old, new)
+        try:
+            self.send(cmd)
+        finally:
+            cmd.wipe()
+
+    def unblock_pin(self, puk: bytearray, new_pin: bytearray) -> None:
+        """RESET RETRY COUNTER (PIN 80 with the PUK); raises InvalidPin (the PUK's
+        retries_left) or PinBlocked (the PUK is). The caller wipes both secrets."""
+        cmd = commands.reset_retry_counter(puk, new_pin)
+        try:
+            self.send(cmd)
+        finally:
+            cmd.wipe()
+
+    def reset_pin_status(self) -> None:
+        """VERIFY P1=FF: the card drops the PIN's verified status (PivError if unsupported)."""
+        self.send(commands.reset_pin_status())
+
     def sign_raw(self, slot: Slot, algorithm: Algorithm, block: bytes) -> bytes:
         """Card operation on a prepared block (see :mod:`signing`); the signature bytes."""
         data = self.send(commands.general_authenticate(slot, algorithm, block))

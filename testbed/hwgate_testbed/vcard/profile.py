@@ -63,6 +63,16 @@ class CardProfile:
     chuid_signature: bytes = b""  # CMS SignedData over the CHUID, or empty
     compressed_slots: frozenset[Slot] = frozenset()  # certs stored gzip'd (CertInfo 01)
 
+    def __post_init__(self) -> None:
+        """SP 800-73-4 part 2 §2.4.3: the PIN is 6-8 ASCII digits, the PUK exactly 8 bytes
+        (never padded: a shorter PUK would be no PUK a real card could hold)."""
+        if not (6 <= len(self.pin) <= 8 and self.pin.isascii() and self.pin.isdigit()):
+            raise ValueError("the PIN must be 6 to 8 ASCII digits")
+        if len(self.puk.encode()) != 8:
+            raise ValueError("the PUK must be 8 bytes")
+        if not (0 < self.pin_retries <= 15 and 0 < self.puk_retries <= 15):
+            raise ValueError("retry counters must be 1 to 15 (one 63Cx nibble)")
+
     def save(self, card_dir: Path) -> None:
         """Write card.json and the slot PEM files; private keys are mode 0600."""
         card_dir.mkdir(parents=True, exist_ok=True)

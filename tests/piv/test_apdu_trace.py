@@ -1,5 +1,6 @@
 """The APDU trace (log_level = "trace") through the real stack: one line per
-exchange, and no PIN in any log, whatever carried it (VerifyPin, a raw VERIFY)."""
+exchange, and no PIN or PUK in any log, whatever carried it (VerifyPin,
+ChangePin, UnblockPin, a raw VERIFY)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ import grpc
 import pytest
 from piv_support import PIN, PivDaemon, failure
 
-from hwgate.v1 import card_pb2, card_pb2_grpc
-from hwgate_testbed.paths import vpcd_reader
+from hwgate.v1 import card_pb2, card_pb2_grpc, piv_pb2
+from hwgate_testbed.paths import PIV_PUK, vpcd_reader
 from support import logscan
 from support.daemon import start_daemon, write_config
 
@@ -21,6 +22,9 @@ pytestmark = pytest.mark.testbed
 
 R0 = vpcd_reader(0)
 WRONG_PIN = b"654321"
+NEW_PIN = b"11112222"
+PUK = PIV_PUK.encode()
+WRONG_PUK = b"87654321"
 RAW_VERIFY = bytes.fromhex("0020008008") + PIN + b"\xff\xff"
 LINE = re.compile(
     r"hwgated\.pcsc\.trace: (?P<reader>.+?): (?P<header>(?:[0-9A-F]{2} ){3}[0-9A-F]{2})"
@@ -53,6 +57,17 @@ def test_trace_logs_every_exchange_and_never_a_pin(tracing: PivDaemon, cards: ob
     code, reason, _ = failure(lambda: tracing.verify(session, WRONG_PIN))
     assert (code, reason) == (grpc.StatusCode.FAILED_PRECONDITION, "PIN_INCORRECT")
     assert tracing.verify(session, PIN)
+    # PIN change and unblock carry PINs and a PUK in CHANGE REFERENCE DATA / RESET
+    # RETRY COUNTER: wrong PUK first, then the right one.
+    tracing.piv.ChangePin(
+        piv_pb2.ChangePinRequest(session_id=session, old_pin=PIN, new_pin=NEW_PIN), timeout=10
+    )
+    wrong_puk = piv_pb2.UnblockPinRequest(session_id=session, puk=WRONG_PUK, new_pin=PIN)
+    code, reason, _ = failure(lambda: tracing.piv.UnblockPin(wrong_puk, timeout=10))
+    assert (code, reason) == (grpc.StatusCode.FAILED_PRECONDITION, "PUK_INCORRECT")
+    tracing.piv.UnblockPin(
+        piv_pb2.UnblockPinRequest(session_id=session, puk=PUK, new_pin=PIN), timeout=10
+    )
     tracing.close_session(session)
     reply = _admin(tracing).Transmit(
         card_pb2.TransmitRequest(reader=R0, apdus=[RAW_VERIFY]), timeout=20
@@ -68,6 +83,11 @@ def test_trace_logs_every_exchange_and_never_a_pin(tracing: PivDaemon, cards: ob
     assert [m["sw"] for m in with_pin] == ["63C2", "9000", "9000"]
     assert all(m["rest"].strip() == "Lc=8 data=<redacted>" for m in with_pin)
     assert all(m["len"] == "0" for m in verifies)
+    changes = [m for m in lines if m["header"].startswith("00 24 00 80")]
+    unblocks = [m for m in lines if m["header"].startswith("00 2C 00 80")]
+    assert [m["sw"] for m in changes] == ["9000"]
+    assert [m["sw"][:3] for m in unblocks] == ["63C", "900"]
+    assert all(m["rest"].strip() == "Lc=16 data=<redacted>" for m in changes + unblocks)
     selects = [m for m in lines if m["header"] == "00 A4 04 00"]
     assert selects and all("data=A0000003080000100001" in m["rest"] for m in selects)
     get_data = [m for m in lines if m["header"] == "00 CB 3F FF" and m["sw"] == "9000"]
@@ -75,4 +95,5 @@ def test_trace_logs_every_exchange_and_never_a_pin(tracing: PivDaemon, cards: ob
     assert "card reset" in log  # the session's end resets the card, traced too
 
     files = [tracing.daemon.log, tracing.audit_file]
-    assert logscan.scan_files(files, [PIN, WRONG_PIN, PIN + b"\xff\xff"]) == []
+    secrets = [PIN, WRONG_PIN, NEW_PIN, PUK, WRONG_PUK, PIN + b"\xff\xff", PIN + PUK]
+    assert logscan.scan_files(files, secrets) == []

@@ -86,7 +86,9 @@ def test_no_piv_card_is_still_refused_after_an_unrelated_transmit(
     assert (code, reason) == (grpc.StatusCode.FAILED_PRECONDITION, "NOT_A_PIV_CARD")
 
 
-def test_install_inside_a_session_is_seen_by_that_session(daemon: PivDaemon, cards: object) -> None:
+def test_install_inside_a_session_is_seen_by_it_and_by_the_reader_after_it(
+    daemon: PivDaemon, cards: object
+) -> None:
     handle = cards.insert(0, "alice", profile="piv-after-install")  # type: ignore[attr-defined]
     profile = CardProfile.load(handle.card_dir)
     admin = _admin(daemon)
@@ -101,5 +103,8 @@ def test_install_inside_a_session_is_seen_by_that_session(daemon: PivDaemon, car
             card_pb2.TransmitRequest(session_id=session, apdus=[INSTALL_PIV]), timeout=20
         )
         assert piv.GetCardInfo(request, timeout=10).chuid.guid == str(profile.guid)
+        assert not _listed(daemon).is_piv  # the reader's record waits for the session's end
     finally:
         admin.CloseSession(card_pb2.CloseSessionRequest(session_id=session), timeout=10)
+    listed = _listed(daemon)
+    assert listed.is_piv and listed.guid == str(profile.guid)

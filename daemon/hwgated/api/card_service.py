@@ -191,6 +191,9 @@ class CardServicer(card_pb2_grpc.CardServiceServicer):
             session = self._manager.session(request.session_id, owner, closing=True)
             record["reader"] = session.reader
             await self._manager.close_session(request.session_id, owner)
+        # Transmits inside the session may have made the card a PIV card; the
+        # reader's identity is refreshed now that nobody holds it (see Transmit).
+        await self._manager.reidentify(session.reader, _not_piv, timeout_of(context))
         return card_pb2.CloseSessionResponse()
 
     @unary

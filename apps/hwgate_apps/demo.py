@@ -25,6 +25,7 @@ from typing import Any
 
 from cryptography import x509
 
+from hwgate.certfmt import serial_hex
 from hwgate_apps import browser
 from hwgate_apps.phone.qr import QrError, decode_png
 from hwgate_apps.phone.wallet import ActivationError, activate, parse_payload
@@ -87,7 +88,7 @@ def _with_card(stack: Stack, page: Any, screenshot: Path) -> None:
     cred = activate(parse_payload(payload), anchor, stack.tls_ca)
     step("phone: P-256 key made on the phone, CSR sent, chain verified up to the HSM CA")
     print(f"    subject: {cred.certificate.subject.rfc4514_string()}")
-    print(f"    serial:  {cred.certificate.serial_number:x}")
+    print(f"    serial:  {serial_hex(cred.certificate.serial_number)}")
     print(f"    policy:  {', '.join(cred.policy_oids)}")
     print(f"    SAN:     {cred.uuid_uri}")
 

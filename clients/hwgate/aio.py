@@ -201,7 +201,8 @@ class AsyncClient:
         try:
             yield AsyncCardSession(self, reader, opened.session_id)
         finally:
-            with contextlib.suppress(errors.SessionNotFound):
+            # Ended meanwhile: expired (a SessionNotFound) or its card pulled.
+            with contextlib.suppress(errors.SessionNotFound, errors.CardRemoved):
                 await self.close_session(opened.session_id)
 
     # --- PivService ---

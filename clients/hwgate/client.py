@@ -172,7 +172,8 @@ class Client:
         try:
             yield CardSession(self, reader, opened.session_id)
         finally:
-            with contextlib.suppress(errors.SessionNotFound):
+            # Ended meanwhile: expired (a SessionNotFound) or its card pulled.
+            with contextlib.suppress(errors.SessionNotFound, errors.CardRemoved):
                 self.close_session(opened.session_id)
 
     # --- PivService ---

@@ -71,6 +71,14 @@ class SessionNotFound(HwgateError):
     """Unknown, closed or expired session (SESSION_NOT_FOUND)."""
 
 
+class SessionExpired(SessionNotFound):
+    """Your session ended because no call used it for its TTL (SESSION_EXPIRED).
+
+    A SessionNotFound too: the session is gone either way, and code written
+    before the daemon told expiry apart keeps catching it.
+    """
+
+
 class ReaderBusy(HwgateError):
     """Another session held the reader past the deadline (READER_BUSY)."""
 
@@ -156,6 +164,7 @@ _NAMED: dict[str, type[HwgateError]] = {
     "CARD_NOT_PRESENT": CardNotPresent,
     "CARD_REMOVED": CardRemoved,
     "SESSION_NOT_FOUND": SessionNotFound,
+    "SESSION_EXPIRED": SessionExpired,
     "READER_BUSY": ReaderBusy,
     "PIN_INCORRECT": PinIncorrect,
     "PIN_BLOCKED": PinBlocked,

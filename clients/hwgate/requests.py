@@ -134,7 +134,8 @@ def open_session(reader: str, ttl: float | None = None) -> Call[card_pb2.OpenSes
 
 
 def close_session(session_id: str) -> Call[None]:
-    """End a session (SessionNotFound if it is already gone)."""
+    """End a session (SessionNotFound if it is already gone, SessionExpired or
+    CardRemoved if it ended recently by its TTL or by the card leaving)."""
     return Call("card", "CloseSession", card_pb2.CloseSessionRequest(session_id=session_id), _none)
 
 

@@ -23,7 +23,7 @@ from hwgated.filemodes import UnsafeFile, check_config_file, check_secret_file
 from hwgated.hsm.config import TokenConfig, token_problem
 from hwgated.pcsc.config import PcscConfig
 
-LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_LEVELS = ("trace", "debug", "info", "warning", "error")  # trace: every APDU, redacted
 LOG_TARGETS = ("auto", "journal", "stderr")
 
 T = TypeVar("T")

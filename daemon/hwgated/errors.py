@@ -115,6 +115,12 @@ class SessionNotOwned(HwgateError):
     reason = "SESSION_NOT_OWNED"
 
 
+class SessionExpired(HwgateError):
+    """The caller's own session ended because its idle TTL ran out."""
+
+    reason = "SESSION_EXPIRED"
+
+
 class ReaderBusy(HwgateError):
     reason = "READER_BUSY"
 

@@ -22,7 +22,11 @@ from collections.abc import Callable
 from typing import Any
 
 AUDIT_LOGGER = "hwgated.audit"
+# Below DEBUG: every APDU to and from a card, secrets redacted (hwgated.pcsc.trace).
+TRACE = 5
+logging.addLevelName(TRACE, "TRACE")
 _LEVELS = {
+    "trace": TRACE,
     "debug": logging.DEBUG,
     "info": logging.INFO,
     "warning": logging.WARNING,

@@ -48,6 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     ins = verb("insert", "insert a card (provisioned on first use) into a slot")
     ins.add_argument("--slot", type=int, default=0)
     ins.add_argument("--card", default="alice")
+    ins.add_argument("--profile", default=None,
+                     help="quirk profile for this insertion, e.g. zero-fascn")  # fmt: skip
     ins.add_argument("--key-type", choices=("rsa", "ecc"), default=None,
                      help="for a new card (default ecc; bob is rsa)")  # fmt: skip
     rm = verb("remove", "remove the card from a slot")
@@ -102,7 +104,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.verb == "up":
         _print_up(orchestrate.up(paths, insert_card=not args.no_insert))
     elif args.verb == "insert":
-        card = orchestrate.insert(paths, args.slot, args.card, args.key_type)
+        card = orchestrate.insert(paths, args.slot, args.card, args.key_type, args.profile)
         print(f"inserted {card.name} into slot {card.slot} ({card.reader}), pid {card.pid}")
     elif args.verb == "remove":
         gone = orchestrate.remove(paths, args.slot)

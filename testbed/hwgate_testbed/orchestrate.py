@@ -21,6 +21,7 @@ from hwgate_testbed.paths import (
     vpcd_port,
     vpcd_reader,
 )
+from hwgate_testbed.vcard.quirks import quirk_profile
 
 PCSCD_START_TIMEOUT = 10.0
 DOWN_TIMEOUT = 10.0
@@ -75,17 +76,20 @@ def _insert_default(result: UpResult) -> None:
         result.notes.append(f"no card inserted: {exc}")
 
 
-def insert(paths: TestbedPaths, slot: int, name: str, key_type: str | None) -> slots.CardHandle:
-    """Provision `name` if needed and insert it into `slot`."""
+def insert(
+    paths: TestbedPaths, slot: int, name: str, key_type: str | None, profile: str | None = None
+) -> slots.CardHandle:
+    """Provision `name` if needed and insert it into `slot` (with quirk `profile`)."""
     _need_pcscd()
     if slot < 0:
         raise TestbedError(f"bad slot {slot}")
     if vpcd_reader(slot) not in (pcscd.list_readers() or []):
         raise TestbedError(f"pcscd has no reader {vpcd_reader(slot)!r} for slot {slot}")
     try:
+        quirk_profile(profile)  # an unknown name fails here, not in the card process
         cards.ensure_card(paths, name, key_type)
-        return slots.insert(paths, slot, name)
-    except (cards.CardError, slots.SlotBusy) as exc:
+        return slots.insert(paths, slot, name, profile=profile)
+    except (cards.CardError, slots.SlotBusy, ValueError) as exc:
         raise TestbedError(str(exc)) from exc
 
 

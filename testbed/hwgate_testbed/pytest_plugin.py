@@ -126,15 +126,22 @@ class CardSlots:
     inserted: dict[int, CardHandle] = field(default_factory=dict)
     watchers: Observers = field(default_factory=lambda: observers)
 
-    def insert(self, slot: int = 0, name: str = "alice", key_type: str | None = None) -> CardHandle:
-        """Provision `name` once per test bed, insert it, return when pcscd and every
-        observer (a running daemon) see it."""
+    def insert(
+        self,
+        slot: int = 0,
+        name: str = "alice",
+        key_type: str | None = None,
+        profile: str | None = None,
+    ) -> CardHandle:
+        """Provision `name` once per test bed, insert it (with quirk `profile`, see
+        ``hwgate_testbed.vcard.quirks``), return when pcscd and every observer (a
+        running daemon) see it."""
         paths = self.testbed.paths
         if slot < 0:
             raise orchestrate.TestbedError(f"bad slot {slot}")
         try:
             card_store.ensure_card(paths, name, key_type)
-            card = slots.insert(paths, slot, name, timeout=scaled(CARD_TIMEOUT))
+            card = slots.insert(paths, slot, name, timeout=scaled(CARD_TIMEOUT), profile=profile)
         except (card_store.CardError, slots.SlotBusy) as exc:
             raise orchestrate.TestbedError(str(exc)) from exc
         self.inserted[slot] = card

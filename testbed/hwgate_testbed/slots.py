@@ -39,8 +39,10 @@ class CardHandle:
     log: Path
 
 
-def card_argv(card_dir: Path, port: int) -> list[str]:
-    return [sys.executable, "-m", VCARD_MODULE, "--card-dir", str(card_dir), "--port", str(port)]
+def card_argv(card_dir: Path, port: int, profile: str | None = None) -> list[str]:
+    """The card process for *card_dir* on vpcd *port*, with quirk *profile* (None: standard)."""
+    argv = [sys.executable, "-m", VCARD_MODULE, "--card-dir", str(card_dir), "--port", str(port)]
+    return argv + (["--profile", profile] if profile is not None else [])
 
 
 def _marker(slot: int) -> tuple[str, ...]:
@@ -73,9 +75,16 @@ def _forget(paths: TestbedPaths, slot: int) -> None:
 
 
 def insert(
-    paths: TestbedPaths, slot: int, name: str, timeout: float = INSERT_TIMEOUT
+    paths: TestbedPaths,
+    slot: int,
+    name: str,
+    timeout: float = INSERT_TIMEOUT,
+    profile: str | None = None,
 ) -> CardHandle:
     """Start the card process for `name` in `slot`; return once pcscd sees the card.
+
+    *profile* names a quirk profile (``hwgate_testbed.vcard.quirks``) for this
+    insertion only; None serves the card as provisioned.
 
     vpcd now and then drops a card's connection right after accepting it (seen
     right after another card left the slot); the card process then exits at once.
@@ -96,7 +105,7 @@ def insert(
             ) from None
     for attempt in range(INSERT_ATTEMPTS):
         try:
-            return _start_card(paths, slot, name, deadline)
+            return _start_card(paths, slot, name, deadline, profile)
         except _CardExited:
             if attempt + 1 == INSERT_ATTEMPTS:
                 raise pcscd.PcscError(
@@ -110,10 +119,13 @@ class _CardExited(Exception):
     """The card process ended before pcscd saw the card."""
 
 
-def _start_card(paths: TestbedPaths, slot: int, name: str, deadline: float) -> CardHandle:
+def _start_card(
+    paths: TestbedPaths, slot: int, name: str, deadline: float, profile: str | None
+) -> CardHandle:
     reader = vpcd_reader(slot)
     card_dir = paths.card_dir(name)
-    pid = procs.spawn_detached(card_argv(card_dir, vpcd_port(slot)), paths.slot_log(slot))
+    argv = card_argv(card_dir, vpcd_port(slot), profile)
+    pid = procs.spawn_detached(argv, paths.slot_log(slot))
     procs.write_pid(paths.slot_pid(slot), pid)
     paths.slot_card(slot).write_text(name + "\n")
 

@@ -22,6 +22,7 @@ from apps_support import (
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from hwgate.certfmt import serial_hex
 from hwgate_apps.enrollment.config import POLICY_DERIVED_PIV_AUTH
 from hwgate_apps.phone.wallet import activate, parse_payload
 from hwgate_apps.stack import Stack
@@ -74,7 +75,7 @@ def test_card_pin_qr_phone_issues_a_derived_credential(stack: Stack, cards: obje
     assert aki.key_identifier == anchor_ski.digest
 
     issued = [e for e in _listing(stack, fascn_digits(info.chuid)) if e["status"] == "issued"]
-    assert f"{cert.serial_number:x}" in [e["derived_serial"] for e in issued]
+    assert serial_hex(cert.serial_number) in [e["derived_serial"] for e in issued]
     assert issued[-1]["card_uuid"] == info.chuid.guid
 
     # Removing the card ends the kiosk session and returns to the start.

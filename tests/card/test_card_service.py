@@ -241,7 +241,12 @@ def test_session_expires_and_lets_the_next_caller_in(hwgated: DaemonProc, cards:
         kiosk.Transmit(
             card_pb2.TransmitRequest(session_id=session.session_id, apdus=[SELECT_PIV]), timeout=5
         )
-    assert error_info(err.value)[:2] == (grpc.StatusCode.NOT_FOUND, "SESSION_NOT_FOUND")
+    # The owner learns why (the code stays the one an expired session always got).
+    assert error_info(err.value) == (
+        grpc.StatusCode.NOT_FOUND,
+        "SESSION_EXPIRED",
+        {"reader": R0},
+    )
 
 
 def test_ttl_is_capped_by_config(hwgated: DaemonProc, cards: object) -> None:
@@ -266,7 +271,7 @@ def test_card_removal_ends_the_session(hwgated: DaemonProc, cards: object) -> No
         kiosk.Transmit(
             card_pb2.TransmitRequest(session_id=session.session_id, apdus=[SELECT_PIV]), timeout=5
         )
-    assert error_info(err.value)[:2] == (grpc.StatusCode.NOT_FOUND, "SESSION_NOT_FOUND")
+    assert error_info(err.value) == (grpc.StatusCode.ABORTED, "CARD_REMOVED", {"reader": R0})
     watcher.cancel()
 
 

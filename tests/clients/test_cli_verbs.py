@@ -232,3 +232,24 @@ def test_keygen_then_derive_ecdh(conn: list[str], tmp_path: Path) -> None:
     own = _public(conn, "ecdh-p256")
     expected = peer.exchange(ec.ECDH(), own)
     assert value == expected[:32]
+
+
+def test_card_info_table_prints_serials_as_openssl_does(conn: list[str], cards: object) -> None:
+    import subprocess
+
+    from hwgate_testbed.vcard.profile import CardProfile, Slot
+
+    handle = cards.insert(0, "alice")  # type: ignore[attr-defined]
+    profile = CardProfile.load(handle.card_dir)
+    result = needs(cli(conn, "card", "info", "--reader", R0))
+    assert result.code == 0, result.err
+    printed = [line.split()[-1] for line in result.out.splitlines() if " serial " in line]
+    expected = []
+    for slot in (Slot.AUTHENTICATION, Slot.SIGNATURE, Slot.KEY_MANAGEMENT, Slot.CARD_AUTH):
+        pem = profile.slots[slot].certificate.public_bytes(serialization.Encoding.PEM)
+        openssl = subprocess.run(
+            ["openssl", "x509", "-noout", "-serial"], input=pem, capture_output=True, check=True
+        )
+        expected.append(openssl.stdout.decode().strip().removeprefix("serial="))
+    assert printed == expected
+    assert all(len(s) % 2 == 0 for s in printed)

@@ -24,6 +24,12 @@ def test_every_reason_has_its_own_class() -> None:
     assert errors.REASON_CLASSES["HSM_LOGIN_FAILED"].__name__ == "HsmLoginFailed"
 
 
+def test_session_expired_is_still_a_session_not_found() -> None:
+    """Code that caught SessionNotFound for an expired session keeps catching it."""
+    assert errors.REASON_CLASSES["SESSION_EXPIRED"] is hwgate.SessionExpired
+    assert issubclass(hwgate.SessionExpired, hwgate.SessionNotFound)
+
+
 def _trailers(reason: str, **metadata: str) -> tuple[tuple[str, bytes], ...]:
     info = error_details_pb2.ErrorInfo(reason=reason, domain="hwgate.v1", metadata=metadata)
     detail = any_pb2.Any()

@@ -366,3 +366,44 @@ def test_plugin_cards_helper_inserts_and_cleans_up(bed: Bed, testbed: Testbed) -
         assert not alive(card.pid)
     finally:
         ensure_alice_in_slot0(bed)
+
+
+def read_chuid(reader: str) -> bytes:
+    """GET DATA 5FC102 after SELECT, following 61xx; the whole body."""
+    hr, ctx = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+    try:
+        hr, card, proto = scard.SCardConnect(
+            ctx, reader, scard.SCARD_SHARE_SHARED, scard.SCARD_PROTOCOL_T0 | scard.SCARD_PROTOCOL_T1
+        )
+        assert hr == scard.SCARD_S_SUCCESS, scard.SCardGetErrorMessage(hr)
+        select = bytes([0x00, 0xA4, 0x04, 0x00, len(PIV_AID)]) + PIV_AID + b"\x00"
+        scard.SCardTransmit(card, proto, list(select))
+        hr, resp = scard.SCardTransmit(card, proto, list(bytes.fromhex("00CB3FFF055C035FC10200")))
+        body = bytes(resp[:-2])
+        while resp[-2] == 0x61:
+            hr, resp = scard.SCardTransmit(card, proto, [0x00, 0xC0, 0x00, 0x00, resp[-1]])
+            body += bytes(resp[:-2])
+        assert bytes(resp[-2:]) == b"\x90\x00"
+        scard.SCardDisconnect(card, scard.SCARD_LEAVE_CARD)
+        return body
+    finally:
+        scard.SCardReleaseContext(ctx)
+
+
+def test_insert_with_a_quirk_profile_serves_it_for_that_insertion(bed: Bed) -> None:
+    root = str(bed.paths.root)
+    placeholder = bytes([0x30, 25]) + bytes(25)
+    try:
+        run("remove", "--slot", "0", "--dir", root)
+        bad = run("insert", "--slot", "0", "--profile", "no-such-quirk", "--dir", root,
+                  check=False)  # fmt: skip
+        assert bad.returncode == 1 and "unknown card profile" in bad.stderr
+        assert reader_state(SLOT0)[0] is False
+        run("insert", "--slot", "0", "--card", "alice", "--profile", "zero-fascn", "--dir", root)
+        assert placeholder in read_chuid(SLOT0)
+        run("remove", "--slot", "0", "--dir", root)
+        run("insert", "--slot", "0", "--card", "alice", "--dir", root)
+        assert placeholder not in read_chuid(SLOT0)
+    finally:
+        run("remove", "--slot", "0", "--dir", root, check=False)
+        ensure_alice_in_slot0(bed)

@@ -34,6 +34,7 @@ from hwgate_testbed.vcard import (
     vpcd,
 )
 from hwgate_testbed.vcard.objects import CERT_TAGS, PIV_AID, chuid_content
+from hwgate_testbed.vcard.quirks import quirk_profile
 from hwgate_testbed.vcard.vpcd import redact
 from hwgated.piv.fascn import Fascn
 from hwgated.piv.tlv import Tlv
@@ -794,3 +795,52 @@ def test_vpcd_connect_gives_up(ecc_profile: CardProfile) -> None:
     started = time.monotonic()
     ok = run_card(PivApplet(ecc_profile), ATR, threading.Event(), "127.0.0.1", port, 0.3)
     assert not ok and time.monotonic() - started < 2
+
+
+def test_zero_fascn_profile_serves_a_placeholder_and_keeps_the_rest(
+    ecc_profile: CardProfile,
+) -> None:
+    card = PivApplet(ecc_profile, quirk_profile("zero-fascn"))
+    body, sw = get_data(card, 0x5FC102)
+    assert sw == 0x9000
+    fields = {t.tag: t.value for t in Tlv.parse_list(Tlv.unpack(0x53, body))}
+    assert fields[0x30] == bytes(25)
+    assert fields[0x34] == ecc_profile.guid.bytes
+    assert fields[0x35] == ecc_profile.expiry.strftime("%Y%m%d").encode()
+    assert fields[0x3E] == ecc_profile.chuid_signature
+    plain, _ = get_data(PivApplet(ecc_profile), 0x5FC102)  # the profile itself is unchanged
+    assert Fascn.decode(Tlv.parse_dict(Tlv.unpack(0x53, plain))[0x30]) == ecc_profile.fascn
+
+
+def test_unknown_quirk_profile_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown card profile"):
+        quirk_profile("no-such-quirk")
+    assert quirk_profile(None).name == "standard"
+
+
+INSTALL_PIV = bytes.fromhex(
+    "80E60C00"
+    "22"  # Lc
+    "05A000000308"  # load file AID
+    "0BA0000003080000100001"  # module AID
+    "0BA0000003080000100001"  # application AID
+    "0100"  # privileges
+    "02C900"  # install parameters
+    "00"  # no token
+)
+
+
+def test_piv_after_install_profile_is_no_piv_card_until_installed(
+    ecc_profile: CardProfile,
+) -> None:
+    card = PivApplet(ecc_profile, quirk_profile("piv-after-install"))
+    card.power_on()
+    select = "00A4040009A0000003080000100000"
+    assert send(card, select)[1] == 0x6A82
+    assert get_data(card, 0x5FC102)[1] == 0x6D00  # nothing is selected
+    assert send(card, "80E60C0003020000")[1] == 0x6A80  # INSTALL of something else
+    assert send(card, INSTALL_PIV)[1] == 0x9000
+    assert send(card, select)[1] == 0x9000
+    card.reset()  # installed for good (for this insertion)
+    assert send(card, select)[1] == 0x9000 and get_data(card, 0x5FC102)[1] == 0x9000
+    assert send(PivApplet(ecc_profile), INSTALL_PIV)[1] == 0x6E00  # a standard card has no GP

@@ -17,6 +17,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from hwgate.certfmt import serial_hex
 from hwgate_apps.enrollment import activation
 from hwgate_apps.enrollment.config import EnrollmentConfig
 from hwgate_apps.enrollment.issuer import (
@@ -145,11 +146,12 @@ class EnrollmentService:
         except BaseException:
             self.store.set_status(eid, "pending", old="issuing")
             raise
-        self.store.record_issued(eid, f"{cert.serial_number:x}", cert.public_bytes(
+        serial = serial_hex(cert.serial_number)  # as OpenSSL prints it
+        self.store.record_issued(eid, serial, cert.public_bytes(
             serialization.Encoding.DER))  # fmt: skip
-        log.info("enrollment %s: derived certificate %x issued", eid, cert.serial_number)
+        log.info("enrollment %s: derived certificate %s issued", eid, serial)
         pem = [c.public_bytes(serialization.Encoding.PEM).decode() for c in (cert, self.issuing_ca)]
-        return {"certificate": pem[0], "chain": pem, "serial": f"{cert.serial_number:x}"}
+        return {"certificate": pem[0], "chain": pem, "serial": serial}
 
     def _redeem(self, row: Enrollment, code: str) -> None:
         """Spend one attempt, compare in constant time, then claim the enrollment once."""

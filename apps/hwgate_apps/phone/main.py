@@ -14,6 +14,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from hwgate.certfmt import serial_hex
 from hwgate_apps.phone.qr import QrError, decode_png
 from hwgate_apps.phone.wallet import ActivationError, Credential, activate, parse_payload
 
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print("chain verified up to", anchor.subject.rfc4514_string())
     print("subject:", cred.certificate.subject.rfc4514_string())
-    print("serial: ", f"{cred.certificate.serial_number:x}")
+    print("serial: ", serial_hex(cred.certificate.serial_number))
     print("policy: ", ", ".join(cred.policy_oids))
     print("SAN:    ", cred.uuid_uri)
     if args.out:

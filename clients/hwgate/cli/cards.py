@@ -8,6 +8,7 @@ import sys
 import threading
 from datetime import datetime
 
+from hwgate.certfmt import serial_hex
 from hwgate.cli import pin_admin
 from hwgate.cli.context import Context
 from hwgate.cli.output import EXIT_OK, fail, print_json, print_table, to_dict
@@ -104,11 +105,13 @@ def cmd_card_info(ctx: Context) -> int:
         ("atr", info.atr.hex()),
         ("guid", info.chuid.guid),
         ("expiry", _date(info.chuid)),
-        ("fasc-n", info.chuid.fascn.raw.hex()),
+        # absent: no CHUID, or a FASC-N that fails its check (e.g. an all-zero placeholder)
+        ("fasc-n", info.chuid.fascn.raw.hex() if info.chuid.HasField("fascn") else "-"),
         ("pin retries", info.pin_retries_left if info.HasField("pin_retries_left") else "-"),
     ]
     for cert in info.certificates:
         rows.append((f"cert {cert.slot}", cert.summary.subject))
+        rows.append((f"cert {cert.slot} serial", serial_hex(cert.summary.serial_number)))
     print_table(["FIELD", "VALUE"], rows)
     return EXIT_OK
 

@@ -115,7 +115,12 @@ class CardServiceServicer:
     def CloseSession(self, request, context):
         """CloseSession ends a session. Only the identity that opened it may close
         it. The card's PIN status is reset when a session ends, so the next
-        holder never inherits a verified PIN.
+        holder never inherits a verified PIN. A session that has already ended
+        answers NOT_FOUND (SESSION_NOT_FOUND) here, whatever ended it, so cleanup
+        code can treat NOT_FOUND as "already gone"; for its owner, a recent end
+        is named in ErrorInfo metadata `ended` ("expired", "card_removed",
+        "reader_removed", "pcsc_down"). Other calls on an ended session answer
+        SESSION_EXPIRED or CARD_REMOVED instead (see ErrorReason).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -17,6 +17,7 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SESSION_NOT_FOUND: _ClassVar[ErrorReason]
     SESSION_NOT_OWNED: _ClassVar[ErrorReason]
     READER_BUSY: _ClassVar[ErrorReason]
+    SESSION_EXPIRED: _ClassVar[ErrorReason]
     PIN_INCORRECT: _ClassVar[ErrorReason]
     PIN_BLOCKED: _ClassVar[ErrorReason]
     LAST_PIN_ATTEMPT: _ClassVar[ErrorReason]
@@ -61,6 +62,7 @@ CARD_UNRESPONSIVE: ErrorReason
 SESSION_NOT_FOUND: ErrorReason
 SESSION_NOT_OWNED: ErrorReason
 READER_BUSY: ErrorReason
+SESSION_EXPIRED: ErrorReason
 PIN_INCORRECT: ErrorReason
 PIN_BLOCKED: ErrorReason
 LAST_PIN_ATTEMPT: ErrorReason

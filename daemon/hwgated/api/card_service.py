@@ -30,6 +30,7 @@ from hwgated.pcsc.events import EventFilter, EventType
 from hwgated.pcsc.manager import CardManager, Session
 from hwgated.piv.apdu import CommandApdu, ResponseApdu, transceive
 from hwgated.piv.errors import PivParseError
+from hwgated.pivapp.identity import CardIdentity
 
 Context = Any  # grpc.aio.ServicerContext
 
@@ -86,6 +87,10 @@ def _run_batch(
                 raise errors.CardError("the card answered with fewer than 2 bytes")
             responses.append(ResponseApdu.parse(raw))
     return responses
+
+
+def _not_piv(identity: CardIdentity | None) -> bool:
+    return identity is None or not identity.is_piv
 
 
 class CardServicer(card_pb2_grpc.CardServiceServicer):
@@ -183,8 +188,12 @@ class CardServicer(card_pb2_grpc.CardServiceServicer):
     ) -> card_pb2.CloseSessionResponse:
         owner = current_caller().owner
         with audited("card.session_close", session=request.session_id[:8]) as record:
-            record["reader"] = self._manager.session(request.session_id, owner).reader
+            session = self._manager.session(request.session_id, owner, closing=True)
+            record["reader"] = session.reader
             await self._manager.close_session(request.session_id, owner)
+        # Transmits inside the session may have made the card a PIV card; the
+        # reader's identity is refreshed now that nobody holds it (see Transmit).
+        await self._manager.reidentify(session.reader, _not_piv, timeout_of(context))
         return card_pb2.CloseSessionResponse()
 
     @unary
@@ -232,6 +241,11 @@ class CardServicer(card_pb2_grpc.CardServiceServicer):
                 audit_flagged(flagged, reader, list(answered), outcome(exc))
                 raise
             audit_flagged(flagged, reader, responses)
+        if request.reader:
+            # A card that was no PIV card may be one now (an applet installed or
+            # personalized through this Transmit): ListReaders and WatchEvents
+            # snapshots then show its identity without a reinsertion.
+            await self._manager.reidentify(reader, _not_piv, timeout_of(context))
         return card_pb2.TransmitResponse(
             responses=[card_pb2.ResponseApdu(data=r.data, status_word=r.sw) for r in responses]
         )

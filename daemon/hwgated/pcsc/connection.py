@@ -18,10 +18,11 @@ Two facts about the traffic are kept for the layers around it:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
-from hwgated.pcsc import scard
+from hwgated.pcsc import scard, trace
 
 S = TypeVar("S")
 
@@ -110,14 +111,26 @@ class CardConnection:
         self._exchanges += 1
         if not stateless(apdu):
             self.tainted = True
-        response = self._card.transmit(apdu)
+        if not trace.enabled():
+            response = self._card.transmit(apdu)
+        else:
+            started = time.perf_counter()
+            try:
+                response = self._card.transmit(apdu)
+            except BaseException as exc:
+                trace.failed(self._reader, apdu, exc, time.perf_counter() - started)
+                raise
+            trace.exchange(self._reader, apdu, response, time.perf_counter() - started)
         if self._on_exchange is not None:
             self._on_exchange(self._reader)
         return response
 
     def reset(self) -> None:
         self._exchanges += 1
+        started = time.perf_counter()
         self._card.reset()
+        if trace.enabled():
+            trace.reset(self._reader, time.perf_counter() - started)
         self.tainted = False
 
     def state(self, kind: type[S]) -> S:

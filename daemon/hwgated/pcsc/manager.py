@@ -37,6 +37,7 @@ from hwgated.pcsc.connection import Connection
 from hwgated.pcsc.events import CardEvent, EventFilter, EventHub, EventType, ReaderState
 from hwgated.pcsc.events import Subscription as Subscription
 from hwgated.pcsc.monitor import ReaderMonitor
+from hwgated.pcsc.tombstones import EndReason, Tombstones
 from hwgated.pcsc.worker import ReaderWorker
 
 log = logging.getLogger(__name__)
@@ -143,6 +144,7 @@ class CardManager(Generic[IdentityT]):
         self._on_health = on_health
         self._slots: dict[str, ReaderSlot[IdentityT]] = {}
         self._sessions: dict[str, Session] = {}
+        self.tombstones = Tombstones()  # why recently ended sessions ended
         self._notes: asyncio.Queue[tuple[str, object]] = asyncio.Queue()
         self._monitor: ReaderMonitor | None = None
         self._dispatcher: asyncio.Task[None] | None = None
@@ -163,7 +165,7 @@ class CardManager(Generic[IdentityT]):
 
     async def stop(self) -> None:
         for session in list(self._sessions.values()):
-            self._end_session(session, reset=False)
+            self._end_session(session, EndReason.SHUTDOWN, reset=False)
         if self._monitor is not None:
             await asyncio.to_thread(self._monitor.stop)
         if self._dispatcher is not None:
@@ -245,7 +247,8 @@ class CardManager(Generic[IdentityT]):
         else:
             slot.access.close(lambda: errors.PcscUnavailable("pcscd is not available"))
         if slot.session is not None:
-            self._end_session(slot.session, reset=False)
+            why = EndReason.READER_REMOVED if publish else EndReason.PCSC_DOWN
+            self._end_session(slot.session, why, reset=False)
         asyncio.get_running_loop().run_in_executor(None, slot.worker.stop)
         if publish:
             self.hub.publish(EventType.READER_REMOVED, reader=name)
@@ -310,8 +313,46 @@ class CardManager(Generic[IdentityT]):
         slot.insertion = slot.worker.insertion = next(_insertions)
         slot.state, slot.atr, slot.identity = ReaderState.EMPTY, b"", None
         if slot.session is not None:
-            self._end_session(slot.session, reset=False)
+            self._end_session(slot.session, EndReason.CARD_REMOVED, reset=False)
         self.hub.publish(EventType.CARD_REMOVED, reader=name, state=slot.state)
+
+    async def reidentify(
+        self,
+        reader: str,
+        stale: Callable[[IdentityT | None], bool],
+        timeout: float | None = None,
+    ) -> None:
+        """Read the card's identity again if *stale* says the one on record may be
+        out of date (e.g. a raw Transmit may have installed a PIV application).
+
+        Runs as a one-shot job in turn with everyone else's (never inside someone's
+        session); a card changed or pulled meanwhile keeps what its own insertion
+        found. Failures leave the identity as it was: this is a refresh, not a
+        condition of the caller's success.
+        """
+        slot = self._slots.get(reader)
+        identify = self._identify
+        if identify is None or slot is None or slot.state is not ReaderState.PRESENT:
+            return
+        if not stale(slot.identity):
+            return
+        insertion = slot.insertion
+        try:
+            await slot.access.acquire(_deadline(timeout))
+        except (errors.HwgateError, TimeoutError):
+            return
+        try:
+            if slot.insertion != insertion:
+                return
+            job = slot.worker.submit(identify, insertion)
+            identity = await asyncio.wrap_future(job)
+        except (errors.HwgateError, TimeoutError) as exc:
+            log.info("%s: card identity not read again: %s", reader, exc)
+            return
+        finally:
+            slot.access.release()
+        if slot.insertion == insertion and identity is not None:
+            slot.identity = identity
 
     def _health(self, serving: bool) -> None:
         if self._on_health is not None:
@@ -430,10 +471,12 @@ class CardManager(Generic[IdentityT]):
 
     # --- sessions ---------------------------------------------------------------------
 
-    def session(self, session_id: str, owner: str) -> Session:
+    def session(self, session_id: str, owner: str, *, closing: bool = False) -> Session:
+        """The caller's live session; for one that ended, the error saying why (only
+        to its owner; *closing*: the CloseSession form, see pcsc.tombstones)."""
         session = self._sessions.get(session_id)
-        if session is None:
-            raise errors.SessionNotFound("no such session (closed, expired or never opened)")
+        if session is None:  # ended recently (its owner learns why) or unknown
+            raise self.tombstones.error_for(session_id, owner, closing=closing)
         if session.owner != owner:
             raise errors.SessionNotOwned("the session belongs to another identity")
         return session
@@ -465,7 +508,8 @@ class CardManager(Generic[IdentityT]):
         return session
 
     async def close_session(self, session_id: str, owner: str) -> None:
-        self._end_session(self.session(session_id, owner), reset=True)
+        session = self.session(session_id, owner, closing=True)
+        self._end_session(session, EndReason.CLOSED, reset=True)
 
     def abandon_session(self, session: Session) -> None:
         """Close a session whose id never reached its caller (the OpenSession call
@@ -473,7 +517,7 @@ class CardManager(Generic[IdentityT]):
         close it, so it must not hold the reader until its TTL."""
         if not session.closed:
             log.info("session on %s closed: its caller never received it", session.reader)
-            self._end_session(session, reset=True)
+            self._end_session(session, EndReason.CLOSED, reset=True)
 
     def _touch(self, session: Session) -> None:
         loop = asyncio.get_running_loop()
@@ -484,14 +528,16 @@ class CardManager(Generic[IdentityT]):
 
     def _expire(self, session: Session) -> None:
         log.info("session on %s expired", session.reader)
-        self._end_session(session, reset=True)
+        self._end_session(session, EndReason.EXPIRED, reset=True)
 
-    def _end_session(self, session: Session, *, reset: bool) -> None:
-        """Forget the session and let the next waiter in; reset the card so no PIN
-        status outlives it (the reset is queued before any later job)."""
+    def _end_session(self, session: Session, why: EndReason, *, reset: bool) -> None:
+        """Forget the session (keeping a tombstone saying *why*) and let the next
+        waiter in; reset the card so no PIN status outlives it (the reset is queued
+        before any later job)."""
         if session.closed:
             return
         session.closed = True
+        self.tombstones.bury(session.id, session.owner, session.reader, why, session.ttl)
         if session.timer is not None:
             session.timer.cancel()
         self._sessions.pop(session.id, None)

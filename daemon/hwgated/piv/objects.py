@@ -11,13 +11,17 @@ from __future__ import annotations
 import datetime
 import uuid
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntFlag
+from typing import TypeVar
 
 from .errors import PivParseError
 from .fascn import Fascn
 from .slots import Algorithm, KeyType, PinPolicy, Slot
 from .tlv import Tlv, TlvError, iter_tlvs
+
+_T = TypeVar("_T")
 
 __all__ = [
     "MAX_CERTIFICATE_SIZE",
@@ -112,6 +116,12 @@ class Chuid:
 
     ``raw`` is the object as read (``53 L …``), kept so the issuer signature
     (tag 3E, CMS over every TLV but 3E) can be verified later.
+
+    Fields are parsed one by one: a field whose value is malformed (a
+    placeholder FASC-N of 25 zero bytes, as some cards and applets ship, fails
+    its parity check) is left None and named in ``unparsed`` with the reason,
+    so the rest of the CHUID is not lost with it. Only a broken TLV structure
+    refuses the whole object.
     """
 
     fascn: Fascn | None
@@ -122,6 +132,7 @@ class Chuid:
     cardholder_uuid: uuid.UUID | None = None
     signature: bytes = b""
     raw: bytes = field(default=b"", compare=False, repr=False)
+    unparsed: tuple[tuple[str, str], ...] = ()  # (field name, why it could not be parsed)
 
     @property
     def has_signature(self) -> bool:
@@ -130,18 +141,34 @@ class Chuid:
 
     @classmethod
     def parse(cls, data: bytes) -> Chuid:
-        """Parse a GET DATA 5FC102 answer; raises ObjectError / FascnError."""
+        """Parse a GET DATA 5FC102 answer; raises ObjectError only for a broken
+        structure (a malformed field is left None and named in ``unparsed``)."""
         values = _fields(_unwrap(data))
-        fascn = _fixed(values, TAG_FASCN, 25)
+        unparsed: list[tuple[str, str]] = []
+
+        def lenient(name: str, parse: Callable[[], _T]) -> _T | None:
+            try:
+                return parse()
+            except PivParseError as exc:
+                unparsed.append((name, str(exc)))
+                return None
+
+        def fascn() -> Fascn | None:
+            value = _fixed(values, TAG_FASCN, 25)
+            return None if value is None else Fascn.decode(value)
+
         return cls(
-            fascn=None if fascn is None else Fascn.decode(fascn),
-            guid=_uuid(_fixed(values, TAG_GUID, 16)),
-            expiry=_parse_expiry(values.get(TAG_EXPIRY)),
-            org_id=_fixed(values, TAG_ORG_ID, 4),
-            duns=_fixed(values, TAG_DUNS, 9),
-            cardholder_uuid=_uuid(_fixed(values, TAG_CARDHOLDER_UUID, 16)),
+            fascn=lenient("fascn", fascn),
+            guid=lenient("guid", lambda: _uuid(_fixed(values, TAG_GUID, 16))),
+            expiry=lenient("expiry", lambda: _parse_expiry(values.get(TAG_EXPIRY))),
+            org_id=lenient("org_id", lambda: _fixed(values, TAG_ORG_ID, 4)),
+            duns=lenient("duns", lambda: _fixed(values, TAG_DUNS, 9)),
+            cardholder_uuid=lenient(
+                "cardholder_uuid", lambda: _uuid(_fixed(values, TAG_CARDHOLDER_UUID, 16))
+            ),
             signature=values.get(TAG_SIGNATURE, b""),
             raw=bytes(data),
+            unparsed=tuple(unparsed),
         )
 
     def encode(self) -> bytes:

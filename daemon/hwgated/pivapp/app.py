@@ -59,7 +59,14 @@ class PivApp:
         return self.state.last_was_verify
 
     def is_piv(self) -> bool:
-        """SELECT the PIV application once per insertion; False if the card has none."""
+        """SELECT the PIV application once per insertion; False if the card has none.
+
+        A "no" is asked again once someone else used the card since (a raw
+        Transmit, a reset): an applet installed or personalized through Transmit
+        makes a card a PIV card in the middle of its insertion.
+        """
+        if self.state.is_piv is False and self.connection.exchanges != self.state.exchanges_seen:
+            self.state.is_piv = None
         if self.state.is_piv is None:
             try:
                 self.card()

@@ -25,10 +25,16 @@ def cached_chuid(app: PivApp) -> Chuid | None:
     state = app.state
     if state.chuid is UNREAD:
         try:
-            state.chuid = app.card().read_chuid()
+            chuid = app.card().read_chuid()
         except (NotFound, PivParseError) as exc:
             log.info("%s: no usable CHUID: %s", app.reader, exc)
             state.chuid = None
+        else:
+            for name, why in chuid.unparsed:  # the reason quotes no field value
+                log.info(
+                    "%s: CHUID field %s unparseable (%s); kept the rest", app.reader, name, why
+                )
+            state.chuid = chuid
     return state.chuid
 
 

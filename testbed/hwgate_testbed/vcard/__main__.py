@@ -24,6 +24,7 @@ from types import FrameType
 from .applet import PivApplet
 from .atr import ATR
 from .profile import CardProfile
+from .quirks import PROFILES, STANDARD, quirk_profile
 from .vpcd import DEFAULT_HOST, DEFAULT_PORT, run_card
 
 log = logging.getLogger("hwgate_testbed.vcard")
@@ -35,6 +36,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--host", default=DEFAULT_HOST, help="vpcd host (default %(default)s)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="vpcd port")
     parser.add_argument("--connect-timeout", type=float, default=10.0, help="seconds")
+    parser.add_argument(
+        "--profile",
+        choices=sorted(PROFILES),
+        default=STANDARD.name,
+        help="quirk profile for this insertion (default %(default)s; see vcard/quirks.py)",
+    )
     parser.add_argument("--debug", action="store_true", help="log APDUs (PINs redacted)")
     return parser.parse_args(argv)
 
@@ -58,9 +65,15 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     log.info(
-        "inserting card %r (%s) at %s:%d", profile.name, profile.key_type, args.host, args.port
+        "inserting card %r (%s, profile %s) at %s:%d",
+        profile.name,
+        profile.key_type,
+        args.profile,
+        args.host,
+        args.port,
     )
-    if not run_card(PivApplet(profile), ATR, stop, args.host, args.port, args.connect_timeout):
+    applet = PivApplet(profile, quirk_profile(args.profile))
+    if not run_card(applet, ATR, stop, args.host, args.port, args.connect_timeout):
         return 0 if stop.is_set() else 2
     log.info("card %r removed", profile.name)
     return 0

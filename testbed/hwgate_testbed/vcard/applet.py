@@ -33,6 +33,7 @@ from .apdu import (
 )
 from .objects import PIV_AID, application_property_template, build_objects
 from .profile import CardProfile, Slot
+from .quirks import STANDARD, Quirks
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,8 @@ INS_CHANGE_REFERENCE = 0x24
 INS_RESET_RETRY = 0x2C
 INS_GENERAL_AUTHENTICATE = 0x87
 INS_GET_RESPONSE = 0xC0
+CLA_GLOBAL_PLATFORM = 0x80
+INS_INSTALL = 0xE6
 
 REF_PIN = 0x80
 REF_PUK = 0x81
@@ -80,14 +83,16 @@ def _retry_sw(tries_left: int) -> int:
 class PivApplet:
     """One virtual PIV card application; feed it APDUs with :meth:`process`."""
 
-    def __init__(self, profile: CardProfile) -> None:
+    def __init__(self, profile: CardProfile, quirks: Quirks = STANDARD) -> None:
         self._profile = profile
-        self._objects = build_objects(profile)
+        self.quirks = quirks
+        self._objects = build_objects(profile, quirks)
         self._pin = _pad_pin(profile.pin)
         self._puk = _pad_pin(profile.puk)
         self.pin_tries_left = profile.pin_retries
         self.puk_tries_left = profile.puk_retries
-        self._selected = True  # PIV is the default-selected application
+        self.piv_installed = not quirks.piv_after_install
+        self._selected = self.piv_installed  # PIV is the default-selected application
         self._pin_verified = False
         self._pin_always = False  # a VERIFY was the previous command (9C PIN Always)
         self._chain: tuple[int, int, int] | None = None  # (ins, p1, p2) of an open chain
@@ -98,9 +103,9 @@ class PivApplet:
     # -- card events -----------------------------------------------------------------
 
     def power_on(self) -> None:
-        """Cold start: security status gone, PIV default-selected."""
+        """Cold start: security status gone, PIV default-selected (once installed)."""
         self._clear_volatile()
-        self._selected = True
+        self._selected = self.piv_installed
 
     def power_off(self) -> None:
         self._clear_volatile()
@@ -138,6 +143,8 @@ class PivApplet:
             self._drop_chain()
             self._pending = b""
             return sw_bytes(SW_WRONG_LENGTH)
+        if (cmd.cla, cmd.ins) == (CLA_GLOBAL_PLATFORM, INS_INSTALL):
+            return sw_bytes(self._install(cmd))
         if cmd.cla & ~0x10:
             return sw_bytes(SW_CLA_NOT_SUPPORTED)
         if cmd.ins == INS_GET_RESPONSE and not cmd.chained:
@@ -212,10 +219,23 @@ class PivApplet:
 
     # -- SELECT, GET DATA -----------------------------------------------------------------
 
+    def _install(self, cmd: CommandApdu) -> int:
+        """GlobalPlatform INSTALL [for install and make selectable] of the PIV applet
+        (only on a card of the piv-after-install profile; a bare-bones stand-in: no
+        secure channel, no load file, the PIV AID anywhere in the data)."""
+        if not self.quirks.piv_after_install:
+            return SW_CLA_NOT_SUPPORTED
+        if cmd.p1 != 0x0C:
+            return SW_INCORRECT_P1P2
+        if PIV_AID[:9] not in cmd.data:
+            return SW_WRONG_DATA
+        self.piv_installed = True
+        return SW_OK
+
     def _select(self, cmd: CommandApdu, aid: bytes) -> bytes:
         if cmd.p1 != 0x04 or cmd.p2 != 0x00:
             raise _Reply(SW_INCORRECT_P1P2)
-        if len(aid) >= 5 and PIV_AID.startswith(aid):
+        if len(aid) >= 5 and PIV_AID.startswith(aid) and self.piv_installed:
             self._selected = True  # reselecting PIV keeps the security status
             return application_property_template()
         self._selected = False

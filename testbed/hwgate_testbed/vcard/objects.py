@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import serialization
 
 from .ber import tlv
 from .profile import CardProfile, Slot
+from .quirks import PLACEHOLDER_FASCN, STANDARD, Quirks
 
 PIV_AID = bytes.fromhex("A000000308000010000100")
 PIV_RID = PIV_AID[:5]
@@ -33,18 +34,19 @@ CERT_TAGS: dict[Slot, int] = {
 PIN_POLICY_PIV_PIN = bytes([0x40, 0x10])  # PIV PIN only; PIV PIN primary
 
 
-def chuid_content(profile: CardProfile) -> bytes:
+def chuid_content(profile: CardProfile, quirks: Quirks = STANDARD) -> bytes:
     """FASC-N, GUID, expiry: the TLVs the issuer signature covers."""
+    fascn = PLACEHOLDER_FASCN if quirks.placeholder_fascn else profile.fascn.encode()
     return (
-        tlv(0x30, profile.fascn.encode())
+        tlv(0x30, fascn)
         + tlv(0x34, profile.guid.bytes)
         + tlv(0x35, profile.expiry.strftime("%Y%m%d").encode())
     )
 
 
-def chuid(profile: CardProfile) -> bytes:
+def chuid(profile: CardProfile, quirks: Quirks = STANDARD) -> bytes:
     """The CHUID value (inside 53): content, 3E signature, empty FE."""
-    return chuid_content(profile) + tlv(0x3E, profile.chuid_signature) + tlv(0xFE)
+    return chuid_content(profile, quirks) + tlv(0x3E, profile.chuid_signature) + tlv(0xFE)
 
 
 def ccc(profile: CardProfile) -> bytes:
@@ -82,11 +84,11 @@ def cert_container(profile: CardProfile, slot: Slot) -> bytes:
     return tlv(0x70, der) + tlv(0x71, b"\x00") + tlv(0xFE)
 
 
-def build_objects(profile: CardProfile) -> dict[int, bytes]:
+def build_objects(profile: CardProfile, quirks: Quirks = STANDARD) -> dict[int, bytes]:
     """Every readable object as the exact GET DATA response body."""
     objects = {
         TAG_DISCOVERY: discovery(),
-        TAG_CHUID: tlv(0x53, chuid(profile)),
+        TAG_CHUID: tlv(0x53, chuid(profile, quirks)),
         TAG_CCC: tlv(0x53, ccc(profile)),
         TAG_KEY_HISTORY: tlv(0x53, key_history()),
     }

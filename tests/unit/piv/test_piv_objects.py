@@ -75,19 +75,48 @@ def test_chuid_optional_fields() -> None:
 
 
 @pytest.mark.parametrize(
-    ("body", "error"),
+    ("body", "name"),
     [
-        (Tlv(0x34, b"\x00" * 15), ObjectError),  # short GUID
-        (Tlv(0x35, b"2030011"), ObjectError),  # short expiry
-        (Tlv(0x35, b"20301301"), ObjectError),  # month 13
-        (Tlv(0x35, b"2030x101"), ObjectError),
-        (Tlv(0x30, b"\x00" * 25), FascnError),  # parity errors
-        (Tlv(0x30, b"\x00" * 24), ObjectError),
+        (Tlv(0x34, b"\x00" * 15), "guid"),  # short GUID
+        (Tlv(0x35, b"2030011"), "expiry"),  # short expiry
+        (Tlv(0x35, b"20301301"), "expiry"),  # month 13
+        (Tlv(0x35, b"2030x101"), "expiry"),
+        (Tlv(0x30, b"\x00" * 25), "fascn"),  # parity errors
+        (Tlv(0x30, b"\x00" * 24), "fascn"),
+        (Tlv(0x32, b"\x00" * 3), "org_id"),
+        (Tlv(0x36, b"\x00" * 17), "cardholder_uuid"),
     ],
 )
-def test_chuid_bad_fields(body: bytes, error: type[Exception]) -> None:
-    with pytest.raises(error):
-        Chuid.parse(bytes(Tlv(0x53, body)))
+def test_chuid_bad_field_is_named_and_the_rest_kept(body: bytes, name: str) -> None:
+    """A malformed field no longer drops the CHUID: it is None, named with a
+    reason, and the good fields beside it survive."""
+    other = Tlv(0x34, GUID.bytes) if name != "guid" else Tlv(0x35, b"20300101")
+    data = bytes(Tlv(0x53, body + other + Tlv(0x3E, b"\x30\x00") + Tlv(0xFE)))
+    chuid = Chuid.parse(data)
+    assert getattr(chuid, name) is None
+    assert [field for field, _ in chuid.unparsed] == [name]
+    assert chuid.unparsed[0][1]
+    if name == "guid":
+        assert chuid.expiry == datetime.date(2030, 1, 1)
+    else:
+        assert chuid.guid == GUID
+    assert chuid.has_signature and chuid.raw == data
+
+
+def test_fascn_placeholder_is_still_refused_by_the_strict_decoder() -> None:
+    with pytest.raises(FascnError):
+        Fascn.decode(b"\x00" * 25)
+
+
+def test_chuid_placeholder_fascn_keeps_guid_expiry_and_signature() -> None:
+    """The 25-zero-byte FASC-N some cards ship: everything else is still read."""
+    signed = Chuid(FASCN, GUID, datetime.date(2030, 1, 1), signature=b"\x30\x03\x02\x01\x00")
+    placeholder = signed.encode().replace(FASCN.encode(), b"\x00" * 25)
+    chuid = Chuid.parse(placeholder)
+    assert chuid.fascn is None
+    assert (chuid.guid, chuid.expiry) == (GUID, datetime.date(2030, 1, 1))
+    assert chuid.signature == signed.signature and chuid.raw == placeholder
+    assert chuid.unparsed == (("fascn", "parity error in character 0b00000"),)
 
 
 def test_chuid_wrong_outer_tag() -> None:

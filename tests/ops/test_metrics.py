@@ -63,13 +63,17 @@ def test_metrics_count_rpcs_events_and_apdus(
     with pytest.raises(grpc.RpcError):
         hsm_pb2_grpc.HsmServiceStub(channel).ListKeys(hsm_pb2.ListKeysRequest(), timeout=5)
 
+    # A call is counted when the server finishes it, which may be just after the
+    # client has its answer (seen once under load): wait for the counts.
+    ok = {"method": LIST_READERS, "code": "OK"}
+    wait_value(daemon, "hwgate_rpc_requests_total", lambda v: v == 3, **ok)
+    wait_value(daemon, "hwgate_rpc_duration_seconds_count", lambda v: v == 3, **ok)
+    denied = {"method": "/hwgate.v1.HsmService/ListKeys", "code": "PERMISSION_DENIED"}
+    wait_value(daemon, "hwgate_rpc_requests_total", lambda v: v == 1, **denied)
+    wait_value(daemon, "hwgate_readers", lambda v: v == 2)
+    wait_value(daemon, "hwgate_pcscd_up", lambda v: v == 1)
     text = scrape(daemon)
-    assert value(text, "hwgate_rpc_requests_total", method=LIST_READERS, code="OK") == 3
-    assert value(text, "hwgate_rpc_duration_seconds_count", method=LIST_READERS, code="OK") == 3
-    denied = "/hwgate.v1.HsmService/ListKeys"
-    assert value(text, "hwgate_rpc_requests_total", method=denied, code="PERMISSION_DENIED") == 1
-    assert value(text, "hwgate_readers") == 2
-    assert value(text, "hwgate_pcscd_up") == 1
+    assert value(text, "hwgate_rpc_requests_total", **ok) == 3  # and not more
 
     stream = stub.WatchEvents(card_pb2.WatchEventsRequest())
     next(stream)

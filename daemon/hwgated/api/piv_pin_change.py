@@ -85,6 +85,29 @@ async def _spend_try(servicer: _Servicer, reader: str, action: str, context: Con
     )
 
 
+async def _card_job(
+    servicer: _Servicer,
+    session_id: str,
+    action: str,
+    record: dict[str, object],
+    counter: str,
+    job: Callable[[Connection], int | None],
+    context: Context,
+) -> Any:
+    """The shared path once the formats are checked: the session's reader (owner and
+    reader policy), one try from the PIN-try budgets, the card job, and the retry
+    counter before/after in the audit *record* (never a secret); the session's end."""
+    reader = servicer._session_reader(session_id)
+    record["reader"] = reader
+    try:
+        await _spend_try(servicer, reader, action, context)
+        record[f"{counter}_before"] = await servicer._in_session(session_id, job, context)
+    except errors.HwgateError as exc:
+        record[f"{counter}_left"] = exc.metadata.get("retries_left")
+        raise
+    return _expire_time(servicer, session_id)
+
+
 class PinChangeMixin:
     """ChangePin and UnblockPin for PivServicer."""
 
@@ -93,49 +116,43 @@ class PinChangeMixin:
         self, request: piv_pb2.ChangePinRequest, context: Context
     ) -> piv_pb2.ChangePinResponse:
         servicer: _Servicer = self  # type: ignore[assignment]
+        session_id, allow_last = request.session_id, request.allow_last_attempt
         with (
             _secrets(request.old_pin, request.new_pin) as (old, new),
             audited("piv.change_pin") as record,
         ):
             _check_pin(old, "old_pin")
             _check_pin(new, "new_pin")
-            session_id, allow_last = request.session_id, request.allow_last_attempt
-            reader = servicer._session_reader(session_id)
-            record["reader"] = reader
-            try:
-                await _spend_try(servicer, reader, "ChangePin", context)
-                record["retries_before"] = await servicer._in_session(
-                    session_id,
-                    lambda link: change_pin(link, old, new, allow_last, session_id),
-                    context,
-                )
-            except errors.HwgateError as exc:
-                record["retries_left"] = exc.metadata.get("retries_left")
-                raise
-        return piv_pb2.ChangePinResponse(session_expire_time=_expire_time(servicer, session_id))
+            end = await _card_job(
+                servicer,
+                session_id,
+                "ChangePin",
+                record,
+                "retries",
+                lambda link: change_pin(link, old, new, allow_last, session_id),
+                context,
+            )
+        return piv_pb2.ChangePinResponse(session_expire_time=end)
 
     @unary
     async def UnblockPin(
         self, request: piv_pb2.UnblockPinRequest, context: Context
     ) -> piv_pb2.UnblockPinResponse:
         servicer: _Servicer = self  # type: ignore[assignment]
+        session_id, allow_last = request.session_id, request.allow_last_puk_attempt
         with (
             _secrets(request.puk, request.new_pin) as (puk, new),
             audited("piv.unblock_pin") as record,
         ):
             _check_puk(request.puk)
             _check_pin(new, "new_pin")
-            session_id, allow_last = request.session_id, request.allow_last_puk_attempt
-            reader = servicer._session_reader(session_id)
-            record["reader"] = reader
-            try:
-                await _spend_try(servicer, reader, "UnblockPin", context)
-                record["puk_retries_before"] = await servicer._in_session(
-                    session_id,
-                    lambda link: unblock_pin(link, puk, new, allow_last, session_id),
-                    context,
-                )
-            except errors.HwgateError as exc:
-                record["puk_retries_left"] = exc.metadata.get("retries_left")
-                raise
-        return piv_pb2.UnblockPinResponse(session_expire_time=_expire_time(servicer, session_id))
+            end = await _card_job(
+                servicer,
+                session_id,
+                "UnblockPin",
+                record,
+                "puk_retries",
+                lambda link: unblock_pin(link, puk, new, allow_last, session_id),
+                context,
+            )
+        return piv_pb2.UnblockPinResponse(session_expire_time=end)

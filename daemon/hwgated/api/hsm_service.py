@@ -96,8 +96,7 @@ class HsmServicer(hsm_pb2_grpc.HsmServiceServicer):
         self, request: hsm_pb2.HsmServiceSignRequest, context: Context
     ) -> hsm_pb2.HsmServiceSignResponse:
         algorithm = hsm_convert.sign_algorithm(request.algorithm)
-        kind = request.WhichOneof("input")
-        data = sign_input(algorithm, kind, getattr(request, kind) if kind else b"")
+        data = sign_input(algorithm, request)
         name = hsm_convert.ref_text(request.key)
         try:
             key = await self._access.resolve(request.key, SIGN_CLASSES)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 
+from google.protobuf.message import Message
+
 from hwgated import errors
 from hwgated.auth.audit import audit
 from hwgated.hsm import KeyAlgorithm, KeyInfo, SignAlgorithm
@@ -20,9 +22,16 @@ MAX_HMAC_DATA = 64 * 1024  # the proto's documented limit
 _HMAC_KEY_TYPES = (KeyAlgorithm.GENERIC_SECRET, KeyAlgorithm.OTHER)
 
 
-def sign_input(algorithm: SignAlgorithm, kind: str | None, value: bytes) -> bytes:
-    """The bytes to sign, after checks: *kind* is the request's ``input`` oneof case,
-    "digest" for the asymmetric algorithms, "data" for HMAC."""
+def sign_input(algorithm: SignAlgorithm, request: Message) -> bytes:
+    """The bytes a Sign or single-item SignStream request asks to sign, after checks:
+    its ``input`` oneof must be the digest (asymmetric algorithms) or the data (HMAC)."""
+    kind = request.WhichOneof("input")
+    return checked_input(algorithm, kind, getattr(request, kind) if kind else b"")
+
+
+def checked_input(algorithm: SignAlgorithm, kind: str | None, value: bytes) -> bytes:
+    """*value* as the ``input`` case *kind* ("digest" or "data"), checked against
+    *algorithm*: the right case, the digest's length, HMAC's data limit."""
     spec = algorithm_spec(algorithm)
     if spec.digest_len is None:
         if kind != "data":
@@ -38,13 +47,12 @@ def sign_input(algorithm: SignAlgorithm, kind: str | None, value: bytes) -> byte
         raise errors.InvalidArgument(
             f"{algorithm.value} signs a digest: set input to digest", field="input"
         )
-    digest = value
-    if len(digest) != spec.digest_len:
+    if len(value) != spec.digest_len:
         raise errors.InvalidDigest(
-            f"{algorithm.value} takes a {spec.digest_len}-byte digest, got {len(digest)} bytes",
+            f"{algorithm.value} takes a {spec.digest_len}-byte digest, got {len(value)} bytes",
             expected_length=spec.digest_len,
         )
-    return bytes(digest)
+    return bytes(value)
 
 
 def check_key_type(algorithm: SignAlgorithm, info: KeyInfo) -> None:

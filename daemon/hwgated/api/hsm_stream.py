@@ -44,7 +44,7 @@ from google.rpc import status_pb2
 from hwgate.v1 import hsm_pb2
 from hwgated.api import hsm_convert
 from hwgated.api.hsm_access import SIGN_CLASSES, KeyAccess, ResolvedKey, annotated
-from hwgated.api.hsm_signing import audit_sign, check_key_type, sign_input
+from hwgated.api.hsm_signing import audit_sign, check_key_type, checked_input, sign_input
 from hwgated.edge.audited import outcome
 from hwgated.edge.status import status_message
 from hwgated.errors import InvalidArgument
@@ -223,9 +223,8 @@ class StreamSigner:
 
 def _items(algorithm: SignAlgorithm, request: Request) -> list[bytes]:
     """The inputs one request asks to sign: its batch, or its single digest/data."""
-    kind = request.WhichOneof("input")
-    if kind != "digest_batch":
-        return [sign_input(algorithm, kind, getattr(request, kind) if kind else b"")]
+    if request.WhichOneof("input") != "digest_batch":
+        return [sign_input(algorithm, request)]
     digests = request.digest_batch.digests
     if not digests:
         raise InvalidArgument("digest_batch holds no digests", field="digest_batch.digests")
@@ -233,7 +232,7 @@ def _items(algorithm: SignAlgorithm, request: Request) -> list[bytes]:
         raise InvalidArgument(
             f"at most {BATCH_MAX} digests per request", field="digest_batch.digests"
         )
-    return [sign_input(algorithm, "digest", digest) for digest in digests]
+    return [checked_input(algorithm, "digest", digest) for digest in digests]
 
 
 async def _sign_spread(

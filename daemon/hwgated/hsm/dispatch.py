@@ -31,6 +31,19 @@ MAX_ATTEMPTS = 3  # sends of one request, whatever killed its workers
 _Waiters = collections.deque[asyncio.Future[WorkerChannel]]
 
 
+def describe(op: str, args: Sequence[Any]) -> str:
+    """A request for the log: the operation, its key and mechanism; bytes and lists
+    (digests, data, peer keys) only by their length, so no data is ever logged.
+    Built only when a worker died, never on the signing path."""
+    shown = [
+        f"<{len(arg)} {'bytes' if isinstance(arg, (bytes, bytearray)) else 'items'}>"
+        if isinstance(arg, (bytes, bytearray, list, tuple))
+        else str(arg)
+        for arg in args
+    ]
+    return f"{op}({', '.join(shown)})"
+
+
 class Dispatcher:
     """Hands worker capacity to callers; the workers themselves are the supervisor's."""
 
@@ -58,7 +71,6 @@ class Dispatcher:
         budget: float,
         bulk: bool = False,
         retry: bool = False,
-        what: str = "",
     ) -> Any:
         """Run ``op`` on a worker; ``budget`` seconds before its worker counts as hung.
 
@@ -67,7 +79,7 @@ class Dispatcher:
         to another worker or the replacement, so a crash the caller did not cause
         costs it nothing. A request the dying worker was running counts a strike;
         at the second it is the crash's likely cause (a poison request) and fails
-        as HSM_WORKER_LOST, logged with ``what`` (key and mechanism, never data).
+        as HSM_WORKER_LOST, logged with its operation, key and mechanism (never data).
         A request whose worker the pool killed for what it did (over its budget: the
         budget is spent; or a reply outside the schema: it may have compromised
         the module) is not resent. Requests that were only queued behind the running one
@@ -87,7 +99,7 @@ class Dispatcher:
                     log.error(
                         "hsm request %s: %d workers died while it was in flight (running on %d);"
                         " failing it, not retrying",
-                        what or op,
+                        describe(op, args),
                         attempts,
                         strikes,
                     )
@@ -95,7 +107,7 @@ class Dispatcher:
                         f"the request was in flight on {attempts} HSM workers that died"
                         " and is not retried again"
                     ) from None
-                log.warning("hsm request %s: its worker died; sending it again", what or op)
+                log.warning("hsm request %s: its worker died; sending it again", describe(op, args))
             finally:
                 self._release(worker, bulk)
 

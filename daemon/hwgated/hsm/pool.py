@@ -153,26 +153,21 @@ class HsmPool:
         cache_key = (parsed, classes)
         info = self._described.get(cache_key)
         if info is None:
-            info = await self._call(
-                "describe", (parsed, classes), retry=True, what=f"describe key={parsed}"
-            )
+            info = await self._call("describe", (parsed, classes), retry=True)
             self._described.put(cache_key, info)
         return info
 
     async def get_public_key(self, ref: KeyRef | str) -> bytes:
         """DER SubjectPublicKeyInfo of an RSA or EC key."""
-        parsed = self._ref(ref)
-        what = f"get_public_key key={parsed}"
-        result: bytes = await self._call("get_public_key", (parsed,), retry=True, what=what)
+        result: bytes = await self._call("get_public_key", (self._ref(ref),), retry=True)
         return result
 
     async def sign(self, ref: KeyRef | str, algorithm: SignAlgorithm | str, data: bytes) -> bytes:
         """Sign a digest (HMAC: the data) with a private or secret key; DER for ECDSA."""
         alg = _algorithm(algorithm)
         check_sign_input(alg, data)
-        parsed = self._ref(ref)
-        what = f"sign key={parsed} algorithm={alg.value}"
-        result: bytes = await self._call("sign", (parsed, alg, bytes(data)), retry=True, what=what)
+        args = (self._ref(ref), alg, bytes(data))
+        result: bytes = await self._call("sign", args, retry=True)
         return result
 
     async def sign_many(
@@ -187,10 +182,7 @@ class HsmPool:
         cost = max(1.0, len(items) / BATCH_UNIT)
         args = (self._ref(ref), alg, items)
         bulk = len(items) > SMALL_BATCH
-        what = f"sign_many key={args[0]} algorithm={alg.value} items={len(items)}"
-        result: list[bytes] = await self._call(
-            "sign_many", args, cost=cost, bulk=bulk, retry=True, what=what
-        )
+        result: list[bytes] = await self._call("sign_many", args, cost=cost, bulk=bulk, retry=True)
         return result
 
     async def derive_ecdh(
@@ -299,8 +291,7 @@ class HsmPool:
         if not token_object:
             # A session key is destroyed before the reply: nothing stays on the token,
             # so sending it again after a crash is safe. A token object is never resent.
-            what = f"{op} key={args[0]} (session key)"
-            result: DerivedKey = await self._call(op, args, kwargs, retry=True, what=what)
+            result: DerivedKey = await self._call(op, args, kwargs, retry=True)
             return result
         async with self._admin_lock:
             result = await self._call(op, args, kwargs)
@@ -327,13 +318,12 @@ class HsmPool:
         cost: float = 1.0,
         bulk: bool = False,
         retry: bool = False,
-        what: str = "",
     ) -> Any:
         """Run ``op`` on a worker. ``retry`` only for idempotent requests (signing,
         reading): generating, deleting or deriving into the token is never resent."""
         budget = self.config.op_timeout * cost
         return await self._dispatch.call(
-            op, args, kwargs or {}, budget=budget, bulk=bulk, retry=retry, what=what
+            op, args, kwargs or {}, budget=budget, bulk=bulk, retry=retry
         )
 
     def _broadcast_invalidate(self) -> None:

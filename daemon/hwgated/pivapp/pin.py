@@ -42,10 +42,26 @@ def verify_pin(
     Raises PinBlocked, LastPinAttempt (nothing sent), PinIncorrect (retries_left)
     or PinFormat. A card pulled meanwhile surfaces as the worker's CardRemoved.
     """
+    app = session_app(connection, session_id)
+    warm_cache(app)
+    retries = guarded_pin_retries(app, allow_last_attempt)
+    _send_verify(app, pin)
+    app.state.pin_verified.add(session_id)
+    return retries
+
+
+def session_app(connection: Connection, session_id: str) -> PivApp:
+    """The PIV application on a session's card, with the session's PIN record void:
+    whatever a PIN operation does next, the old record no longer holds."""
     app = PivApp(connection)
     app.require_piv()
-    app.state.pin_verified.discard(session_id)  # whatever happens next, the old record is void
-    warm_cache(app)
+    app.state.pin_verified.discard(session_id)
+    return app
+
+
+def guarded_pin_retries(app: PivApp, allow_last_attempt: bool) -> int | None:
+    """The PIN retries left (empty VERIFY), refusing before anything that could spend
+    one: PIN_BLOCKED at 0, LAST_PIN_ATTEMPT at 1 unless *allow_last_attempt*."""
     retries = app.card().pin_retries()
     if retries == 0:
         raise errors.PinBlocked("the PIN is blocked; it needs the PUK", retries_left=0)
@@ -53,8 +69,6 @@ def verify_pin(
         raise errors.LastPinAttempt(
             "one PIN retry is left; set allow_last_attempt to spend it", retries_left=1
         )
-    _send_verify(app, pin)
-    app.state.pin_verified.add(session_id)
     return retries
 
 
@@ -65,7 +79,7 @@ def _send_verify(app: PivApp, pin: PinBuffer) -> None:
     try:
         app.card().verify_pin(buf)
     except piv_errors.InvalidPin as exc:
-        raise _wrong_pin(exc.retries_left) from None
+        raise wrong_pin(exc.retries_left) from None
     except piv_errors.PinBlocked:
         raise errors.PinBlocked("the PIN is blocked; it needs the PUK", retries_left=0) from None
     except piv_errors.IncorrectData:
@@ -74,7 +88,7 @@ def _send_verify(app: PivApp, pin: PinBuffer) -> None:
         pin.wipe()
 
 
-def _wrong_pin(retries_left: int | None) -> errors.GatewayError:
+def wrong_pin(retries_left: int | None) -> errors.GatewayError:
     if retries_left == 0:
         return errors.PinBlocked("wrong PIN; the PIN is now blocked", retries_left=0)
     if retries_left is None:  # 6300: the card did not say how many are left

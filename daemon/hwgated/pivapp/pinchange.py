@@ -29,7 +29,7 @@ from hwgated.pcsc.connection import Connection
 from hwgated.piv import errors as piv_errors
 from hwgated.piv.pinbuffer import PinBuffer
 from hwgated.pivapp.app import PivApp
-from hwgated.pivapp.pin import _wrong_pin
+from hwgated.pivapp.pin import guarded_pin_retries, session_app, wrong_pin
 
 log = logging.getLogger(__name__)
 
@@ -53,19 +53,13 @@ def change_pin(
     Raises PinBlocked, LastPinAttempt (nothing sent), PinIncorrect (retries_left)
     or PinFormat.
     """
-    app = _prepare(connection, session_id)
-    retries = app.card().pin_retries()
-    if retries == 0:
-        raise errors.PinBlocked("the PIN is blocked; it needs the PUK", retries_left=0)
-    if retries == 1 and not allow_last_attempt:
-        raise errors.LastPinAttempt(
-            "one PIN retry is left; set allow_last_attempt to spend it", retries_left=1
-        )
+    app = session_app(connection, session_id)
+    retries = guarded_pin_retries(app, allow_last_attempt)
     with _claimed(old, new, "ChangePin") as (old_buf, new_buf):
         try:
             app.card().change_pin(old_buf, new_buf)
         except piv_errors.InvalidPin as exc:
-            raise _wrong_pin(exc.retries_left) from None
+            raise wrong_pin(exc.retries_left) from None
         except piv_errors.PinBlocked:
             raise errors.PinBlocked(
                 "the PIN is blocked; it needs the PUK", retries_left=0
@@ -88,7 +82,7 @@ def unblock_pin(
     Raises PukBlocked, LastPukAttempt (nothing sent), PukIncorrect (retries_left)
     or PinFormat.
     """
-    app = _prepare(connection, session_id)
+    app = session_app(connection, session_id)
     known = connection.state(PukState)
     before = known.retries_left
     if before == 0:
@@ -111,13 +105,6 @@ def unblock_pin(
     known.retries_left = None  # a right PUK resets its counter to a value PIV does not report
     _forget_pin_status(app)
     return before
-
-
-def _prepare(connection: Connection, session_id: str) -> PivApp:
-    app = PivApp(connection)
-    app.require_piv()
-    app.state.pin_verified.discard(session_id)  # whatever happens next, the old record is void
-    return app
 
 
 @contextlib.contextmanager

@@ -79,3 +79,17 @@ def list_cards(paths: TestbedPaths) -> list[str]:
     if not paths.cards.is_dir():
         return []
     return sorted(d.name for d in paths.cards.iterdir() if is_provisioned(paths, d.name))
+
+
+def ensure_quirk_material(paths: TestbedPaths, name: str, profile: str | None) -> None:
+    """Issue the keys/certificates quirk *profile* needs for card *name*, once
+    (``hwgate_testbed.vcard.quirk_material``); nothing for most profiles."""
+    from hwgate_testbed.vcard.quirk_material import ensure_material
+    from hwgate_testbed.vcard.quirks import quirk_profile
+
+    try:
+        quirks = quirk_profile(profile)
+    except ValueError as exc:
+        raise CardError(str(exc)) from None
+    if quirks.needs_material:
+        ensure_material(paths.card_dir(name), quirks, ensure_piv_ca(paths))

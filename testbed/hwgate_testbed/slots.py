@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from hwgate_testbed import cards as card_store
 from hwgate_testbed import pcscd, procs
 from hwgate_testbed.paths import TestbedPaths, vpcd_port, vpcd_reader
 
@@ -94,6 +95,7 @@ def insert(
     if (busy := occupant(paths, slot)) is not None:
         raise SlotBusy(f"slot {slot} already holds card {busy.name!r} (pid {busy.pid})")
     _forget(paths, slot)
+    card_store.ensure_quirk_material(paths, name, profile)
     deadline = time.monotonic() + timeout
     if pcscd.card_present(reader):
         # A card that just left may still be reported until pcscd's next presence poll.

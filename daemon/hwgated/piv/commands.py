@@ -93,15 +93,20 @@ def check_puk(puk: bytes | bytearray) -> None:
         raise PinFormatError(f"PUK must be {PUK_LENGTH} bytes")
 
 
-def change_pin(old: bytes | bytearray, new: bytes | bytearray) -> CommandApdu:
-    """CHANGE REFERENCE DATA of the application PIN: old ‖ new, each FF-padded to 8 bytes.
+def change_pin(
+    old: bytes | bytearray,
+    new: bytes | bytearray,
+    reference: int = PIN_REFERENCE_APPLICATION,
+) -> CommandApdu:
+    """CHANGE REFERENCE DATA of a PIN (80, or 00 the global PIN): old ‖ new, each
+    FF-padded to 8 bytes.
 
     Both PINs are checked first (PinFormatError). ``cmd.wipe()`` zeros the copy.
     """
     _check_pin(old)
     _check_pin(new)
     data = _two_blocks(old, new)
-    return CommandApdu(0x00, INS_CHANGE_REFERENCE_DATA, 0x00, PIN_REFERENCE_APPLICATION, data)
+    return CommandApdu(0x00, INS_CHANGE_REFERENCE_DATA, 0x00, reference, data)
 
 
 def reset_retry_counter(puk: bytes | bytearray, new_pin: bytes | bytearray) -> CommandApdu:

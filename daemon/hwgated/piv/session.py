@@ -61,9 +61,9 @@ class PivCard:
         except NotFound:
             return None
 
-    def pin_retries(self) -> int | None:
+    def pin_retries(self, reference: int = commands.PIN_REFERENCE_APPLICATION) -> int | None:
         """Retries left (0 when blocked), or None when the PIN is already verified."""
-        resp = transceive(self._transmit, commands.verify_status())
+        resp = transceive(self._transmit, commands.verify_status(reference))
         if resp.sw == SW_BLOCKED:
             return 0
         error = error_for_sw(resp.sw)
@@ -73,23 +73,31 @@ class PivCard:
             return error.retries_left
         raise error
 
-    def verify_pin(self, pin: bytearray) -> None:
+    def verify_pin(
+        self, pin: bytearray, reference: int = commands.PIN_REFERENCE_APPLICATION
+    ) -> None:
         """VERIFY; raises InvalidPin (retries_left) or PinBlocked. The padded copy is wiped.
 
         The caller owns *pin* and wipes it; this method never logs or keeps it.
         """
-        cmd = commands.verify_pin(pin)
+        cmd = commands.verify_pin(pin, reference)
         try:
             self.send(cmd)
         finally:
             cmd.wipe()
 
-    def change_pin(self, old: bytearray, new: bytearray) -> None:
-        """CHANGE REFERENCE DATA (PIN 80); raises InvalidPin (retries_left) or PinBlocked.
+    def change_pin(
+        self,
+        old: bytearray,
+        new: bytearray,
+        reference: int = commands.PIN_REFERENCE_APPLICATION,
+    ) -> None:
+        """CHANGE REFERENCE DATA (PIN 80 or global 00); raises InvalidPin (retries_left)
+        or PinBlocked.
 
         The caller owns both PINs and wipes them; the padded copy is wiped here.
         """
-        cmd = commands.change_pin(old, new)
+        cmd = commands.change_pin(old, new, reference)
         try:
             self.send(cmd)
         finally:
@@ -104,9 +112,9 @@ class PivCard:
         finally:
             cmd.wipe()
 
-    def reset_pin_status(self) -> None:
+    def reset_pin_status(self, reference: int = commands.PIN_REFERENCE_APPLICATION) -> None:
         """VERIFY P1=FF: the card drops the PIN's verified status (PivError if unsupported)."""
-        self.send(commands.reset_pin_status())
+        self.send(commands.reset_pin_status(reference))
 
     def sign_raw(self, slot: Slot, algorithm: Algorithm, block: bytes) -> bytes:
         """Card operation on a prepared block (see :mod:`signing`); the signature bytes."""

@@ -23,7 +23,7 @@ from hwgated.pivapp.cache import (
     cached_chuid,
     cached_discovery,
 )
-from hwgated.pivapp.pin import pin_always_armed
+from hwgated.pivapp.pin import pin_always_armed, pin_reference
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ def read_card_info(connection: Connection, session_id: str | None) -> CardInfo:
     certificates = tuple(
         (slot, cert) for slot in CERTIFICATE_SLOTS if (cert := cached_certificate(app, slot))
     )
-    retries = None if armed else app.card().pin_retries()
+    retries = None if armed else app.card().pin_retries(pin_reference(app))
     return CardInfo(
         reader=app.reader,
         atr=connection.atr,

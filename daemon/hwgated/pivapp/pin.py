@@ -6,6 +6,11 @@ knows when exactly one retry is left and can refuse to spend it; it never
 retries on its own. Every object GetCardInfo and Sign may need is read *before*
 the VERIFY, so that a "PIN always" signature (9C) can follow it immediately.
 
+Which PIN: the cardholder's, i.e. the PIV application PIN (key reference 80),
+or the global PIN (00) when the card's Discovery object names the global PIN
+primary (SP 800-73-4 part 1 §3.3.2; OpenSC does the same). On such a card the
+application PIN may be one the cardholder was never given.
+
 The session's PIN record lives in the insertion's ``PivState`` under the
 session id: session ids are random and never reused, so a later session (after
 the card reset that ends every session) never inherits it.
@@ -16,9 +21,19 @@ from __future__ import annotations
 from hwgated import errors
 from hwgated.pcsc.connection import Connection
 from hwgated.piv import errors as piv_errors
+from hwgated.piv.commands import PIN_REFERENCE_APPLICATION, PIN_REFERENCE_GLOBAL
 from hwgated.piv.pinbuffer import PinBuffer
 from hwgated.pivapp.app import PivApp
-from hwgated.pivapp.cache import warm_cache
+from hwgated.pivapp.cache import cached_discovery, warm_cache
+
+
+def pin_reference(app: PivApp) -> int:
+    """The key reference of the cardholder's PIN: 00 (global) when Discovery says the
+    global PIN is primary, else 80 (PIV application PIN; also without Discovery)."""
+    discovery = cached_discovery(app)
+    if discovery is not None and discovery.global_pin_primary:
+        return PIN_REFERENCE_GLOBAL
+    return PIN_REFERENCE_APPLICATION
 
 
 def session_pin_verified(app: PivApp, session_id: str) -> bool:
@@ -62,7 +77,7 @@ def session_app(connection: Connection, session_id: str) -> PivApp:
 def guarded_pin_retries(app: PivApp, allow_last_attempt: bool) -> int | None:
     """The PIN retries left (empty VERIFY), refusing before anything that could spend
     one: PIN_BLOCKED at 0, LAST_PIN_ATTEMPT at 1 unless *allow_last_attempt*."""
-    retries = app.card().pin_retries()
+    retries = app.card().pin_retries(pin_reference(app))
     if retries == 0:
         raise errors.PinBlocked("the PIN is blocked; it needs the PUK", retries_left=0)
     if retries == 1 and not allow_last_attempt:
@@ -73,11 +88,12 @@ def guarded_pin_retries(app: PivApp, allow_last_attempt: bool) -> int | None:
 
 
 def _send_verify(app: PivApp, pin: PinBuffer) -> None:
+    reference = pin_reference(app)
     buf = pin.claim()
     if buf is None:  # the call ended before the worker got here: send nothing
         raise errors.CardError("the VerifyPin call was abandoned before the card was asked")
     try:
-        app.card().verify_pin(buf)
+        app.card().verify_pin(buf, reference)
     except piv_errors.InvalidPin as exc:
         raise wrong_pin(exc.retries_left) from None
     except piv_errors.PinBlocked:

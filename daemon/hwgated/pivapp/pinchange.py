@@ -27,9 +27,10 @@ from dataclasses import dataclass
 from hwgated import errors
 from hwgated.pcsc.connection import Connection
 from hwgated.piv import errors as piv_errors
+from hwgated.piv.commands import PIN_REFERENCE_APPLICATION
 from hwgated.piv.pinbuffer import PinBuffer
 from hwgated.pivapp.app import PivApp
-from hwgated.pivapp.pin import guarded_pin_retries, session_app, wrong_pin
+from hwgated.pivapp.pin import guarded_pin_retries, pin_reference, session_app, wrong_pin
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +56,10 @@ def change_pin(
     """
     app = session_app(connection, session_id)
     retries = guarded_pin_retries(app, allow_last_attempt)
+    reference = pin_reference(app)  # the global PIN (00) on a global-PIN-primary card
     with _claimed(old, new, "ChangePin") as (old_buf, new_buf):
         try:
-            app.card().change_pin(old_buf, new_buf)
+            app.card().change_pin(old_buf, new_buf, reference)
         except piv_errors.InvalidPin as exc:
             raise wrong_pin(exc.retries_left) from None
         except piv_errors.PinBlocked:
@@ -66,7 +68,7 @@ def change_pin(
             ) from None
         except piv_errors.IncorrectData:
             raise errors.PinFormat("the card refused the new PIN's format") from None
-    _forget_pin_status(app)
+    _forget_pin_status(app, reference)
     return retries
 
 
@@ -123,11 +125,11 @@ def _claimed(
         second.wipe()
 
 
-def _forget_pin_status(app: PivApp) -> None:
+def _forget_pin_status(app: PivApp, reference: int = PIN_REFERENCE_APPLICATION) -> None:
     """Make the card drop the PIN status a successful change may have set (best effort:
     SP 800-73-3 cards lack VERIFY P1=FF; the session's own record is void anyway)."""
     try:
-        app.card().reset_pin_status()
+        app.card().reset_pin_status(reference)
     except piv_errors.PivError as exc:
         log.debug("the card refused to reset the PIN status (SW %04X)", exc.sw)
     app.state.last_was_verify = False  # not a VERIFY that verified: no "PIN always" state

@@ -38,8 +38,11 @@ class CardSignature:
 
 
 def slot_key(connection: Connection, slot: Slot) -> tuple[bytes, Algorithm]:
-    """The slot's certificate and key type; SLOT_EMPTY when it has no certificate."""
-    return _slot_key(PivApp(connection), slot)
+    """The slot's certificate and key type; SLOT_EMPTY when it has no certificate,
+    NOT_A_PIV_CARD on a card without a PIV application (not the SELECT's 6A82)."""
+    app = PivApp(connection)
+    app.require_piv()
+    return _slot_key(app, slot)
 
 
 def _slot_key(app: PivApp, slot: Slot) -> tuple[bytes, Algorithm]:

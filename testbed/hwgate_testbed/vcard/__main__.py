@@ -22,8 +22,9 @@ from pathlib import Path
 from types import FrameType
 
 from .applet import PivApplet
-from .atr import ATR
+from .atr import atr_for
 from .profile import CardProfile
+from .quirk_material import MaterialMissing, with_material
 from .quirks import PROFILES, STANDARD, quirk_profile
 from .vpcd import DEFAULT_HOST, DEFAULT_PORT, run_card
 
@@ -52,9 +53,10 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.debug else logging.INFO,
         format="%(asctime)s vcard[%(process)d] %(levelname)s %(message)s",
     )
+    quirks = quirk_profile(args.profile)
     try:
-        profile = CardProfile.load(args.card_dir)
-    except (OSError, ValueError, KeyError) as exc:
+        profile = with_material(CardProfile.load(args.card_dir), args.card_dir, quirks)
+    except (OSError, ValueError, KeyError, MaterialMissing) as exc:
         log.error("cannot load card profile from %s: %s", args.card_dir, exc)
         return 1
     stop = threading.Event()
@@ -72,8 +74,9 @@ def main(argv: list[str] | None = None) -> int:
         args.host,
         args.port,
     )
-    applet = PivApplet(profile, quirk_profile(args.profile))
-    if not run_card(applet, ATR, stop, args.host, args.port, args.connect_timeout):
+    applet = PivApplet(profile, quirks)
+    atr = atr_for(quirks.t0_only)
+    if not run_card(applet, atr, stop, args.host, args.port, args.connect_timeout):
         return 0 if stop.is_set() else 2
     log.info("card %r removed", profile.name)
     return 0

@@ -23,6 +23,7 @@ SW_REF_NOT_FOUND = 0x6A88
 SW_INS_NOT_SUPPORTED = 0x6D00
 SW_CLA_NOT_SUPPORTED = 0x6E00
 SW_BYTES_REMAINING = 0x6100  # | min(remaining, 256) & 0xFF
+SW_WRONG_LE = 0x6C00  # | the exact number of bytes available
 
 CLA_CHAIN = 0x10  # "more command data follows" bit of the interindustry CLA
 

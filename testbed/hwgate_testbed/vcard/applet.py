@@ -9,6 +9,7 @@ latter lives only as long as this object, so a fresh applet is a fresh card.
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import logging
 
@@ -26,14 +27,15 @@ from .apdu import (
     SW_SECURITY_NOT_SATISFIED,
     SW_VERIFY_FAILED,
     SW_WRONG_DATA,
+    SW_WRONG_LE,
     SW_WRONG_LENGTH,
     CommandApdu,
     parse_command,
     sw_bytes,
 )
-from .objects import PIV_AID, application_property_template, build_objects
+from .objects import DEFAULT_ALGORITHMS, PIV_AID, application_property_template, build_objects
 from .profile import CardProfile, Slot
-from .quirks import STANDARD, Quirks
+from .quirks import APPLICATION_PIN_OF_GLOBAL_PIN_CARDS, STANDARD, Quirks
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,7 @@ INS_INSTALL = 0xE6
 
 REF_PIN = 0x80
 REF_PUK = 0x81
+REF_GLOBAL_PIN = 0x00
 
 SW_CHAINING_NOT_SUPPORTED = 0x6884
 SW_UNKNOWN_ERROR = 0x6F00
@@ -84,16 +87,31 @@ class PivApplet:
     """One virtual PIV card application; feed it APDUs with :meth:`process`."""
 
     def __init__(self, profile: CardProfile, quirks: Quirks = STANDARD) -> None:
+        if quirks.absent_slots:
+            kept = {s: c for s, c in profile.slots.items() if s not in quirks.absent_slots}
+            profile = dataclasses.replace(profile, slots=kept)
         self._profile = profile
         self.quirks = quirks
         self._objects = build_objects(profile, quirks)
+        self._apt = application_property_template(_algorithms(profile, quirks))
         self._pin = _pad_pin(profile.pin)
         self._puk = _pad_pin(profile.puk)
         self.pin_tries_left = profile.pin_retries
         self.puk_tries_left = profile.puk_retries
-        self.piv_installed = not quirks.piv_after_install
+        # A global-PIN-primary card: the cardholder's PIN is the global PIN (00); the
+        # PIV application PIN (80) is one the cardholder never learnt.
+        self._global_pin: bytes | None = None
+        self.global_pin_tries_left = 0
+        if quirks.global_pin_primary:
+            self._global_pin = self._pin
+            self.global_pin_tries_left = profile.pin_retries
+            self._pin = _pad_pin(APPLICATION_PIN_OF_GLOBAL_PIN_CARDS)
+        self.piv_installed = not (quirks.piv_after_install or quirks.never_piv)
         self._selected = self.piv_installed  # PIV is the default-selected application
         self._pin_verified = False
+        self._global_verified = False
+        # exact_le: (command without Le, answer) kept after a 6Cxx for its repetition
+        self._held: tuple[tuple[int, int, int, int, bytes], bytes] | None = None
         self._pin_always = False  # a VERIFY was the previous command (9C PIN Always)
         self._chain: tuple[int, int, int] | None = None  # (ins, p1, p2) of an open chain
         self._chain_data = b""
@@ -116,10 +134,13 @@ class PivApplet:
 
     @property
     def pin_verified(self) -> bool:
-        return self._pin_verified
+        """The PIV access rule "PIN" holds: the application or the global PIN is verified."""
+        return self._pin_verified or self._global_verified
 
     def _clear_volatile(self) -> None:
         self._pin_verified = False
+        self._global_verified = False
+        self._held = None
         self._pin_always = False
         self._chain = None
         self._chain_data = b""
@@ -147,6 +168,13 @@ class PivApplet:
             return sw_bytes(self._install(cmd))
         if cmd.cla & ~0x10:
             return sw_bytes(SW_CLA_NOT_SUPPORTED)
+        if self.quirks.t0_only and cmd.extended:  # T=0 carries short APDUs only
+            self._drop_chain()
+            self._pending = b""
+            return sw_bytes(SW_WRONG_LENGTH)
+        held, self._held = self._held, None
+        if held is not None and held[0] == _command_key(cmd) and cmd.ne == len(held[1]):
+            return held[1] + sw_bytes(SW_OK)  # the repetition a 6Cxx asked for
         if cmd.ins == INS_GET_RESPONSE and not cmd.chained:
             return self._get_response(cmd)
         self._pending = b""
@@ -200,13 +228,38 @@ class PivApplet:
     # -- response chaining ------------------------------------------------------------
 
     def _respond(self, cmd: CommandApdu, data: bytes) -> bytes:
-        """Send what fits in Ne (at most 256 for a short APDU) and keep the rest."""
+        """Send what fits in Ne (at most 256 for a short APDU) and keep the rest.
+
+        Quirks: T=0 sends nothing with the command itself (61xx for all of it);
+        exact Le (and T=0's GET RESPONSE asking for more than is left) gets 6Cxx;
+        a chunking card sends at most ``response_chunk`` bytes per answer.
+        """
+        quirks = self.quirks
+        if not data:
+            return sw_bytes(SW_OK)
+        get_response = cmd.ins == INS_GET_RESPONSE
+        if quirks.t0_only and not get_response:
+            self._pending = data
+            return sw_bytes(SW_BYTES_REMAINING | (min(len(data), 256) & 0xFF))
+        wanted = cmd.ne or _MAX_SHORT_RESPONSE
+        if len(data) <= _MAX_SHORT_RESPONSE and (
+            (quirks.exact_le and wanted != len(data))
+            or (quirks.t0_only and wanted > len(data))
+        ):
+            if get_response:
+                self._pending = data  # asked for again with the right Le
+            else:
+                self._held = (_command_key(cmd), data)
+            return sw_bytes(SW_WRONG_LE | (len(data) & 0xFF))
         limit = _MAX_EXTENDED_RESPONSE if cmd.extended else _MAX_SHORT_RESPONSE
         if cmd.ne:
             limit = min(limit, cmd.ne)
+        chunk_max = quirks.response_chunk or _MAX_SHORT_RESPONSE
+        limit = min(limit, quirks.response_chunk or limit)
         chunk, self._pending = data[:limit], data[limit:]
         if self._pending:
-            return chunk + sw_bytes(SW_BYTES_REMAINING | (min(len(self._pending), 256) & 0xFF))
+            left = min(len(self._pending), chunk_max) & 0xFF
+            return chunk + sw_bytes(SW_BYTES_REMAINING | left)
         return chunk + sw_bytes(SW_OK)
 
     def _get_response(self, cmd: CommandApdu) -> bytes:
@@ -237,7 +290,7 @@ class PivApplet:
             raise _Reply(SW_INCORRECT_P1P2)
         if len(aid) >= 5 and PIV_AID.startswith(aid) and self.piv_installed:
             self._selected = True  # reselecting PIV keeps the security status
-            return application_property_template()
+            return self._apt
         self._selected = False
         self._clear_volatile()
         raise _Reply(SW_FILE_NOT_FOUND)
@@ -261,6 +314,8 @@ class PivApplet:
     def _verify(self, cmd: CommandApdu, data: bytes) -> bytes:
         if cmd.p1 not in (0x00, 0xFF):
             raise _Reply(SW_INCORRECT_P1P2)
+        if cmd.p2 == REF_GLOBAL_PIN and self._global_pin is not None:
+            return self._verify_global(cmd, data)
         if cmd.p2 != REF_PIN:
             raise _Reply(SW_REF_NOT_FOUND)
         if cmd.p1 == 0xFF:  # reset the PIN's security status
@@ -277,6 +332,34 @@ class PivApplet:
         self._check_pin(data)
         self._pin_always = True
         return b""
+
+    def _verify_global(self, cmd: CommandApdu, data: bytes) -> bytes:
+        """VERIFY of the global PIN (key reference 00), with its own retry counter."""
+        if cmd.p1 == 0xFF:
+            if data:
+                raise _Reply(SW_WRONG_DATA)
+            self._global_verified = False
+            return b""
+        if self.global_pin_tries_left == 0:
+            raise _Reply(SW_AUTH_BLOCKED)
+        if not data:
+            if self._global_verified:
+                return b""
+            raise _Reply(_retry_sw(self.global_pin_tries_left))
+        self._check_global_pin(data)
+        self._pin_always = True
+        return b""
+
+    def _check_global_pin(self, block: bytes) -> None:
+        if len(block) != _PIN_BLOCK or not _well_formed_pin(block):
+            raise _Reply(SW_WRONG_DATA)
+        assert self._global_pin is not None
+        if not hmac.compare_digest(block, self._global_pin):
+            self._global_verified = False
+            self.global_pin_tries_left -= 1
+            raise _Reply(_retry_sw(self.global_pin_tries_left))
+        self.global_pin_tries_left = self._profile.pin_retries
+        self._global_verified = True
 
     def _check_pin(self, block: bytes) -> None:
         """Compare one 8-byte PIN block, spending a retry when wrong."""
@@ -302,12 +385,20 @@ class PivApplet:
     def _change_reference(self, cmd: CommandApdu, data: bytes) -> bytes:
         if cmd.p1 != 0x00:
             raise _Reply(SW_INCORRECT_P1P2)
-        if cmd.p2 not in (REF_PIN, REF_PUK):
+        global_pin = cmd.p2 == REF_GLOBAL_PIN and self._global_pin is not None
+        if cmd.p2 not in (REF_PIN, REF_PUK) and not global_pin:
             raise _Reply(SW_REF_NOT_FOUND)
         if len(data) != 2 * _PIN_BLOCK:
             raise _Reply(SW_WRONG_DATA)
         old, new = data[:_PIN_BLOCK], data[_PIN_BLOCK:]
-        if cmd.p2 == REF_PIN:
+        if global_pin:
+            if not _well_formed_pin(new):
+                raise _Reply(SW_WRONG_DATA)
+            if self.global_pin_tries_left == 0:
+                raise _Reply(SW_AUTH_BLOCKED)
+            self._check_global_pin(old)
+            self._global_pin = new
+        elif cmd.p2 == REF_PIN:
             if not _well_formed_pin(new):
                 raise _Reply(SW_WRONG_DATA)
             self._check_pin(old)
@@ -363,7 +454,7 @@ class PivApplet:
         """9E: always; 9A/9D: PIN; 9C: PIN verified by the command right before."""
         if slot is Slot.CARD_AUTH:
             return
-        allowed = self._pin_verified and (pin_always or slot is not Slot.SIGNATURE)
+        allowed = self.pin_verified and (pin_always or slot is not Slot.SIGNATURE)
         if not allowed:
             raise _Reply(SW_SECURITY_NOT_SATISFIED)
 
@@ -373,3 +464,22 @@ class PivApplet:
             return ber.decode_template(ber.unwrap(0x7C, data))
         except ber.BerError:
             raise _Reply(SW_WRONG_DATA) from None
+
+
+def _command_key(cmd: CommandApdu) -> tuple[int, int, int, int, bytes]:
+    """A command without its Le: what its repetition after a 6Cxx must match."""
+    return (cmd.cla, cmd.ins, cmd.p1, cmd.p2, cmd.data)
+
+
+def _algorithms(profile: CardProfile, quirks: Quirks) -> tuple[int, ...]:
+    """The APT's algorithm ids: RSA-2048 and P-256 plus whatever the keys need (P-384);
+    RSA-2048 alone on an RSA-only card."""
+    if quirks.rsa_only:
+        return (keyops.ALG_RSA_2048,)
+    found = set(DEFAULT_ALGORITHMS)
+    for cred in profile.slots.values():
+        try:
+            found.add(keyops.algorithm_of(cred.key))
+        except keyops.KeyOpError:
+            continue
+    return tuple(sorted(found))

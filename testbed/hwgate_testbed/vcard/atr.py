@@ -27,3 +27,19 @@ def build_atr(historical: bytes = HISTORICAL_BYTES) -> bytes:
 
 
 ATR = build_atr()
+
+
+def build_t0_atr(historical: bytes = HISTORICAL_BYTES) -> bytes:
+    """TS, T0 without TD1 (so T=0 is the only protocol, ISO/IEC 7816-3 §8.2.3), the
+    historical bytes; no TCK, which an ATR offering only T=0 does not carry."""
+    if len(historical) > 15:
+        raise ValueError("at most 15 historical bytes")
+    return b"\x3b" + bytes([len(historical)]) + historical
+
+
+T0_ATR = build_t0_atr()
+
+
+def atr_for(t0_only: bool) -> bytes:
+    """The ATR of a card that offers T=1 (the default) or T=0 alone."""
+    return T0_ATR if t0_only else ATR

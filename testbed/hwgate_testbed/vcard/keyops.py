@@ -16,8 +16,12 @@ from .profile import PrivateKey
 
 ALG_RSA_2048 = 0x07
 ALG_ECC_P256 = 0x11
+ALG_ECC_P384 = 0x14
 
-_P256_FIELD_BYTES = 32
+_CURVES: dict[str, tuple[int, type[hashes.HashAlgorithm]]] = {
+    "secp256r1": (ALG_ECC_P256, hashes.SHA256),
+    "secp384r1": (ALG_ECC_P384, hashes.SHA384),
+}
 
 
 class KeyOpError(ValueError):
@@ -28,8 +32,8 @@ def algorithm_of(key: PrivateKey) -> int:
     """The SP 800-78-4 algorithm id a GENERAL AUTHENTICATE for *key* must name."""
     if isinstance(key, rsa.RSAPrivateKey) and key.key_size == 2048:
         return ALG_RSA_2048
-    if isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(key.curve, ec.SECP256R1):
-        return ALG_ECC_P256
+    if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name in _CURVES:
+        return _CURVES[key.curve.name][0]
     raise KeyOpError("key type not supported by the virtual card")
 
 
@@ -57,16 +61,21 @@ def _ecdsa(key: ec.EllipticCurvePrivateKey, digest: bytes) -> bytes:
         raise KeyOpError("empty hash")
     # FIPS 186-4 §6.4: use the leftmost field-size bytes; a shorter hash is the same
     # integer left-padded with zeros.
-    digest = digest[:_P256_FIELD_BYTES].rjust(_P256_FIELD_BYTES, b"\x00")
-    return key.sign(digest, ec.ECDSA(Prehashed(hashes.SHA256())))
+    size = _field_bytes(key)
+    digest = digest[:size].rjust(size, b"\x00")
+    return key.sign(digest, ec.ECDSA(Prehashed(_CURVES[key.curve.name][1]())))
+
+
+def _field_bytes(key: ec.EllipticCurvePrivateKey) -> int:
+    return (key.curve.key_size + 7) // 8
 
 
 def ecdh(key: PrivateKey, peer_point: bytes) -> bytes:
     """Shared secret Z (x-coordinate) with an uncompressed peer point ``04||X||Y``."""
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise KeyOpError("ECDH needs an EC key")
-    if len(peer_point) != 1 + 2 * _P256_FIELD_BYTES or peer_point[0] != 0x04:
-        raise KeyOpError("peer point must be uncompressed P-256")
+    if len(peer_point) != 1 + 2 * _field_bytes(key) or peer_point[0] != 0x04:
+        raise KeyOpError("peer point must be an uncompressed point on the key's curve")
     try:
         peer = ec.EllipticCurvePublicKey.from_encoded_point(key.curve, peer_point)
         return key.exchange(ec.ECDH(), peer)

@@ -32,6 +32,7 @@ CERT_TAGS: dict[Slot, int] = {
 }
 
 PIN_POLICY_PIV_PIN = bytes([0x40, 0x10])  # PIV PIN only; PIV PIN primary
+PIN_POLICY_GLOBAL_PRIMARY = bytes([0x60, 0x20])  # PIV PIN and global PIN; global primary
 
 
 def chuid_content(profile: CardProfile, quirks: Quirks = STANDARD) -> bytes:
@@ -45,8 +46,9 @@ def chuid_content(profile: CardProfile, quirks: Quirks = STANDARD) -> bytes:
 
 
 def chuid(profile: CardProfile, quirks: Quirks = STANDARD) -> bytes:
-    """The CHUID value (inside 53): content, 3E signature, empty FE."""
-    return chuid_content(profile, quirks) + tlv(0x3E, profile.chuid_signature) + tlv(0xFE)
+    """The CHUID value (inside 53): content, 3E signature (empty when unsigned), empty FE."""
+    signature = profile.chuid_signature if quirks.chuid_signed else b""
+    return chuid_content(profile, quirks) + tlv(0x3E, signature) + tlv(0xFE)
 
 
 def ccc(profile: CardProfile) -> bytes:
@@ -66,9 +68,10 @@ def ccc(profile: CardProfile) -> bytes:
     return body
 
 
-def discovery() -> bytes:
+def discovery(quirks: Quirks = STANDARD) -> bytes:
     """Discovery object (whole 7E template): PIV AID + PIN usage policy."""
-    return tlv(TAG_DISCOVERY, tlv(0x4F, PIV_AID) + tlv(0x5F2F, PIN_POLICY_PIV_PIN))
+    policy = PIN_POLICY_GLOBAL_PRIMARY if quirks.global_pin_primary else PIN_POLICY_PIV_PIN
+    return tlv(TAG_DISCOVERY, tlv(0x4F, PIV_AID) + tlv(0x5F2F, policy))
 
 
 def key_history() -> bytes:
@@ -76,10 +79,13 @@ def key_history() -> bytes:
     return tlv(0xC1, b"\x00") + tlv(0xC2, b"\x00") + tlv(0xFE)
 
 
-def cert_container(profile: CardProfile, slot: Slot) -> bytes:
-    """70 certificate (gzip'd when the profile says so), 71 CertInfo, FE."""
+def cert_container(profile: CardProfile, slot: Slot, quirks: Quirks = STANDARD) -> bytes:
+    """70 certificate (gzip'd when the profile or the quirks say so), 71 CertInfo, FE."""
     der = profile.slots[slot].certificate.public_bytes(serialization.Encoding.DER)
-    if slot in profile.compressed_slots:
+    compress = quirks.compress_certificates
+    if compress is None:
+        compress = slot in profile.compressed_slots
+    if compress:
         return tlv(0x70, gzip.compress(der, mtime=0)) + tlv(0x71, b"\x01") + tlv(0xFE)
     return tlv(0x70, der) + tlv(0x71, b"\x00") + tlv(0xFE)
 
@@ -87,23 +93,30 @@ def cert_container(profile: CardProfile, slot: Slot) -> bytes:
 def build_objects(profile: CardProfile, quirks: Quirks = STANDARD) -> dict[int, bytes]:
     """Every readable object as the exact GET DATA response body."""
     objects = {
-        TAG_DISCOVERY: discovery(),
+        TAG_DISCOVERY: discovery(quirks),
         TAG_CHUID: tlv(0x53, chuid(profile, quirks)),
         TAG_CCC: tlv(0x53, ccc(profile)),
         TAG_KEY_HISTORY: tlv(0x53, key_history()),
     }
+    if quirks.omit_discovery:
+        del objects[TAG_DISCOVERY]
+    if quirks.omit_chuid:
+        del objects[TAG_CHUID]
     for slot in profile.slots:
-        objects[CERT_TAGS[slot]] = tlv(0x53, cert_container(profile, slot))
+        objects[CERT_TAGS[slot]] = tlv(0x53, cert_container(profile, slot, quirks))
     return objects
 
 
-def application_property_template() -> bytes:
-    """APT returned by SELECT: AID, authority, label, algorithms."""
-    algorithms = b"".join(tlv(0x80, bytes([alg])) for alg in (0x07, 0x11))
+DEFAULT_ALGORITHMS = (0x07, 0x11)  # RSA-2048, ECC P-256
+
+
+def application_property_template(algorithms: tuple[int, ...] = DEFAULT_ALGORITHMS) -> bytes:
+    """APT returned by SELECT: AID, authority, label, the *algorithms* the card offers."""
+    listed = b"".join(tlv(0x80, bytes([alg])) for alg in algorithms)
     return tlv(
         0x61,
         tlv(0x4F, PIV_AID)
         + tlv(0x79, tlv(0x4F, PIV_RID))
         + tlv(0x50, b"hwgate virtual PIV")
-        + tlv(0xAC, algorithms + tlv(0x06, b"\x00")),
+        + tlv(0xAC, listed + tlv(0x06, b"\x00")),
     )

@@ -29,6 +29,7 @@ OID_POLICY_COMMON_HARDWARE = ObjectIdentifier("2.16.840.1.101.3.2.1.3.7")
 OID_POLICY_COMMON_CARD_AUTH = ObjectIdentifier("2.16.840.1.101.3.2.1.3.17")
 
 CARD_LIFETIME = dt.timedelta(days=5 * 365)
+CERT_BACKDATE = dt.timedelta(minutes=5)  # tolerate a verifier's clock a little behind
 AGENCY_CODE = "9999"  # non-federal issuer
 SYSTEM_CODE = "0042"
 
@@ -67,7 +68,7 @@ def provision_card(card_dir: Path, name: str, key_type: str, ca: PivCa) -> CardP
     )
     for slot in Slot:
         key = _new_key(kt)
-        cert = _issue(profile, slot, key, ca, now, not_after)
+        cert = issue_certificate(profile, slot, key, ca, now - CERT_BACKDATE, not_after)
         profile.slots[slot] = SlotCredential(key, cert)
     profile.chuid_signature = sign_chuid(chuid_content(profile), ca, now)
     profile.save(card_dir)
@@ -129,21 +130,22 @@ def _san(profile: CardProfile, slot: Slot) -> x509.SubjectAlternativeName:
     return x509.SubjectAlternativeName(names)
 
 
-def _issue(
+def issue_certificate(
     profile: CardProfile,
     slot: Slot,
     key: PrivateKey,
     ca: PivCa,
-    now: dt.datetime,
+    not_before: dt.datetime,
     not_after: dt.datetime,
 ) -> x509.Certificate:
+    """The slot's certificate for *key* (subject, SAN, policies as a PIV issuer sets them)."""
     builder = (
         x509.CertificateBuilder()
         .subject_name(_subject(profile, slot))
         .issuer_name(ca.name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_before(not_before)
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_key_usage(slot, key), critical=True)

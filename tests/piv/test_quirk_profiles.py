@@ -23,7 +23,7 @@ import grpc
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from piv_support import PivDaemon, start_piv_daemon, verify_with_certificate
+from piv_support import PIN, PivDaemon, failure, start_piv_daemon, verify_with_certificate
 
 from hwgate.v1 import common_pb2, piv_pb2
 from hwgate_testbed.paths import vpcd_reader
@@ -41,6 +41,7 @@ OPERATIONS = ("GetCardInfo", "VerifyPin", "Authenticate", "Sign")
 MATRIX_PROFILES = sorted(set(PROFILES) - {"piv-after-install"})
 NOT_PIV = "not-piv"
 FAILED = grpc.StatusCode.FAILED_PRECONDITION
+PLACEHOLDER_REASON = ("fascn", "parity error in character 0b00000")
 SLOT_FIELDS = {
     Slot.AUTHENTICATION: piv_pb2.SLOT_PIV_AUTHENTICATION,
     Slot.SIGNATURE: piv_pb2.SLOT_DIGITAL_SIGNATURE,
@@ -187,6 +188,8 @@ def _check_card_info(run: Run, info: piv_pb2.GetCardInfoResponse) -> None:
         if not quirks.placeholder_fascn:
             assert info.chuid.fascn.raw == profile.fascn.encode()
         assert info.chuid.signed == quirks.chuid_signed
+        unparsed = [(u.field, u.reason) for u in info.chuid.unparsed]
+        assert unparsed == ([PLACEHOLDER_REASON] if quirks.placeholder_fascn else [])
     policy = info.pin_policy
     assert policy.application_pin
     assert policy.discovery_present != quirks.omit_discovery
@@ -202,9 +205,7 @@ def _expected_digest(challenge: bytes) -> bytes:
 
 @pytest.mark.parametrize("operation", OPERATIONS)
 @pytest.mark.parametrize("profile_name", MATRIX_PROFILES)
-def test_profile_operation(
-    run_of: Callable[[str], Run], profile_name: str, operation: str
-) -> None:
+def test_profile_operation(run_of: Callable[[str], Run], profile_name: str, operation: str) -> None:
     run = run_of(profile_name)
     outcome = run.outcomes[operation]
     if run.quirks.never_piv:
@@ -234,7 +235,9 @@ def _check_authenticate(run: Run, response: piv_pb2.AuthenticateResponse) -> Non
     cert = run.profile.slots[Slot.AUTHENTICATION].certificate
     is_ec = hasattr(cert.public_key(), "curve")
     algorithm = "ECDSA_SHA256" if is_ec else "RSA_PKCS1_SHA256"
-    assert common_pb2.SignatureAlgorithm.Name(response.algorithm) == f"SIGNATURE_ALGORITHM_{algorithm}"
+    assert (
+        common_pb2.SignatureAlgorithm.Name(response.algorithm) == f"SIGNATURE_ALGORITHM_{algorithm}"
+    )
     assert response.certificate == _der(cert)
     digest = _expected_digest(run.challenge)
     assert response.digest == digest
@@ -244,3 +247,20 @@ def _check_authenticate(run: Run, response: piv_pb2.AuthenticateResponse) -> Non
     if Slot.AUTHENTICATION in run.quirks.expired_slots:
         # The daemon proves possession; judging the certificate is the relying party's job.
         assert cert.not_valid_after_utc < dt.datetime.now(dt.UTC)
+
+
+def test_global_pin_card_changes_the_global_pin(bed: QuirkBed, cards: Any) -> None:
+    """ChangePin on a global-PIN-primary card changes the PIN the cardholder uses (00),
+    not the PIV application PIN nobody told them."""
+    daemon = bed.daemon
+    handle = cards.insert(0, "alice", profile="global-pin")
+    session = daemon.open_session(handle.reader)
+    try:
+        change = piv_pb2.ChangePinRequest(session_id=session, old_pin=PIN, new_pin=b"24680135")
+        assert daemon.piv.ChangePin(change, timeout=10).HasField("session_expire_time")
+        assert failure(lambda: daemon.verify(session))[:2] == (FAILED, "PIN_INCORRECT")
+        assert daemon.verify(session, b"24680135")
+    finally:
+        with contextlib.suppress(grpc.RpcError):
+            daemon.close_session(session)
+        cards.remove(0)

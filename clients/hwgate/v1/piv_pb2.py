@@ -28,7 +28,7 @@ from hwgate.v1 import card_pb2 as hwgate_dot_v1_dot_card__pb2
 from hwgate.v1 import common_pb2 as hwgate_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13hwgate/v1/piv.proto\x12\thwgate.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16google/type/date.proto\x1a\x14hwgate/v1/card.proto\x1a\x16hwgate/v1/common.proto\"\x89\x01\n\tPinPolicy\x12\x17\n\x0f\x61pplication_pin\x18\x01 \x01(\x08\x12\x12\n\nglobal_pin\x18\x02 \x01(\x08\x12\x0b\n\x03occ\x18\x03 \x01(\x08\x12\x0b\n\x03vci\x18\x04 \x01(\x08\x12\x1a\n\x12global_pin_primary\x18\x05 \x01(\x08\x12\x19\n\x11\x64iscovery_present\x18\x06 \x01(\x08\"\x7f\n\x05\x43huid\x12\x1f\n\x05\x66\x61scn\x18\x01 \x01(\x0b\x32\x10.hwgate.v1.Fascn\x12\x0c\n\x04guid\x18\x02 \x01(\t\x12*\n\x0f\x65xpiration_date\x18\x03 \x01(\x0b\x32\x11.google.type.Date\x12\x0e\n\x06signed\x18\x04 \x01(\x08\x12\x0b\n\x03raw\x18\x05 \x01(\x0c\"m\n\x0fSlotCertificate\x12\x1d\n\x04slot\x18\x01 \x01(\x0e\x32\x0f.hwgate.v1.Slot\x12\x0b\n\x03\x64\x65r\x18\x02 \x01(\x0c\x12.\n\x07summary\x18\x03 \x01(\x0b\x32\x1d.hwgate.v1.CertificateSummary\"F\n\x12GetCardInfoRequest\x12\x10\n\x06reader\x18\x01 \x01(\tH\x00\x12\x14\n\nsession_id\x18\x02 \x01(\tH\x00\x42\x08\n\x06target\"\xf9\x01\n\x13GetCardInfoResponse\x12\x0e\n\x06reader\x18\x01 \x01(\t\x12\x0b\n\x03\x61tr\x18\x02 \x01(\x0c\x12\x1f\n\x05\x63huid\x18\x03 \x01(\x0b\x32\x10.hwgate.v1.Chuid\x12\x30\n\x0c\x63\x65rtificates\x18\x04 \x03(\x0b\x32\x1a.hwgate.v1.SlotCertificate\x12\x1d\n\x10pin_retries_left\x18\x05 \x01(\rH\x00\x88\x01\x01\x12\x14\n\x0cpin_verified\x18\x06 \x01(\x08\x12(\n\npin_policy\x18\x07 \x01(\x0b\x32\x14.hwgate.v1.PinPolicyB\x13\n\x11_pin_retries_left\"O\n\x10VerifyPinRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0b\n\x03pin\x18\x02 \x01(\x0c\x12\x1a\n\x12\x61llow_last_attempt\x18\x03 \x01(\x08\"L\n\x11VerifyPinResponse\x12\x37\n\x13session_expire_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"L\n\x13\x41uthenticateRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0e\n\x06origin\x18\x02 \x01(\t\x12\x11\n\tchallenge\x18\x03 \x01(\x0c\"\x80\x01\n\x14\x41uthenticateResponse\x12\x11\n\tsignature\x18\x01 \x01(\x0c\x12\x30\n\talgorithm\x18\x02 \x01(\x0e\x32\x1d.hwgate.v1.SignatureAlgorithm\x12\x13\n\x0b\x63\x65rtificate\x18\x03 \x01(\x0c\x12\x0e\n\x06\x64igest\x18\x04 \x01(\x0c\"\x8c\x01\n\x15PivServiceSignRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x1d\n\x04slot\x18\x02 \x01(\x0e\x32\x0f.hwgate.v1.Slot\x12\x0e\n\x06\x64igest\x18\x03 \x01(\x0c\x12\x30\n\talgorithm\x18\x04 \x01(\x0e\x32\x1d.hwgate.v1.SignatureAlgorithm\"@\n\x16PivServiceSignResponse\x12\x11\n\tsignature\x18\x01 \x01(\x0c\x12\x13\n\x0b\x63\x65rtificate\x18\x02 \x01(\x0c\"d\n\x10\x43hangePinRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07old_pin\x18\x02 \x01(\x0c\x12\x0f\n\x07new_pin\x18\x03 \x01(\x0c\x12\x1a\n\x12\x61llow_last_attempt\x18\x04 \x01(\x08\"L\n\x11\x43hangePinResponse\x12\x37\n\x13session_expire_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"e\n\x11UnblockPinRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0b\n\x03puk\x18\x02 \x01(\x0c\x12\x0f\n\x07new_pin\x18\x03 \x01(\x0c\x12\x1e\n\x16\x61llow_last_puk_attempt\x18\x04 \x01(\x08\"M\n\x12UnblockPinResponse\x12\x37\n\x13session_expire_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\x8c\x01\n\x04Slot\x12\x14\n\x10SLOT_UNSPECIFIED\x10\x00\x12\x1b\n\x17SLOT_PIV_AUTHENTICATION\x10\x01\x12\x1a\n\x16SLOT_DIGITAL_SIGNATURE\x10\x02\x12\x17\n\x13SLOT_KEY_MANAGEMENT\x10\x03\x12\x1c\n\x18SLOT_CARD_AUTHENTICATION\x10\x04\x32\xd3\x03\n\nPivService\x12L\n\x0bGetCardInfo\x12\x1d.hwgate.v1.GetCardInfoRequest\x1a\x1e.hwgate.v1.GetCardInfoResponse\x12\x46\n\tVerifyPin\x12\x1b.hwgate.v1.VerifyPinRequest\x1a\x1c.hwgate.v1.VerifyPinResponse\x12O\n\x0c\x41uthenticate\x12\x1e.hwgate.v1.AuthenticateRequest\x1a\x1f.hwgate.v1.AuthenticateResponse\x12K\n\x04Sign\x12 .hwgate.v1.PivServiceSignRequest\x1a!.hwgate.v1.PivServiceSignResponse\x12\x46\n\tChangePin\x12\x1b.hwgate.v1.ChangePinRequest\x1a\x1c.hwgate.v1.ChangePinResponse\x12I\n\nUnblockPin\x12\x1c.hwgate.v1.UnblockPinRequest\x1a\x1d.hwgate.v1.UnblockPinResponseB\x02P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13hwgate/v1/piv.proto\x12\thwgate.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16google/type/date.proto\x1a\x14hwgate/v1/card.proto\x1a\x16hwgate/v1/common.proto\"\x89\x01\n\tPinPolicy\x12\x17\n\x0f\x61pplication_pin\x18\x01 \x01(\x08\x12\x12\n\nglobal_pin\x18\x02 \x01(\x08\x12\x0b\n\x03occ\x18\x03 \x01(\x08\x12\x0b\n\x03vci\x18\x04 \x01(\x08\x12\x1a\n\x12global_pin_primary\x18\x05 \x01(\x08\x12\x19\n\x11\x64iscovery_present\x18\x06 \x01(\x08\"\xad\x01\n\x05\x43huid\x12\x1f\n\x05\x66\x61scn\x18\x01 \x01(\x0b\x32\x10.hwgate.v1.Fascn\x12\x0c\n\x04guid\x18\x02 \x01(\t\x12*\n\x0f\x65xpiration_date\x18\x03 \x01(\x0b\x32\x11.google.type.Date\x12\x0e\n\x06signed\x18\x04 \x01(\x08\x12\x0b\n\x03raw\x18\x05 \x01(\x0c\x12,\n\x08unparsed\x18\x06 \x03(\x0b\x32\x1a.hwgate.v1.ChuidFieldError\"0\n\x0f\x43huidFieldError\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"m\n\x0fSlotCertificate\x12\x1d\n\x04slot\x18\x01 \x01(\x0e\x32\x0f.hwgate.v1.Slot\x12\x0b\n\x03\x64\x65r\x18\x02 \x01(\x0c\x12.\n\x07summary\x18\x03 \x01(\x0b\x32\x1d.hwgate.v1.CertificateSummary\"F\n\x12GetCardInfoRequest\x12\x10\n\x06reader\x18\x01 \x01(\tH\x00\x12\x14\n\nsession_id\x18\x02 \x01(\tH\x00\x42\x08\n\x06target\"\xf9\x01\n\x13GetCardInfoResponse\x12\x0e\n\x06reader\x18\x01 \x01(\t\x12\x0b\n\x03\x61tr\x18\x02 \x01(\x0c\x12\x1f\n\x05\x63huid\x18\x03 \x01(\x0b\x32\x10.hwgate.v1.Chuid\x12\x30\n\x0c\x63\x65rtificates\x18\x04 \x03(\x0b\x32\x1a.hwgate.v1.SlotCertificate\x12\x1d\n\x10pin_retries_left\x18\x05 \x01(\rH\x00\x88\x01\x01\x12\x14\n\x0cpin_verified\x18\x06 \x01(\x08\x12(\n\npin_policy\x18\x07 \x01(\x0b\x32\x14.hwgate.v1.PinPolicyB\x13\n\x11_pin_retries_left\"O\n\x10VerifyPinRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0b\n\x03pin\x18\x02 \x01(\x0c\x12\x1a\n\x12\x61llow_last_attempt\x18\x03 \x01(\x08\"L\n\x11VerifyPinResponse\x12\x37\n\x13session_expire_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"L\n\x13\x41uthenticateRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0e\n\x06origin\x18\x02 \x01(\t\x12\x11\n\tchallenge\x18\x03 \x01(\x0c\"\x80\x01\n\x14\x41uthenticateResponse\x12\x11\n\tsignature\x18\x01 \x01(\x0c\x12\x30\n\talgorithm\x18\x02 \x01(\x0e\x32\x1d.hwgate.v1.SignatureAlgorithm\x12\x13\n\x0b\x63\x65rtificate\x18\x03 \x01(\x0c\x12\x0e\n\x06\x64igest\x18\x04 \x01(\x0c\"\x8c\x01\n\x15PivServiceSignRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x1d\n\x04slot\x18\x02 \x01(\x0e\x32\x0f.hwgate.v1.Slot\x12\x0e\n\x06\x64igest\x18\x03 \x01(\x0c\x12\x30\n\talgorithm\x18\x04 \x01(\x0e\x32\x1d.hwgate.v1.SignatureAlgorithm\"@\n\x16PivServiceSignResponse\x12\x11\n\tsignature\x18\x01 \x01(\x0c\x12\x13\n\x0b\x63\x65rtificate\x18\x02 \x01(\x0c\"d\n\x10\x43hangePinRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07old_pin\x18\x02 \x01(\x0c\x12\x0f\n\x07new_pin\x18\x03 \x01(\x0c\x12\x1a\n\x12\x61llow_last_attempt\x18\x04 \x01(\x08\"L\n\x11\x43hangePinResponse\x12\x37\n\x13session_expire_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"e\n\x11UnblockPinRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0b\n\x03puk\x18\x02 \x01(\x0c\x12\x0f\n\x07new_pin\x18\x03 \x01(\x0c\x12\x1e\n\x16\x61llow_last_puk_attempt\x18\x04 \x01(\x08\"M\n\x12UnblockPinResponse\x12\x37\n\x13session_expire_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\x8c\x01\n\x04Slot\x12\x14\n\x10SLOT_UNSPECIFIED\x10\x00\x12\x1b\n\x17SLOT_PIV_AUTHENTICATION\x10\x01\x12\x1a\n\x16SLOT_DIGITAL_SIGNATURE\x10\x02\x12\x17\n\x13SLOT_KEY_MANAGEMENT\x10\x03\x12\x1c\n\x18SLOT_CARD_AUTHENTICATION\x10\x04\x32\xd3\x03\n\nPivService\x12L\n\x0bGetCardInfo\x12\x1d.hwgate.v1.GetCardInfoRequest\x1a\x1e.hwgate.v1.GetCardInfoResponse\x12\x46\n\tVerifyPin\x12\x1b.hwgate.v1.VerifyPinRequest\x1a\x1c.hwgate.v1.VerifyPinResponse\x12O\n\x0c\x41uthenticate\x12\x1e.hwgate.v1.AuthenticateRequest\x1a\x1f.hwgate.v1.AuthenticateResponse\x12K\n\x04Sign\x12 .hwgate.v1.PivServiceSignRequest\x1a!.hwgate.v1.PivServiceSignResponse\x12\x46\n\tChangePin\x12\x1b.hwgate.v1.ChangePinRequest\x1a\x1c.hwgate.v1.ChangePinResponse\x12I\n\nUnblockPin\x12\x1c.hwgate.v1.UnblockPinRequest\x1a\x1d.hwgate.v1.UnblockPinResponseB\x02P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,38 +36,40 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'hwgate.v1.piv_pb2', _global
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'P\001'
-  _globals['_SLOT']._serialized_start=1781
-  _globals['_SLOT']._serialized_end=1921
+  _globals['_SLOT']._serialized_start=1878
+  _globals['_SLOT']._serialized_end=2018
   _globals['_PINPOLICY']._serialized_start=138
   _globals['_PINPOLICY']._serialized_end=275
-  _globals['_CHUID']._serialized_start=277
-  _globals['_CHUID']._serialized_end=404
-  _globals['_SLOTCERTIFICATE']._serialized_start=406
-  _globals['_SLOTCERTIFICATE']._serialized_end=515
-  _globals['_GETCARDINFOREQUEST']._serialized_start=517
-  _globals['_GETCARDINFOREQUEST']._serialized_end=587
-  _globals['_GETCARDINFORESPONSE']._serialized_start=590
-  _globals['_GETCARDINFORESPONSE']._serialized_end=839
-  _globals['_VERIFYPINREQUEST']._serialized_start=841
-  _globals['_VERIFYPINREQUEST']._serialized_end=920
-  _globals['_VERIFYPINRESPONSE']._serialized_start=922
-  _globals['_VERIFYPINRESPONSE']._serialized_end=998
-  _globals['_AUTHENTICATEREQUEST']._serialized_start=1000
-  _globals['_AUTHENTICATEREQUEST']._serialized_end=1076
-  _globals['_AUTHENTICATERESPONSE']._serialized_start=1079
-  _globals['_AUTHENTICATERESPONSE']._serialized_end=1207
-  _globals['_PIVSERVICESIGNREQUEST']._serialized_start=1210
-  _globals['_PIVSERVICESIGNREQUEST']._serialized_end=1350
-  _globals['_PIVSERVICESIGNRESPONSE']._serialized_start=1352
-  _globals['_PIVSERVICESIGNRESPONSE']._serialized_end=1416
-  _globals['_CHANGEPINREQUEST']._serialized_start=1418
-  _globals['_CHANGEPINREQUEST']._serialized_end=1518
-  _globals['_CHANGEPINRESPONSE']._serialized_start=1520
-  _globals['_CHANGEPINRESPONSE']._serialized_end=1596
-  _globals['_UNBLOCKPINREQUEST']._serialized_start=1598
-  _globals['_UNBLOCKPINREQUEST']._serialized_end=1699
-  _globals['_UNBLOCKPINRESPONSE']._serialized_start=1701
-  _globals['_UNBLOCKPINRESPONSE']._serialized_end=1778
-  _globals['_PIVSERVICE']._serialized_start=1924
-  _globals['_PIVSERVICE']._serialized_end=2391
+  _globals['_CHUID']._serialized_start=278
+  _globals['_CHUID']._serialized_end=451
+  _globals['_CHUIDFIELDERROR']._serialized_start=453
+  _globals['_CHUIDFIELDERROR']._serialized_end=501
+  _globals['_SLOTCERTIFICATE']._serialized_start=503
+  _globals['_SLOTCERTIFICATE']._serialized_end=612
+  _globals['_GETCARDINFOREQUEST']._serialized_start=614
+  _globals['_GETCARDINFOREQUEST']._serialized_end=684
+  _globals['_GETCARDINFORESPONSE']._serialized_start=687
+  _globals['_GETCARDINFORESPONSE']._serialized_end=936
+  _globals['_VERIFYPINREQUEST']._serialized_start=938
+  _globals['_VERIFYPINREQUEST']._serialized_end=1017
+  _globals['_VERIFYPINRESPONSE']._serialized_start=1019
+  _globals['_VERIFYPINRESPONSE']._serialized_end=1095
+  _globals['_AUTHENTICATEREQUEST']._serialized_start=1097
+  _globals['_AUTHENTICATEREQUEST']._serialized_end=1173
+  _globals['_AUTHENTICATERESPONSE']._serialized_start=1176
+  _globals['_AUTHENTICATERESPONSE']._serialized_end=1304
+  _globals['_PIVSERVICESIGNREQUEST']._serialized_start=1307
+  _globals['_PIVSERVICESIGNREQUEST']._serialized_end=1447
+  _globals['_PIVSERVICESIGNRESPONSE']._serialized_start=1449
+  _globals['_PIVSERVICESIGNRESPONSE']._serialized_end=1513
+  _globals['_CHANGEPINREQUEST']._serialized_start=1515
+  _globals['_CHANGEPINREQUEST']._serialized_end=1615
+  _globals['_CHANGEPINRESPONSE']._serialized_start=1617
+  _globals['_CHANGEPINRESPONSE']._serialized_end=1693
+  _globals['_UNBLOCKPINREQUEST']._serialized_start=1695
+  _globals['_UNBLOCKPINREQUEST']._serialized_end=1796
+  _globals['_UNBLOCKPINRESPONSE']._serialized_start=1798
+  _globals['_UNBLOCKPINRESPONSE']._serialized_end=1875
+  _globals['_PIVSERVICE']._serialized_start=2021
+  _globals['_PIVSERVICE']._serialized_end=2488
 # @@protoc_insertion_point(module_scope)

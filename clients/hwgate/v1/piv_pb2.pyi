@@ -43,18 +43,28 @@ class PinPolicy(_message.Message):
     def __init__(self, application_pin: _Optional[bool] = ..., global_pin: _Optional[bool] = ..., occ: _Optional[bool] = ..., vci: _Optional[bool] = ..., global_pin_primary: _Optional[bool] = ..., discovery_present: _Optional[bool] = ...) -> None: ...
 
 class Chuid(_message.Message):
-    __slots__ = ("fascn", "guid", "expiration_date", "signed", "raw")
+    __slots__ = ("fascn", "guid", "expiration_date", "signed", "raw", "unparsed")
     FASCN_FIELD_NUMBER: _ClassVar[int]
     GUID_FIELD_NUMBER: _ClassVar[int]
     EXPIRATION_DATE_FIELD_NUMBER: _ClassVar[int]
     SIGNED_FIELD_NUMBER: _ClassVar[int]
     RAW_FIELD_NUMBER: _ClassVar[int]
+    UNPARSED_FIELD_NUMBER: _ClassVar[int]
     fascn: _card_pb2.Fascn
     guid: str
     expiration_date: _date_pb2.Date
     signed: bool
     raw: bytes
-    def __init__(self, fascn: _Optional[_Union[_card_pb2.Fascn, _Mapping]] = ..., guid: _Optional[str] = ..., expiration_date: _Optional[_Union[_date_pb2.Date, _Mapping]] = ..., signed: _Optional[bool] = ..., raw: _Optional[bytes] = ...) -> None: ...
+    unparsed: _containers.RepeatedCompositeFieldContainer[ChuidFieldError]
+    def __init__(self, fascn: _Optional[_Union[_card_pb2.Fascn, _Mapping]] = ..., guid: _Optional[str] = ..., expiration_date: _Optional[_Union[_date_pb2.Date, _Mapping]] = ..., signed: _Optional[bool] = ..., raw: _Optional[bytes] = ..., unparsed: _Optional[_Iterable[_Union[ChuidFieldError, _Mapping]]] = ...) -> None: ...
+
+class ChuidFieldError(_message.Message):
+    __slots__ = ("field", "reason")
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    field: str
+    reason: str
+    def __init__(self, field: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class SlotCertificate(_message.Message):
     __slots__ = ("slot", "der", "summary")

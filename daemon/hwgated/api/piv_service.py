@@ -132,7 +132,13 @@ def _chuid(info: CardInfo) -> piv_pb2.Chuid:
         message.guid = str(chuid.guid)
     if chuid.expiry is not None:
         message.expiration_date.CopyFrom(convert.date(chuid.expiry))
+    for name, why in chuid.unparsed:
+        message.unparsed.add(field=_CHUID_FIELDS.get(name, name), reason=why)
     return message
+
+
+# Chuid.unparsed names a field as the proto does (the parser says "expiry").
+_CHUID_FIELDS = {"expiry": "expiration_date"}
 
 
 class PivServicer(PinChangeMixin, piv_pb2_grpc.PivServiceServicer):

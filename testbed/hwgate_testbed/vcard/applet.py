@@ -243,8 +243,7 @@ class PivApplet:
             return sw_bytes(SW_BYTES_REMAINING | (min(len(data), 256) & 0xFF))
         wanted = cmd.ne or _MAX_SHORT_RESPONSE
         if len(data) <= _MAX_SHORT_RESPONSE and (
-            (quirks.exact_le and wanted != len(data))
-            or (quirks.t0_only and wanted > len(data))
+            (quirks.exact_le and wanted != len(data)) or (quirks.t0_only and wanted > len(data))
         ):
             if get_response:
                 self._pending = data  # asked for again with the right Le

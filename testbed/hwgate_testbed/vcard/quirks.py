@@ -124,19 +124,33 @@ PROFILES: dict[str, Quirks] = {
             slot_keys=tuple((slot, KEY_RSA_2048) for slot in Slot),
             rsa_only=True,
         ),
-        Quirks("certs-plain", "every certificate uncompressed (CertInfo 00)",
-               compress_certificates=False),  # fmt: skip
-        Quirks("certs-gzip", "every certificate gzip-compressed (CertInfo 01)",
-               compress_certificates=True),  # fmt: skip
-        Quirks("chunked-255", "answers in 255-byte chunks (61xx, GET RESPONSE)",
-               response_chunk=255),  # fmt: skip
+        Quirks(
+            "certs-plain",
+            "every certificate uncompressed (CertInfo 00)",
+            compress_certificates=False,
+        ),
+        Quirks(
+            "certs-gzip",
+            "every certificate gzip-compressed (CertInfo 01)",
+            compress_certificates=True,
+        ),
+        Quirks(
+            "chunked-255", "answers in 255-byte chunks (61xx, GET RESPONSE)", response_chunk=255
+        ),
         Quirks("wrong-le", "6Cxx unless Le is exactly the length of the answer", exact_le=True),
-        Quirks("t0", "T=0 only: ATR offers T=0, data only through 61xx / GET RESPONSE",
-               t0_only=True),  # fmt: skip
-        Quirks("no-9e", "no Card Authentication key or certificate (9E)",
-               absent_slots=frozenset({Slot.CARD_AUTH})),  # fmt: skip
-        Quirks("expired-9a", "PIV Authentication certificate (9A) expired",
-               expired_slots=frozenset({Slot.AUTHENTICATION})),  # fmt: skip
+        Quirks(
+            "t0", "T=0 only: ATR offers T=0, data only through 61xx / GET RESPONSE", t0_only=True
+        ),
+        Quirks(
+            "no-9e",
+            "no Card Authentication key or certificate (9E)",
+            absent_slots=frozenset({Slot.CARD_AUTH}),
+        ),
+        Quirks(
+            "expired-9a",
+            "PIV Authentication certificate (9A) expired",
+            expired_slots=frozenset({Slot.AUTHENTICATION}),
+        ),
         Quirks(
             "global-pin",
             "Discovery: global PIN primary (5F2F 60 20); the cardholder's PIN is the global PIN",

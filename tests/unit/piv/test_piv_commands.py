@@ -56,6 +56,12 @@ def test_verify_status() -> None:
     assert commands.verify_status().encode() == bytes.fromhex("00200080")
 
 
+def test_change_pin_of_the_global_pin() -> None:
+    """A global-PIN-primary card changes its global PIN: CHANGE REFERENCE DATA P2 00."""
+    cmd = commands.change_pin(b"123456", b"87654321", reference=commands.PIN_REFERENCE_GLOBAL)
+    assert cmd.encode() == bytes.fromhex("0024000010313233343536FFFF3837363534333231")
+
+
 def test_general_authenticate_ecc() -> None:
     digest = bytes(range(32))
     cmd = commands.general_authenticate(Slot.AUTHENTICATION, Algorithm.ECCP256, digest)

@@ -27,6 +27,7 @@ SELECT = commands.select_piv().encode().hex()
 CHANGE = "002400801031323334353637FF3837363534333231"  # 1234567 -> 87654321
 RESET = "002C0080103132333435363738313131313131FFFF"  # PUK 12345678, new PIN 111111
 RESET_STATUS = "0020FF80"
+GET_DISCOVERY = "00CB3FFF035C017E00"  # which PIN is the cardholder's (global or PIV)
 
 pins = st.text(alphabet="0123456789", min_size=6, max_size=8).map(str.encode)
 
@@ -146,7 +147,9 @@ def test_success_resets_the_card_pin_status_even_when_the_card_cannot() -> None:
 
 
 def test_an_abandoned_call_sends_nothing_and_wipes_both() -> None:
-    link = ScriptedConnection(ScriptedCard([(SELECT, "9000"), ("00200080", "63C3")]))
+    link = ScriptedConnection(
+        ScriptedCard([(SELECT, "9000"), (GET_DISCOVERY, "6A82"), ("00200080", "63C3")])
+    )
     old, new = PinBuffer(b"1234567"), PinBuffer(b"87654321")
     new.abandon()  # the servicer's call ended before the worker ran
     with pytest.raises(gw.CardError):

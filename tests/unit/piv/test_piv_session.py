@@ -90,8 +90,10 @@ class _CapturingBuilder:
         self.cmd: CommandApdu | None = None
         self.real = commands.verify_pin
 
-    def __call__(self, pin: bytes | bytearray) -> CommandApdu:
-        self.cmd = self.real(pin)
+    def __call__(
+        self, pin: bytes | bytearray, reference: int = commands.PIN_REFERENCE_APPLICATION
+    ) -> CommandApdu:
+        self.cmd = self.real(pin, reference)
         return self.cmd
 
 

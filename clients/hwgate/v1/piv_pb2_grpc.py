@@ -90,11 +90,14 @@ class PivServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def VerifyPin(self, request, context):
-        """VerifyPin presents the PIV application PIN (key reference 80) in a
-        session. The daemon never retries on its own, and refuses to spend the
-        last retry unless allow_last_attempt is set (LAST_PIN_ATTEMPT). Wrong
-        PIN: FAILED_PRECONDITION, PIN_INCORRECT with metadata retries_left;
-        blocked: PIN_BLOCKED; card pulled: ABORTED, CARD_REMOVED.
+        """VerifyPin presents the cardholder's PIN in a session: the PIV
+        application PIN (key reference 80), or the global PIN (00) when the
+        card's Discovery object names the global PIN primary (as OpenSC does;
+        ChangePin follows the same choice, pin_retries_left counts that PIN).
+        The daemon never retries on its own, and refuses to spend the last retry
+        unless allow_last_attempt is set (LAST_PIN_ATTEMPT). Wrong PIN:
+        FAILED_PRECONDITION, PIN_INCORRECT with metadata retries_left; blocked:
+        PIN_BLOCKED; card pulled: ABORTED, CARD_REMOVED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -131,8 +134,8 @@ class PivServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ChangePin(self, request, context):
-        """ChangePin replaces the PIV application PIN (CHANGE REFERENCE DATA, key
-        reference 80) in a session: the card checks the old PIN and stores the
+        """ChangePin replaces the cardholder's PIN (CHANGE REFERENCE DATA, key
+        reference 80, or 00 on a global-PIN-primary card) in a session: the card checks the old PIN and stores the
         new one. Both PINs are 6 to 8 ASCII digits (SP 800-73-4), checked before
         anything is sent (PIN_FORMAT). A wrong old PIN spends a retry like
         VerifyPin (PIN_INCORRECT, metadata retries_left), the last retry is

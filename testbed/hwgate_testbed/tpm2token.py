@@ -112,12 +112,16 @@ def up(paths: TestbedPaths) -> Tpm2Token:
     layout = Tpm2Layout.of(paths)
     layout.root.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + _START_TIMEOUT
-    port = _ensure_swtpm(layout, deadline)
-    _ensure_bus(layout, deadline)
-    _ensure_abrmd(layout, port, deadline)
-    token = Tpm2Token(TPM2_TOKEN_LABEL, module_path(), layout.user_pin, environment(layout))
-    if not layout.user_pin.exists():
-        _init_token(layout, token)
+    try:
+        port = _ensure_swtpm(layout, deadline)
+        _ensure_bus(layout, deadline)
+        _ensure_abrmd(layout, port, deadline)
+        token = Tpm2Token(TPM2_TOKEN_LABEL, module_path(), layout.user_pin, environment(layout))
+        if not layout.user_pin.exists():
+            _init_token(layout, token)
+    except Tpm2Error:
+        down(paths)  # a half-started stack would outlive the caller that gave up on it
+        raise
     return token
 
 

@@ -11,6 +11,8 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from hwgate_testbed import procs, tpm2token
 from hwgate_testbed.paths import TestbedPaths
 
@@ -43,5 +45,25 @@ def test_up_down_up_keeps_the_token(tmp_path: Path) -> None:
         assert all(procs.cmdline(pid) is None for pid in first.values() if pid)
         again = tpm2token.up(paths)
         assert again.user_pin() == token.user_pin() and _login_works(again)
+    finally:
+        tpm2token.down(paths)
+
+
+def test_failed_start_leaves_no_process(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """abrmd that cannot reach its TPM exits: up fails and stops what it had started."""
+    paths = TestbedPaths.at(tmp_path / "bed")
+    started: list[int] = []
+
+    def abrmd_on_a_dead_port(layout: tpm2token.Tpm2Layout, port: int, deadline: float) -> None:
+        started.extend(pid for pid in _pids(paths).values() if pid)  # swtpm, dbus-daemon
+        real_ensure_abrmd(layout, 1, deadline)  # nothing listens on port 1
+
+    real_ensure_abrmd = tpm2token._ensure_abrmd
+    monkeypatch.setattr(tpm2token, "_ensure_abrmd", abrmd_on_a_dead_port)
+    try:
+        with pytest.raises(tpm2token.Tpm2Error, match="tpm2-abrmd exited"):
+            tpm2token.up(paths)
+        assert len(started) == 2
+        assert [pid for pid in started if procs.cmdline(pid)] == [], "left running"
     finally:
         tpm2token.down(paths)

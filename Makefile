@@ -7,7 +7,9 @@ BIN := $(VENV)/bin
 TESTBED_DIR ?= $(CURDIR)/.testbed
 APT_PACKAGES := pcscd vsmartcard-vpcd softhsm2 opensc p11-kit libpcsclite-dev \
 	libsystemd-dev pkg-config swig gcc python3-dev iproute2 util-linux \
-	systemd chromium zbar-tools stress-ng
+	systemd chromium zbar-tools stress-ng \
+	swtpm tpm2-abrmd libtpm2-pkcs11-1 libtss2-tcti-tabrmd0 libtss2-tcti-swtpm0 \
+	dbus-daemon dbus-bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 

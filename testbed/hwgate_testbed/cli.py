@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from hwgate_testbed import envfile, orchestrate, rundaemon
+from hwgate_testbed import envfile, orchestrate, rundaemon, tpm2token
 from hwgate_testbed.cards import CardError
 from hwgate_testbed.paths import DEFAULT_DIR, PIV_PIN, PIV_PUK, TestbedPaths
 from hwgate_testbed.pcscd import PcscError
@@ -45,6 +45,8 @@ def _parser() -> argparse.ArgumentParser:
 
     up = verb("up", "start pcscd if needed, provision token/cards/PKI, insert alice in slot 0")
     up.add_argument("--no-insert", action="store_true", help="leave every slot empty")
+    up.add_argument("--tpm2", action="store_true",
+                    help="also start the tpm2-pkcs11 token (swtpm, tpm2-abrmd)")  # fmt: skip
     ins = verb("insert", "insert a card (provisioned on first use) into a slot")
     ins.add_argument("--slot", type=int, default=0)
     ins.add_argument("--card", default="alice")
@@ -82,6 +84,13 @@ def _print_up(result: orchestrate.UpResult) -> None:
         print(f"#   note:    {note}")
 
 
+def _print_tpm2(token: tpm2token.Tpm2Token) -> None:
+    """The second token: what a [[hsm.token]] table needs (env = the variables shown)."""
+    print(f"#   tpm2:    token {token.label}, module {token.module}, PIN in {token.user_pin_file}")
+    for name, value in token.env.items():
+        print(f"#            {name}={value}")
+
+
 def _print_status(st: dict[str, Any]) -> None:
     pc = st["pcscd"]
     where = f"started here, pid {pc['pid']}" if pc["started_here"] else "not started here"
@@ -103,6 +112,8 @@ def _run(args: argparse.Namespace) -> int:
     paths = TestbedPaths.at(args.dir)
     if args.verb == "up":
         _print_up(orchestrate.up(paths, insert_card=not args.no_insert))
+        if args.tpm2:
+            _print_tpm2(orchestrate.tpm2_up(paths))
     elif args.verb == "insert":
         card = orchestrate.insert(paths, args.slot, args.card, args.key_type, args.profile)
         print(f"inserted {card.name} into slot {card.slot} ({card.reader}), pid {card.pid}")
@@ -121,6 +132,8 @@ def _run(args: argparse.Namespace) -> int:
         done = orchestrate.down(paths)
         for c in done["removed"]:
             print(f"removed {c['card']} from slot {c['slot']}")
+        if done["tpm2_stopped"]:
+            print(f"stopped {', '.join(done['tpm2_stopped'])}")
         print("stopped pcscd" if done["pcscd_stopped"] else "pcscd: not started here, left running")
     return 0
 

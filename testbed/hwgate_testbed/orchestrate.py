@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from hwgate_testbed import cards, daemon_config, envfile, pcscd, slots, softhsm, tlspki
+from hwgate_testbed import cards, daemon_config, envfile, pcscd, slots, softhsm, tlspki, tpm2token
 from hwgate_testbed.paths import (
     DEFAULT_CARDS,
     PIV_PIN,
@@ -98,12 +98,25 @@ def remove(paths: TestbedPaths, slot: int) -> slots.CardHandle | None:
     return slots.remove(paths, slot)
 
 
+def tpm2_up(paths: TestbedPaths) -> tpm2token.Tpm2Token:
+    """Bring up the second PKCS#11 implementation (tpm2-pkcs11 over swtpm, see
+    ``tpm2token``). Not part of `up`: it costs 1-2 s, so only who needs it pays."""
+    paths.root.mkdir(parents=True, exist_ok=True)
+    try:
+        return tpm2token.up(paths)
+    except tpm2token.Tpm2Error as exc:
+        raise TestbedError(str(exc)) from exc
+
+
 def down(paths: TestbedPaths) -> dict[str, Any]:
-    """Stop the card processes and the pcscd this test bed started; keep all files."""
+    """Stop the card processes, the TPM stack and the pcscd this test bed started;
+    keep all files."""
     removed = [c for s in slots.known_slots(paths) if (c := slots.remove(paths, s)) is not None]
+    stopped_tpm2 = tpm2token.down(paths)
     stopped_pcscd = pcscd.stop_ours(paths, time.monotonic() + DOWN_TIMEOUT)
     return {
         "removed": [{"slot": c.slot, "card": c.name, "pid": c.pid} for c in removed],
+        "tpm2_stopped": stopped_tpm2,
         "pcscd_stopped": stopped_pcscd,
     }
 

@@ -24,3 +24,16 @@ def own_hsmd(testbed: object, tmp_path: Path) -> Iterator[HsmDaemon]:
     daemon = start_hsm_daemon(tmp_path / "d", testbed)
     yield daemon
     daemon.proc.stop(signal.SIGKILL)
+
+
+@pytest.fixture(scope="session")
+def tpm2_token(testbed: object) -> Iterator[object]:
+    """The second PKCS#11 implementation (tpm2-pkcs11 over swtpm + tpm2-abrmd on a
+    private bus), started on first use only: bring-up costs 1-2 s. Stopped at the end
+    of the session (the bed's own `down` would stop it too)."""
+    from hwgate_testbed import orchestrate, tpm2token
+
+    paths = testbed.paths  # type: ignore[attr-defined]
+    token = orchestrate.tpm2_up(paths)
+    yield token
+    tpm2token.down(paths)

@@ -94,6 +94,9 @@ class FoundKey:
     label: str = ""
     # The usage flags the token reports as set (CKA_SIGN, CKA_DERIVE, ...).
     usages: frozenset[KeyUsage] = frozenset()
+    # CKA_ALWAYS_AUTHENTICATE: each operation needs C_Login(CKU_CONTEXT_SPECIFIC)
+    # between its C_*Init and the operation itself.
+    always_authenticate: bool = False
 
     def require(self, usage: KeyUsage) -> None:
         """KeyUsageNotAllowed unless the key may be used for ``usage``: checked here so
@@ -176,7 +179,13 @@ def describe_for_use(obj: Any) -> FoundKey:
     """Read the key type (and curve) once, when the key enters the cache."""
     # One C_GetAttributeValue round: python-pkcs11 leaves out what the module cannot give.
     attrs = obj.get_attributes(
-        [Attribute.KEY_TYPE, Attribute.EC_PARAMS, Attribute.LABEL, *_USAGE_ATTRS]
+        [
+            Attribute.KEY_TYPE,
+            Attribute.EC_PARAMS,
+            Attribute.LABEL,
+            Attribute.ALWAYS_AUTHENTICATE,
+            *_USAGE_ATTRS,
+        ]
     )
     key_type = key_algorithm(attrs.get(Attribute.KEY_TYPE))
     curve = None
@@ -188,6 +197,7 @@ def describe_for_use(obj: Any) -> FoundKey:
         curve=curve,
         label=attrs.get(Attribute.LABEL) or "",
         usages=usages_of(attrs),
+        always_authenticate=bool(attrs.get(Attribute.ALWAYS_AUTHENTICATE)),
     )
 
 

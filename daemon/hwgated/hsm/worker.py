@@ -70,10 +70,9 @@ def _serve(sock: socket.socket) -> None:
     try:
         session, token = _open_session(init, pin)
     except HwgateError as exc:
+        pin[:] = bytes(len(pin))
         send_message(sock, (STARTUP_ID, False, error_to_wire(exc)))
         return
-    finally:
-        pin[:] = bytes(len(pin))
     info = {
         "pid": os.getpid(),
         "token_label": token.label,
@@ -82,7 +81,13 @@ def _serve(sock: socket.socket) -> None:
         "manufacturer": token.manufacturer_id,
     }
     send_message(sock, (STARTUP_ID, True, info))
-    code = WorkerServer(session, sock).serve()
+    # The PIN stays in this process (a bytearray, wiped on the way out) for keys with
+    # CKA_ALWAYS_AUTHENTICATE, which want it again for every signature; this worker
+    # is already logged in with it, so keeping it exposes nothing the session does not.
+    try:
+        code = WorkerServer(session, sock, pin).serve()
+    finally:
+        pin[:] = bytes(len(pin))
     sys.exit(code)
 
 
@@ -121,9 +126,10 @@ def _serial_text(serial: Any) -> str:
 class WorkerServer:
     """The request loop: decode, run the op, reply; translate every failure."""
 
-    def __init__(self, session: Any, sock: socket.socket) -> None:
+    def __init__(self, session: Any, sock: socket.socket, pin: bytearray | None = None) -> None:
         self._session = session
         self._sock = sock
+        self._pin = pin
         self._store = KeyStore(session)
         self._ops: dict[str, Callable[..., Any]] = {
             "sign": self.sign,
@@ -188,10 +194,18 @@ class WorkerServer:
         raise AssertionError("unreachable")
 
     def sign(self, ref: KeyRef, algorithm: SignAlgorithm, data: bytes) -> bytes:
-        return make_signer(self._store.find(ref, _SIGN_CLASSES), algorithm)(data)
+        found = self._store.find(ref, _SIGN_CLASSES)
+        return make_signer(found, algorithm, self._context_pin())(data)
 
     def sign_many(self, ref: KeyRef, algorithm: SignAlgorithm, items: list[bytes]) -> list[bytes]:
         if not items:
             raise InvalidArgument("empty batch")
-        signer = make_signer(self._store.find(ref, _SIGN_CLASSES), algorithm)
+        found = self._store.find(ref, _SIGN_CLASSES)
+        signer = make_signer(found, algorithm, self._context_pin())
         return [signer(item) for item in items]
+
+    def _context_pin(self) -> Callable[[], str] | None:
+        """The PIN for a context-specific login (python-pkcs11 takes it as str: that
+        copy lives only for the one call), or None when this worker has none."""
+        pin = self._pin
+        return None if pin is None else pin.decode

@@ -13,6 +13,8 @@ two daemons never meet on a card).
 - shared: another program selecting another application, or resetting the card,
   between hwgated's transactions: the next hwgated job still works, and a PIN
   verified before the reset counts as lost.
+- shared: a PIN another program verified and left verified does not serve an
+  hwgate session (the session starts with a reset).
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from piv_support import PivDaemon
+from piv_support import PivDaemon, failure
+from smartcard import scard
 
 from hwgate.v1 import card_pb2, piv_pb2
 from hwgate_testbed.paths import PIV_PIN, vpcd_reader
@@ -102,6 +105,31 @@ def _apdus(env: dict[str, str], *apdus: str) -> list[str]:
     result = _run(env, "opensc-tool", "-r", "0", *args)
     assert result.returncode == 0, result.stdout + result.stderr
     return re.findall(r"SW1=0x([0-9A-F]{2}), SW2=0x([0-9A-F]{2})", result.stdout)
+
+
+def _raw_apdus(reader: str, *apdus: str) -> list[bytes]:
+    """Send *apdus* straight through pcscd in one transaction (no OpenSC, whose card
+    detection SELECTs other applications and so drops the virtual card's PIN status)."""
+    code, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+    assert code == scard.SCARD_S_SUCCESS, scard.SCardGetErrorMessage(code)
+    try:
+        code, handle, protocol = scard.SCardConnect(
+            context, reader, scard.SCARD_SHARE_SHARED, scard.SCARD_PROTOCOL_T1
+        )
+        assert code == scard.SCARD_S_SUCCESS, scard.SCardGetErrorMessage(code)
+        try:
+            assert scard.SCardBeginTransaction(handle) == scard.SCARD_S_SUCCESS
+            responses = []
+            for apdu in apdus:
+                code, response = scard.SCardTransmit(handle, protocol, list(bytes.fromhex(apdu)))
+                assert code == scard.SCARD_S_SUCCESS, scard.SCardGetErrorMessage(code)
+                responses.append(bytes(response))
+            scard.SCardEndTransaction(handle, scard.SCARD_LEAVE_CARD)
+            return responses
+        finally:
+            scard.SCardDisconnect(handle, scard.SCARD_LEAVE_CARD)
+    finally:
+        scard.SCardReleaseContext(context)
 
 
 def _time_of_day(line: str) -> float:
@@ -237,3 +265,43 @@ def test_shared_reset_by_another_program_between_jobs(
         assert info.pin_verified
     finally:
         shared.card.CloseSession(card_pb2.CloseSessionRequest(session_id=session), timeout=10)
+
+
+def test_shared_a_session_never_rides_on_another_programs_pin(
+    shared: PivDaemon, cards: object, opensc: dict[str, str]
+) -> None:
+    cards.insert(0, "bob", "rsa")  # type: ignore[attr-defined]
+    assert _apdus(opensc, SELECT_PIV, VERIFY_PIN)[-1] == ("90", "00")
+    assert shared.info(reader=R0).pin_verified  # one-shot jobs see it (documented)
+    session = shared.open_session(R0)
+    try:
+        info = shared.piv.GetCardInfo(piv_pb2.GetCardInfoRequest(session_id=session), timeout=10)
+        assert not info.pin_verified
+        # 9D is "PIN once": only the card decides, and it has no PIN status now.
+        request = piv_pb2.PivServiceSignRequest(
+            session_id=session,
+            slot="SLOT_KEY_MANAGEMENT",
+            digest=bytes(32),
+            algorithm="SIGNATURE_ALGORITHM_RSA_PKCS1_SHA256",
+        )
+        code, reason, _ = failure(lambda: shared.piv.Sign(request, timeout=10))
+        assert (code.name, reason) == ("FAILED_PRECONDITION", "PIN_REQUIRED")
+    finally:
+        shared.close_session(session)
+
+
+def test_shared_shutdown_leaves_no_session_pin_behind(
+    testbed: object, tmp_path: Path, cards: object
+) -> None:
+    daemon = _daemon(tmp_path, R1, "shared")
+    try:
+        cards.insert(1, "alice")  # type: ignore[attr-defined]
+        session = daemon.open_session(R1)
+        assert daemon.verify(session)
+        daemon.channel.close()
+        assert daemon.daemon.stop(signal.SIGTERM) == 0  # the session still open
+    finally:
+        daemon.stop()
+    # The other programs that waited get a card without the session's PIN status.
+    status = _raw_apdus(R1, SELECT_PIV, "00200080")[-1]
+    assert status[0] == 0x63, status.hex()

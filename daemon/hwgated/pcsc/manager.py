@@ -14,8 +14,9 @@ it always releases the reader it holds, even after the reader was dropped.
 
 Share mode (``[pcsc] share_mode``): in ``shared`` mode the workers share the
 card with other programs and hold a PC/SC transaction per job; a session holds
-one from OpenSession (which waits for it) until it ends (the job that ends the
-session lets go), so other programs wait for the session, never interleave.
+one from OpenSession (which waits for it, then resets the card: the session
+starts from no PIN status, whoever verified one before) until it ends (the job
+that ends the session lets go), so other programs wait for it, never interleave.
 
 Who a card is, is not this layer's business: the daemon injects ``identify``,
 run as the first job on every insertion; its result rides along in the reader
@@ -519,12 +520,14 @@ class CardManager(Generic[IdentityT]):
 
     async def _hold_card(self, slot: ReaderSlot[IdentityT], deadline: float | None) -> None:
         """Shared mode: take the session's PC/SC transaction before the session exists,
-        waiting (up to *deadline*) while another program holds the card. If this
-        fails or is cancelled, a job queued behind it lets the transaction go."""
+        waiting (up to *deadline*) while another program holds the card, and reset
+        the card inside it: a PIN another program verified and left verified must not
+        serve the session (in exclusive mode the previous holder's reset sees to
+        that). If this fails or is cancelled, a job queued behind it lets go."""
         insertion = slot.insertion
         try:
             async with asyncio.timeout_at(deadline):
-                await asyncio.wrap_future(slot.worker.submit(_nothing, insertion, hold=True))
+                await asyncio.wrap_future(slot.worker.submit(_reset_card, insertion, hold=True))
         except BaseException as exc:
             slot.worker.submit(_nothing, insertion)
             if isinstance(exc, TimeoutError):
@@ -572,11 +575,11 @@ class CardManager(Generic[IdentityT]):
         if slot.session is not session:
             return
         slot.session = None
-        if slot.insertion == session.insertion and not slot.access.closed:
-            if reset:
-                slot.worker.submit(_reset_card, session.insertion)
-            elif self._shared:  # the job that ends the session's transaction
-                slot.worker.submit(_nothing, session.insertion)
+        # Shared mode: always reset (a daemon shutting down too), as the job that also
+        # ends the session's transaction: other programs are waiting for the card.
+        still_there = slot.insertion == session.insertion and not slot.access.closed
+        if still_there and (reset or self._shared):
+            slot.worker.submit(_reset_card, session.insertion)
         slot.access.release()
 
     def sessions(self) -> list[Session]:

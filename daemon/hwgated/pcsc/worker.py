@@ -134,17 +134,18 @@ class ReaderWorker:
                 if not job.hold:
                     self._leave()
             job.future.set_result(result)
-        except scard.CardReset as exc:
-            # pcsc-lite keeps other programs' resets out of a transaction; should one
-            # come through anyway (another PC/SC stack), the card is still there.
-            self._acknowledge_reset()
-            job.future.set_exception(
-                errors.CardUnresponsive(
-                    f"another program reset the card during the operation ({exc})",
-                    reader=self.reader,
-                )
-            )
         except scard.CardGone as exc:
+            if self.shared and isinstance(exc, scard.CardReset):
+                # pcsc-lite keeps other programs' resets out of a transaction; should
+                # one come through anyway (another PC/SC stack), the card is still there.
+                self._acknowledge_reset()
+                job.future.set_exception(
+                    errors.CardUnresponsive(
+                        f"another program reset the card during the operation ({exc})",
+                        reader=self.reader,
+                    )
+                )
+                return
             self._disconnect()
             job.future.set_exception(
                 errors.CardRemoved(

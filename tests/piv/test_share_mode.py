@@ -197,7 +197,7 @@ def test_shared_opensc_waits_for_a_session(
         text=True,
     )
     try:
-        # OpenSC logs "card present" for the reader right before its SCardConnect.
+        # OpenSC logs "<reader> check" just before its SCardConnect, which waits for us.
         wait_until(
             lambda: debug_log.exists() and f"{R0} check" in debug_log.read_text(),
             scaled(TOOL_TIMEOUT),

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from hwgated.filemodes import UnsafeFile, check_config_file, check_secret_file
 from hwgated.hsm.config import TokenConfig, token_problem
-from hwgated.pcsc.config import PcscConfig
+from hwgated.pcsc.config import PcscConfig, ShareMode
 
 LOG_LEVELS = ("trace", "debug", "info", "warning", "error")  # trace: every APDU, redacted
 LOG_TARGETS = ("auto", "journal", "stderr")
@@ -418,9 +418,19 @@ def _pcsc(t: _Table) -> PcscConfig:
         max_apdus_per_transmit=t.take_int("max_apdus_per_transmit", 64),
         journal_size=t.take_int("journal_size", 1024),
         subscriber_queue=t.take_int("subscriber_queue", 256),
+        share_mode=_share_mode(t),
     )
     t.done()
     return cfg
+
+
+def _share_mode(t: _Table) -> ShareMode:
+    value = t.take("share_mode", str, ShareMode.EXCLUSIVE.value)
+    try:
+        return ShareMode(value)
+    except ValueError:
+        choices = ", ".join(f'"{mode.value}"' for mode in ShareMode)
+        raise t.error("share_mode", f"must be one of {choices}, got {value!r}") from None
 
 
 def _token(t: _Table) -> TokenConfig:

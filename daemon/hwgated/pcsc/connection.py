@@ -14,6 +14,14 @@ Two facts about the traffic are kept for the layers around it:
 - ``tainted`` is set when an APDU that may change a security status went out;
   the worker resets the card after a one-shot job that tainted it, so no PIN
   status outlives the job that set it.
+- ``outside_resets`` counts the resets another program did on this insertion
+  (shared mode only). Every security status on the card is gone after one, so
+  an application that remembers one (a verified PIN) forgets it when it moves.
+
+On a shared connection (``[pcsc] share_mode = "shared"``) other programs may
+use the card between the daemon's transactions; the worker then counts an
+exchange at the start of each transaction (``outside_use``), so applications
+select themselves again instead of trusting a selection someone may have changed.
 """
 
 from __future__ import annotations
@@ -57,6 +65,11 @@ class Connection(Protocol):
         """Exchanges and resets so far on this connection (see the module doc)."""
         ...
 
+    @property
+    def outside_resets(self) -> int:
+        """Resets by other programs seen on this connection (see the module doc)."""
+        ...
+
     def send(self, apdu: bytes) -> bytes:
         """One APDU out, the response (data and SW1 SW2) back."""
         ...
@@ -92,6 +105,7 @@ class CardConnection:
         self._on_exchange = on_exchange
         self._states: dict[type[Any], Any] = {}
         self._exchanges = 0
+        self._outside_resets = 0
         # Set when an APDU that may change a security status went to the card.
         self.tainted = False
 
@@ -106,6 +120,19 @@ class CardConnection:
     @property
     def exchanges(self) -> int:
         return self._exchanges
+
+    @property
+    def outside_resets(self) -> int:
+        return self._outside_resets
+
+    def outside_use(self) -> None:
+        """Another program may have used the card since our last exchange."""
+        self._exchanges += 1
+
+    def outside_reset(self) -> None:
+        """Another program reset the card since our last exchange."""
+        self._exchanges += 1
+        self._outside_resets += 1
 
     def send(self, apdu: bytes) -> bytes:
         self._exchanges += 1

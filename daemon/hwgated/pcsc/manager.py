@@ -12,6 +12,12 @@ lock taken here is released in a ``finally`` (or handed to the session that owns
 it), and a session belongs to its slot object, not to a name lookup, so ending
 it always releases the reader it holds, even after the reader was dropped.
 
+Share mode (``[pcsc] share_mode``): in ``shared`` mode the workers share the
+card with other programs and hold a PC/SC transaction per job; a session holds
+one from OpenSession (which waits for it, then resets the card: the session
+starts from no PIN status, whoever verified one before) until it ends (the job
+that ends the session lets go), so other programs wait for it, never interleave.
+
 Who a card is, is not this layer's business: the daemon injects ``identify``,
 run as the first job on every insertion; its result rides along in the reader
 slot and the card events as an opaque, typed value (``IdentityT``).
@@ -32,7 +38,7 @@ from typing import Any, Generic, TypeVar
 from hwgated import errors
 from hwgated.pcsc import scard
 from hwgated.pcsc.access import ReaderAccess
-from hwgated.pcsc.config import PcscConfig
+from hwgated.pcsc.config import PcscConfig, ShareMode
 from hwgated.pcsc.connection import Connection
 from hwgated.pcsc.events import CardEvent, EventFilter, EventHub, EventType, ReaderState
 from hwgated.pcsc.events import Subscription as Subscription
@@ -137,6 +143,7 @@ class CardManager(Generic[IdentityT]):
         on_health: Callable[[bool], None] | None = None,
     ) -> None:
         self.config = config
+        self._shared = config.share_mode is ShareMode.SHARED
         self._identify = identify
         self.hub: EventHub[IdentityT] = EventHub(config.journal_size, config.subscriber_queue)
         self.available = False
@@ -223,7 +230,8 @@ class CardManager(Generic[IdentityT]):
             elif known.state is ReaderState.EMPTY and status.present:
                 await self._on_card_inserted(status)
             return
-        slot: ReaderSlot[IdentityT] = ReaderSlot(status.name, ReaderWorker(status.name))
+        worker = ReaderWorker(status.name, shared=self._shared)
+        slot: ReaderSlot[IdentityT] = ReaderSlot(status.name, worker)
         slot.state = ReaderState.UNAVAILABLE if status.unavailable else ReaderState.EMPTY
         self._slots[status.name] = slot
         self.hub.publish(EventType.READER_ADDED, reader=slot.name, state=slot.state)
@@ -450,7 +458,8 @@ class CardManager(Generic[IdentityT]):
         slot = self._slot(session.reader)
         self._touch(session)
         try:
-            return await asyncio.wrap_future(slot.worker.submit(fn, session.insertion))
+            job = slot.worker.submit(fn, session.insertion, hold=True)
+            return await asyncio.wrap_future(job)
         finally:
             if not session.closed:
                 self._touch(session)
@@ -495,6 +504,8 @@ class CardManager(Generic[IdentityT]):
         await slot.access.acquire(deadline)
         try:
             await self._require_card(slot, deadline)
+            if self._shared:
+                await self._hold_card(slot, deadline)
         except BaseException:  # CancelledError included: the reader is never kept
             slot.access.release()
             raise
@@ -506,6 +517,25 @@ class CardManager(Generic[IdentityT]):
         self._touch(session)
         log.info("session opened on %s (ttl %.1fs)", reader, granted)
         return session
+
+    async def _hold_card(self, slot: ReaderSlot[IdentityT], deadline: float | None) -> None:
+        """Shared mode: take the session's PC/SC transaction before the session exists,
+        waiting (up to *deadline*) while another program holds the card, and reset
+        the card inside it: a PIN another program verified and left verified must not
+        serve the session (in exclusive mode the previous holder's reset sees to
+        that). If this fails or is cancelled, a job queued behind it lets go."""
+        insertion = slot.insertion
+        try:
+            async with asyncio.timeout_at(deadline):
+                await asyncio.wrap_future(slot.worker.submit(_reset_card, insertion, hold=True))
+        except BaseException as exc:
+            slot.worker.submit(_nothing, insertion)
+            if isinstance(exc, TimeoutError):
+                raise errors.ReaderBusy(
+                    f"another program held the card in {slot.name!r} past the deadline",
+                    reader=slot.name,
+                ) from None
+            raise
 
     async def close_session(self, session_id: str, owner: str) -> None:
         session = self.session(session_id, owner, closing=True)
@@ -545,7 +575,10 @@ class CardManager(Generic[IdentityT]):
         if slot.session is not session:
             return
         slot.session = None
-        if reset and slot.insertion == session.insertion and not slot.access.closed:
+        # Shared mode: always reset (a daemon shutting down too), as the job that also
+        # ends the session's transaction: other programs are waiting for the card.
+        still_there = slot.insertion == session.insertion and not slot.access.closed
+        if still_there and (reset or self._shared):
             slot.worker.submit(_reset_card, session.insertion)
         slot.access.release()
 
@@ -555,3 +588,7 @@ class CardManager(Generic[IdentityT]):
 
 def _reset_card(connection: Connection) -> None:
     connection.reset()
+
+
+def _nothing(connection: Connection) -> None:
+    """A job that only takes (``hold``) or ends the PC/SC transaction around it."""

@@ -43,6 +43,12 @@ class CardGone(PcscError):
     """The card was removed (or reset by someone else) under us."""
 
 
+class CardReset(CardGone):
+    """Another program reset the card (SCARD_W_RESET_CARD): the card is still there,
+    but every security status and selection on it is gone. Only a shared
+    connection sees it; ``Card.reconnect`` clears it."""
+
+
 class ReaderGone(PcscError):
     """The reader disappeared."""
 
@@ -92,6 +98,8 @@ def check(call: str, code: int, *, connecting: bool = False) -> None:
         raise ReaderGone(call, code)
     if connecting and code in _NO_CARD:
         raise NoCard(call, code)
+    if code == scard.SCARD_W_RESET_CARD:
+        raise CardReset(call, code)
     if code in _CARD_GONE:
         raise CardGone(call, code)
     raise PcscError(call, code)
@@ -157,23 +165,33 @@ class Context:
             with contextlib.suppress(Exception):
                 scard.SCardReleaseContext(self.handle)
 
-    def connect(self, reader: str) -> Card:
+    def connect(self, reader: str, *, shared: bool = False) -> Card:
+        """An exclusive handle on the card in *reader*, or with *shared* a shared one
+        (whose user must hold a transaction around its work, see :class:`Card`)."""
+        share = scard.SCARD_SHARE_SHARED if shared else scard.SCARD_SHARE_EXCLUSIVE
         code, hcard, protocol = scard.SCardConnect(
-            self.handle,
-            reader,
-            scard.SCARD_SHARE_EXCLUSIVE,
-            scard.SCARD_PROTOCOL_T0 | scard.SCARD_PROTOCOL_T1,
+            self.handle, reader, share, scard.SCARD_PROTOCOL_T0 | scard.SCARD_PROTOCOL_T1
         )
         check("SCardConnect", code, connecting=True)
-        return Card(hcard, protocol)
+        return Card(hcard, protocol, share)
 
 
 class Card:
-    """An exclusive SCARDHANDLE on one card."""
+    """An SCARDHANDLE on one card, exclusive or shared.
 
-    def __init__(self, handle: int, protocol: int) -> None:
+    On a shared handle other programs' APDUs may come between ours, and another
+    program may reset the card (our next call fails with :class:`CardReset`).
+    A transaction (``begin_transaction`` .. ``end_transaction``) keeps both out:
+    pcsc-lite then makes every other handle's transmit, reconnect, reset and
+    transaction wait until it ends.
+    """
+
+    def __init__(
+        self, handle: int, protocol: int, share: int = scard.SCARD_SHARE_EXCLUSIVE
+    ) -> None:
         self.handle = handle
         self.protocol = protocol
+        self.share = share
         self._open = True
 
     def transmit(self, apdu: bytes) -> bytes:
@@ -197,14 +215,34 @@ class Card:
 
     def reset(self) -> None:
         """Warm-reset the card: clears every application's security status (PIN)."""
+        self.reconnect(reset=True)
+
+    def reconnect(self, *, reset: bool) -> None:
+        """SCardReconnect in the handle's own share mode: with *reset* a warm reset;
+        without, it only acknowledges a reset another program did (clearing
+        SCARD_W_RESET_CARD) and renegotiates the protocol. A transaction this handle
+        holds survives it."""
         code, protocol = scard.SCardReconnect(
             self.handle,
-            scard.SCARD_SHARE_EXCLUSIVE,
+            self.share,
             scard.SCARD_PROTOCOL_T0 | scard.SCARD_PROTOCOL_T1,
-            scard.SCARD_RESET_CARD,
+            scard.SCARD_RESET_CARD if reset else scard.SCARD_LEAVE_CARD,
         )
         check("SCardReconnect", code)
         self.protocol = protocol
+
+    def begin_transaction(self) -> None:
+        """Wait until no other handle holds a transaction on the card, then hold one.
+
+        pcsc-lite's client polls for this without a timeout and SCardCancel does not
+        reach it; it returns early when the card is removed or was reset
+        (:class:`CardReset`) since this handle last used it.
+        """
+        check("SCardBeginTransaction", scard.SCardBeginTransaction(self.handle))
+
+    def end_transaction(self) -> None:
+        """Let other handles in again; the card is left as it is."""
+        check("SCardEndTransaction", scard.SCardEndTransaction(self.handle, scard.SCARD_LEAVE_CARD))
 
     def disconnect(self, reset: bool = False) -> None:
         if self._open:

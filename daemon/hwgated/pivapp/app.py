@@ -6,7 +6,8 @@ It SELECTs the PIV application only when something may have changed the
 selection (a raw Transmit, a reset, a fresh connection): an extra SELECT
 between VERIFY and a "PIN always" signature would void the PIN on real cards.
 It sees those through the connection's exchange count, not by reading anyone
-else's APDUs.
+else's APDUs. A reset by another program (shared mode) also voids every PIN
+the insertion's sessions had verified.
 """
 
 from __future__ import annotations
@@ -26,16 +27,23 @@ class PivApp:
         self.connection = connection
         self.state = connection.state(PivState)
         self._card = PivCard(self._send)
+        self._sync()
 
     @property
     def reader(self) -> str:
         return self.connection.reader
 
     def _sync(self) -> None:
-        """Forget the selection and the VERIFY if someone else used the card since."""
-        if self.connection.exchanges != self.state.exchanges_seen:
-            self.state.selected = False
-            self.state.last_was_verify = False
+        """Forget the selection and the VERIFY if someone else used the card since,
+        and every session's verified PIN if another program reset it."""
+        state = self.state
+        if self.connection.outside_resets != state.outside_resets_seen:
+            state.outside_resets_seen = self.connection.outside_resets
+            state.pin_lost |= state.pin_verified
+            state.pin_verified.clear()
+        if self.connection.exchanges != state.exchanges_seen:
+            state.selected = False
+            state.last_was_verify = False
 
     def _send(self, apdu: bytes) -> bytes:
         self._sync()

@@ -41,6 +41,18 @@ def session_pin_verified(app: PivApp, session_id: str) -> bool:
     return session_id in app.state.pin_verified
 
 
+def pin_required(app: PivApp, session_id: str, message: str) -> errors.PinRequired:
+    """PIN_REQUIRED with *message*; when another program reset the card after this
+    session's VerifyPin (shared mode), it says so (``cause = "card_reset"``): the
+    client learns why its verified PIN is gone."""
+    if session_id in app.state.pin_lost:
+        return errors.PinRequired(
+            "another program reset the card since VerifyPin in this session; verify the PIN again",
+            cause="card_reset",
+        )
+    return errors.PinRequired(message)
+
+
 def pin_always_armed(app: PivApp, session_id: str) -> bool:
     """True when the session's previous card command was its successful VERIFY.
 
@@ -71,6 +83,7 @@ def session_app(connection: Connection, session_id: str) -> PivApp:
     app = PivApp(connection)
     app.require_piv()
     app.state.pin_verified.discard(session_id)
+    app.state.pin_lost.discard(session_id)
     return app
 
 

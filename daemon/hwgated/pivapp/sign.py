@@ -26,7 +26,7 @@ from hwgated.piv.schemes import Family, Scheme
 from hwgated.piv.slots import Algorithm, PinPolicy, Slot
 from hwgated.pivapp.app import PivApp
 from hwgated.pivapp.cache import cached_certificate
-from hwgated.pivapp.pin import pin_always_armed, session_pin_verified
+from hwgated.pivapp.pin import pin_always_armed, pin_required, session_pin_verified
 from hwgated.pivapp.schemes import card_block, check_digest, key_algorithm
 
 
@@ -60,11 +60,12 @@ def check_pin_precondition(app: PivApp, slot: Slot, session_id: str, *, require:
     Otherwise (9D "PIN once", 9E "never") the card decides.
     """
     if slot.pin_policy is PinPolicy.ALWAYS and not pin_always_armed(app, session_id):
-        raise errors.PinRequired(
-            f"slot {slot:02X} is 'PIN always': call VerifyPin right before each Sign"
-        )
+        why = f"slot {slot:02X} is 'PIN always': call VerifyPin right before each Sign"
+        raise pin_required(app, session_id, why)
     if require and not session_pin_verified(app, session_id):
-        raise errors.PinRequired(f"slot {slot:02X} needs VerifyPin in this session first")
+        raise pin_required(
+            app, session_id, f"slot {slot:02X} needs VerifyPin in this session first"
+        )
 
 
 def sign_digest(

@@ -45,3 +45,8 @@ class PivState:
     # Session ids whose VerifyPin succeeded with no failed VERIFY since. Session ids
     # are random and never reused, so a later session never inherits a record.
     pin_verified: set[str] = field(default_factory=set)
+    # The connection's count of resets by other programs, as of our last look.
+    outside_resets_seen: int = 0
+    # Session ids whose verified PIN such a reset took away: their next PIN check
+    # says why (PIN_REQUIRED naming the reset), not just "verify first".
+    pin_lost: set[str] = field(default_factory=set)

@@ -98,6 +98,7 @@ class ScriptedConnection:
     reader: str = "Fake Reader 0"
     atr: bytes = b"\x3b\x00"
     exchanges: int = 0
+    outside_resets: int = 0
     states: dict[type, Any] = field(default_factory=dict)
 
     def send(self, apdu: bytes) -> bytes:

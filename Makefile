@@ -21,15 +21,27 @@ PYTEST_ARGS ?=
 run: setup ## set up, bring the test bed up, run hwgated on it in the foreground
 	exec $(BIN)/hwgate-testbed run --dir $(TESTBED_DIR)
 
-# As root the suite runs against a private pcscd in its own mount + network namespace
-# (testbed/isolated): tests may kill and restart pcscd, and a host pcscd or another
-# run's cards are never touched. Elsewhere it uses the machine's pcscd.
+# As root the suite runs in TEST_WORKERS pytest-xdist workers (default 2), each in
+# its own mount + network namespace (testbed/isolated): every worker brings up its
+# own private pcscd, vpcd readers, cards and token, so workers never share a reader,
+# tests may kill and restart pcscd, and a host pcscd or another run's cards are
+# never touched. Whole files go to one worker (--dist loadfile): a module's daemon
+# starts once. TEST_WORKERS=1 runs serially in one namespace. Elsewhere (not root)
+# the suite runs serially against the machine's pcscd.
+TEST_WORKERS ?= 2
 test: setup wheelhouse ## set up, then the whole pytest suite
 	@if [ "$$(id -u)" = 0 ] && unshare -mn true 2>/dev/null; then \
-		echo "running the suite against a private pcscd (testbed/isolated)"; \
-		testbed/isolated $(BIN)/python -m pytest $(PYTEST_ARGS); \
+		if [ "$(TEST_WORKERS)" -gt 1 ]; then \
+			echo "running the suite in $(TEST_WORKERS) workers, each against its own private pcscd (testbed/isolated)"; \
+			testbed/isolated $(BIN)/python -m pytest --dist loadfile \
+				--tx "$(TEST_WORKERS)*popen//python=$(CURDIR)/testbed/isolated $(CURDIR)/$(BIN)/python" \
+				$(PYTEST_ARGS); \
+		else \
+			echo "running the suite against a private pcscd (testbed/isolated)"; \
+			testbed/isolated $(BIN)/python -m pytest -p no:xdist $(PYTEST_ARGS); \
+		fi; \
 	else \
-		$(BIN)/python -m pytest $(PYTEST_ARGS); \
+		$(BIN)/python -m pytest -p no:xdist $(PYTEST_ARGS); \
 	fi
 
 # The suite under load: `make test` RUNS times (default 5) in random order, each

@@ -31,7 +31,7 @@ from typing import Protocol
 
 import pytest
 
-from hwgate_testbed import bedstate, envfile, orchestrate, slots
+from hwgate_testbed import bedstate, envfile, orchestrate, slots, xdist_roles
 from hwgate_testbed import cards as card_store
 from hwgate_testbed.paths import TestbedPaths, vpcd_reader
 from hwgate_testbed.slots import CardHandle
@@ -168,6 +168,9 @@ def pytest_configure(config: pytest.Config) -> None:
 def testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
     """The session's test bed (see the module doc)."""
     where = os.environ.get("HWGATE_TESTBED_DIR")
+    worker = xdist_roles.worker_id()
+    if where and worker:  # parallel workers never share a bed: one under it each
+        where = str(Path(where) / worker)
     root = Path(where) if where else tmp_path_factory.mktemp("testbed")
     paths = TestbedPaths.at(root)
     result = orchestrate.up(paths, insert_card=False)
@@ -243,6 +246,16 @@ class BedGuard:
                 restorer.cycle(state)
                 observers.wait_reader(reader, True)
 
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        xdist_roles.hand_to_controller(session.config, _RESTORED_KEY, self.restored)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: object, error: object) -> None:
+        """The controller gathers what each worker's guard put back."""
+        for nodeid, done in xdist_roles.from_worker(node, _RESTORED_KEY) or ():
+            self.restored.append((nodeid, list(done)))
+
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         if not self.restored:
             return
@@ -251,6 +264,7 @@ class BedGuard:
             terminalreporter.line(f"{nodeid}: {'; '.join(done)}")
 
 
+_RESTORED_KEY = "hwgate_bed_restored"
 _guard = BedGuard()
 
 

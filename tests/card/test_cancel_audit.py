@@ -16,7 +16,7 @@ import pytest
 
 from hwgate.v1 import card_pb2, card_pb2_grpc
 from hwgate_testbed.paths import vpcd_reader
-from support.daemon import DaemonProc
+from support.daemon import DaemonProc, ready
 
 pytestmark = pytest.mark.testbed
 
@@ -47,7 +47,7 @@ def test_a_cancelled_open_session_is_audited_as_cancelled(
     cards.insert(0, "alice")  # type: ignore[attr-defined]
     kiosk = card_pb2_grpc.CardServiceStub(hwgated.channel())
     admin_channel = grpc.insecure_channel(f"unix:{hwgated.socket.parent / 'admin.sock'}")
-    grpc.channel_ready_future(admin_channel).result(timeout=10)
+    ready(admin_channel)
     admin = card_pb2_grpc.CardServiceStub(admin_channel)
     held = kiosk.OpenSession(card_pb2.OpenSessionRequest(reader=R0), timeout=10)
     try:

@@ -12,7 +12,7 @@ from google.protobuf import duration_pb2
 from hwgate.v1 import card_pb2, card_pb2_grpc, common_pb2
 from hwgate_testbed.paths import vpcd_reader
 from hwgate_testbed.vcard.profile import CardProfile
-from support.daemon import DaemonProc, error_info
+from support.daemon import DaemonProc, error_info, ready
 from support.events import EventCollector, is_event, type_name
 
 pytestmark = pytest.mark.testbed
@@ -28,7 +28,7 @@ def stub(channel: grpc.Channel) -> card_pb2_grpc.CardServiceStub:
 
 def admin_channel(daemon: DaemonProc) -> grpc.Channel:
     channel = grpc.insecure_channel(f"unix:{daemon.socket.parent / 'admin.sock'}")
-    grpc.channel_ready_future(channel).result(timeout=10)
+    ready(channel, daemon.proc)
     return channel
 
 

@@ -16,7 +16,7 @@ from google.protobuf import duration_pb2
 
 from hwgate.v1 import card_pb2, card_pb2_grpc, piv_pb2, piv_pb2_grpc
 from hwgate_testbed.paths import vpcd_reader
-from support.daemon import DaemonProc, error_info
+from support.daemon import DaemonProc, error_info, ready
 from support.events import EventCollector, is_event
 
 pytestmark = pytest.mark.testbed
@@ -29,7 +29,7 @@ NOT_FOUND = (grpc.StatusCode.NOT_FOUND, "SESSION_NOT_FOUND")
 
 def _channels(daemon: DaemonProc) -> tuple[grpc.Channel, grpc.Channel]:
     admin = grpc.insecure_channel(f"unix:{daemon.socket.parent / 'admin.sock'}")
-    grpc.channel_ready_future(admin).result(timeout=10)
+    ready(admin)
     return daemon.channel(), admin
 
 

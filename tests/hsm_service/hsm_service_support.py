@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding
 
 from hwgate.v1 import hsm_pb2, hsm_pb2_grpc
 from hwgate_testbed.paths import SOFTHSM_MODULE, TOKEN_LABEL
-from support.daemon import DaemonProc, start_daemon
+from support.daemon import DaemonProc, ready, start_daemon
 
 KEY_RULES: list[tuple[str, list[str]]] = [
     ("derive-value:ecdh-*", ["admin"]),
@@ -46,7 +46,7 @@ class HsmDaemon:
 
     def channel(self, role: str = "admin") -> grpc.Channel:
         channel = grpc.insecure_channel(f"unix:{self.directory / (role + '.sock')}")
-        grpc.channel_ready_future(channel).result(timeout=15)
+        ready(channel, self.proc.proc)
         return channel
 
     def stub(self, role: str = "admin") -> hsm_pb2_grpc.HsmServiceStub:

@@ -14,7 +14,7 @@ from pathlib import Path
 import grpc
 
 from hwgate_testbed.timing import scaled
-from support.daemon import TEST_POLICY
+from support.daemon import TEST_POLICY, ready
 
 KIOSK_ALLOW = '["hwgate.v1.CardService/*", "hwgate.v1.PivService/*"]'
 
@@ -97,7 +97,7 @@ class OpsDaemon:
 
     def channel(self, admin: bool = False) -> grpc.Channel:
         channel = grpc.insecure_channel(f"unix:{self.admin if admin else self.kiosk}")
-        grpc.channel_ready_future(channel).result(timeout=scaled(15))
+        ready(channel, self.proc)
         self.channels.append(channel)
         return channel
 

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,13 +27,43 @@ class DaemonProc:
 
     def channel(self) -> grpc.Channel:
         channel = grpc.insecure_channel(self.target)
-        grpc.channel_ready_future(channel).result(timeout=scaled(15))
+        ready(channel, self.proc)
         return channel
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         return self.proc.wait(timeout=scaled(timeout))
+
+
+# A daemon is up in about a second on an idle machine; with every core busy its HSM
+# workers (a spawned Python each, importing python-pkcs11) can take tens of seconds.
+# Only a daemon that never comes up waits this long: one that exits fails at once.
+READY_TIMEOUT = 60.0  # seconds, scaled
+
+
+def ready(
+    channel: grpc.Channel,
+    proc: subprocess.Popen[bytes] | None = None,
+    timeout: float = READY_TIMEOUT,
+) -> None:
+    """Wait until *channel* connects; give up early if *proc* (the daemon) has exited.
+
+    Raises grpc.FutureTimeoutError like ``channel_ready_future(...).result``."""
+    deadline = time.monotonic() + scaled(timeout)
+    future = grpc.channel_ready_future(channel)
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or (proc is not None and proc.poll() is not None):
+                raise grpc.FutureTimeoutError()
+            try:
+                future.result(timeout=min(left, 0.5))
+                return
+            except grpc.FutureTimeoutError:
+                continue
+    finally:
+        future.cancel()
 
 
 def start_daemon(config: Path, socket: Path, log: Path) -> DaemonProc:

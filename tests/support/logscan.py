@@ -31,6 +31,8 @@ from pathlib import Path
 
 import pytest
 
+from hwgate_testbed import xdist_roles
+
 # 123456: the virtual cards' PIN; the rest: the wrong PINs tests/piv sends.
 KNOWN_PINS: tuple[bytes, ...] = (b"123456", b"654321", b"11112222", b"9999999")
 LOG_GLOBS = ("*.log", "*.jsonl", "audit*")
@@ -121,15 +123,31 @@ def candidate_logs(base: Path) -> set[Path]:
 
 
 class LogScanPlugin:
-    """The pytest side: scan once the session is over and fail the run on a finding."""
+    """The pytest side: scan once the session is over and fail the run on a finding.
+
+    Under pytest-xdist each worker scans its own logs with the secrets its tests
+    registered, and hands the result to the controller, which reports them all."""
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
-        self.findings: list[Finding] = []
+        self.findings: list[str] = []
         self.scanned = 0
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: object, error: object) -> None:
+        scanned, findings = xdist_roles.from_worker(node, _RESULT_KEY) or (0, [])
+        self.scanned += scanned
+        self.findings.extend(findings)
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if not xdist_roles.is_controller(self.config):
+            self._scan()
+            xdist_roles.hand_to_controller(self.config, _RESULT_KEY, (self.scanned, self.findings))
+        if self.findings:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def _scan(self) -> None:
         factory = getattr(self.config, "_tmp_path_factory", None)
         if factory is None:
             return
@@ -137,19 +155,18 @@ class LogScanPlugin:
         files = candidate_logs(base)
         secrets = {*KNOWN_PINS, *token_pins(base), *_secrets}
         self.scanned = len(files)
-        self.findings = scan_files(files, secrets)
-        if self.findings:
-            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        self.findings = [str(f) for f in scan_files(files, secrets)]
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         if self.findings:
             terminalreporter.section("secret scan: FAILED", red=True)
             for finding in self.findings[:50]:
-                terminalreporter.line(str(finding))
+                terminalreporter.line(finding)
         elif self.scanned:
             terminalreporter.write_line(f"secret scan: {self.scanned} log files clean")
 
 
+_RESULT_KEY = "hwgate_secret_scan"
 PLUGIN_NAME = "hwgate-logscan"
 
 

@@ -5,7 +5,7 @@ Under systemd (stderr is the journal stream named by ``JOURNAL_STREAM``, or
 systemd-python's JournalHandler, so operators can filter on fields instead of
 grepping text: ``journalctl HWGATE_READER="Virtual PCD 00 00"``. A record
 carries them as ``extra={"hwgate_reader": ...}`` (also ``hwgate_key``,
-``hwgate_peer``, ``hwgate_reason``). Audit records (logger ``hwgated.audit``,
+``hwgate_peer``, ``hwgate_reason``, ``hwgate_token``). Audit records (logger ``hwgated.audit``,
 attribute ``hwgate_audit``) get the same fields from their entry and their own
 ``SYSLOG_IDENTIFIER=hwgated-audit``, so ``journalctl -t hwgated-audit`` is the
 audit trail.
@@ -43,6 +43,7 @@ RECORD_FIELDS = {
     "hwgate_key": "HWGATE_KEY",
     "hwgate_peer": "HWGATE_PEER",
     "hwgate_reason": "HWGATE_REASON",
+    "hwgate_token": "HWGATE_TOKEN",
 }
 # audit entry key → journal field
 AUDIT_FIELDS = {

@@ -38,6 +38,11 @@ def _parser() -> argparse.ArgumentParser:
         choices=LOG_LEVELS,
         help="wins over [daemon] log_level, also after a SIGHUP reload",
     )
+    parser.add_argument(
+        "--check-config",
+        action="store_true",
+        help="validate the config (schema, referenced files, their modes) and exit: 0 or 2",
+    )
     parser.add_argument("--version", action="version", version=f"hwgated {__version__}")
     return parser
 
@@ -52,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         print(f"hwgated: {args.config}: cannot load the config: {exc!r}", file=sys.stderr)
         return EXIT_CONFIG
+    if args.check_config:  # before an upgrade's restart, or after editing the file
+        print(f"{args.config}: OK")
+        return 0
     level = effective_level(args.log_level, config.daemon.log_level)
     setup_logging(level, config.daemon.log_target)
     from hwgated.server import serve

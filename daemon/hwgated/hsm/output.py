@@ -13,6 +13,10 @@ Modules that use syslog(3) instead (SoftHSM does) cannot be redirected; the
 worker opens syslog as ``hwgated-hsm-<token>`` before loading the module, so
 those lines carry that identifier instead of the interpreter's ``python3``.
 
+hwgated cannot tell a module's secrets from its chatter: a debugging module
+that prints the PIN (OpenSC's pkcs11-spy traces C_Login's arguments) puts it in
+the log, as it did before this relay. Such modules are for test tokens only.
+
 Nothing of this runs on the request path: a quiet module costs one idle socket
 per worker. A chatty one is capped (``LINES_PER_WINDOW`` per ``WINDOW``
 seconds, then a count of what was dropped) so a module tracing every call

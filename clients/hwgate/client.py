@@ -18,7 +18,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 import grpc
 from grpc_health.v1 import health_pb2_grpc
 
-from hwgate import errors, names
+from hwgate import errors, names, readiness
 from hwgate import requests as rq
 from hwgate.channel import DEFAULT_KEEPALIVE_MS, channel_spec, open_channel
 from hwgate.events import EventStream
@@ -133,12 +133,10 @@ class Client:
 
     def wait_ready(self, timeout: float = 10.0) -> None:
         """Block until the channel is connected; HwgateError(UNAVAILABLE) if not in time."""
-        try:
-            grpc.channel_ready_future(self.channel).result(timeout=timeout)
-        except grpc.FutureTimeoutError:
-            raise errors.HwgateError(
-                grpc.StatusCode.UNAVAILABLE, f"not connected within {timeout}s"
-            ) from None
+        # One Health/Check, not channel_ready_future: see hwgate.readiness.
+        if not readiness.wait_ready(self.channel, timeout):
+            message = f"not connected within {timeout}s"
+            raise errors.HwgateError(grpc.StatusCode.UNAVAILABLE, message)
 
     health = _unary(rq.health)
 

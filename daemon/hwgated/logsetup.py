@@ -5,7 +5,7 @@ Under systemd (stderr is the journal stream named by ``JOURNAL_STREAM``, or
 systemd-python's JournalHandler, so operators can filter on fields instead of
 grepping text: ``journalctl HWGATE_READER="Virtual PCD 00 00"``. A record
 carries them as ``extra={"hwgate_reader": ...}`` (also ``hwgate_key``,
-``hwgate_peer``, ``hwgate_reason``). Audit records (logger ``hwgated.audit``,
+``hwgate_peer``, ``hwgate_reason``, ``hwgate_token``). Audit records (logger ``hwgated.audit``,
 attribute ``hwgate_audit``) get the same fields from their entry and their own
 ``SYSLOG_IDENTIFIER=hwgated-audit``, so ``journalctl -t hwgated-audit`` is the
 audit trail.
@@ -33,6 +33,8 @@ _LEVELS = {
     "error": logging.ERROR,
 }
 SYSLOG_IDENTIFIER = "hwgated"
+# Third-party loggers kept quieter than the daemon's own (see library_level).
+LIBRARY_LOGGERS = ("grpc", "asyncio")
 AUDIT_IDENTIFIER = "hwgated-audit"
 
 # record attribute → journal field
@@ -41,6 +43,7 @@ RECORD_FIELDS = {
     "hwgate_key": "HWGATE_KEY",
     "hwgate_peer": "HWGATE_PEER",
     "hwgate_reason": "HWGATE_REASON",
+    "hwgate_token": "HWGATE_TOKEN",
 }
 # audit entry key → journal field
 AUDIT_FIELDS = {
@@ -147,12 +150,32 @@ def setup_logging(level: str, target: str = "auto", *, sender: Sender | None = N
             logging.getLogger("hwgated").warning(
                 "journald logging needs systemd-python; logging to stderr"
             )
-    root.setLevel(_LEVELS[level])
+    set_level(level)
     # Audit records are not chatter: they are kept at any log level.
     logging.getLogger(AUDIT_LOGGER).setLevel(logging.INFO)
     return chosen
 
 
+def library_level(level: str) -> int:
+    """The level of the libraries' own loggers (grpc, asyncio) at daemon level *level*.
+
+    At ``debug`` grpc's aio layer logs "Loaded running loop" several times per RPC,
+    which buries the daemon's own debug lines; the libraries stay at WARNING (or the
+    daemon's level when higher) unless ``trace`` asks for everything.
+    """
+    if level == "trace":
+        return TRACE
+    return max(logging.WARNING, _LEVELS[level])
+
+
 def set_level(level: str) -> None:
-    """Change the level of the running daemon's logging (SIGHUP)."""
+    """Set the running daemon's log level (at start, and on SIGHUP)."""
     logging.getLogger().setLevel(_LEVELS[level])
+    for name in LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(library_level(level))
+
+
+def effective_level(cli_level: str | None, config_level: str) -> str:
+    """The log level in force: ``hwgated --log-level`` wins over ``[daemon] log_level``,
+    at start and after every SIGHUP (the file's level counts only without the option)."""
+    return cli_level or config_level

@@ -17,7 +17,7 @@ from hwgated import __version__
 from hwgated.auth.listeners import ListenerError
 from hwgated.config import LOG_LEVELS, ConfigError, load_config
 from hwgated.hsm.config import TokenConfigError
-from hwgated.logsetup import setup_logging
+from hwgated.logsetup import effective_level, setup_logging
 
 EXIT_CONFIG = 2
 
@@ -33,7 +33,16 @@ def _parser() -> argparse.ArgumentParser:
         required=True,
         help="the daemon config (TOML); on the test bed: hwgate-testbed run --dir DIR",
     )
-    parser.add_argument("--log-level", choices=LOG_LEVELS, help="overrides the config")
+    parser.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        help="wins over [daemon] log_level, also after a SIGHUP reload",
+    )
+    parser.add_argument(
+        "--check-config",
+        action="store_true",
+        help="validate the config (schema, referenced files, their modes) and exit: 0 or 2",
+    )
     parser.add_argument("--version", action="version", version=f"hwgated {__version__}")
     return parser
 
@@ -48,7 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         print(f"hwgated: {args.config}: cannot load the config: {exc!r}", file=sys.stderr)
         return EXIT_CONFIG
-    setup_logging(args.log_level or config.daemon.log_level, config.daemon.log_target)
+    if args.check_config:  # before an upgrade's restart, or after editing the file
+        print(f"{args.config}: OK")
+        return 0
+    level = effective_level(args.log_level, config.daemon.log_level)
+    setup_logging(level, config.daemon.log_target)
     from hwgated.server import serve
 
     try:

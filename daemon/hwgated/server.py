@@ -38,7 +38,7 @@ from hwgated.auth.policy import Policy, PolicyHolder
 from hwgated.config import Config, ListenerConfig
 from hwgated.hsm import HsmPool, PoolState
 from hwgated.hsm.tracker import stop_resource_tracker
-from hwgated.logsetup import set_level
+from hwgated.logsetup import effective_level, set_level
 from hwgated.ops.interceptor import OpsInterceptor
 from hwgated.ops.metrics import Metrics
 from hwgated.ops.notify import Notifier
@@ -201,9 +201,15 @@ class Daemon:
             return
         self.notifier.reloading()
         try:
-            outcome = reload_config(self.config.path, self.config, self.policy)
+            outcome = reload_config(
+                self.config.path,
+                self.config,
+                self.policy,
+                log_level_override=self._log_level_override,
+            )
             self.config = outcome.config
-            set_level(self._log_level_override or self.config.daemon.log_level)
+            set_level(effective_level(self._log_level_override, self.config.daemon.log_level))
+            log.debug("policy in force: roles %s", ", ".join(sorted(self.config.policy.roles)))
         finally:
             self.notifier.ready()
             self.ops.refresh()

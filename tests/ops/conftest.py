@@ -29,6 +29,7 @@ def start_ops_daemon(testbed: object, tmp_path: Path) -> Iterator[Callable[..., 
         metrics: bool = False,
         env: dict[str, str] | None = None,
         preexec_fn: Callable[[], None] | None = None,
+        args: tuple[str, ...] = (),
         **config_args: str,
     ) -> OpsDaemon:
         port = free_port() if metrics else None
@@ -43,7 +44,7 @@ def start_ops_daemon(testbed: object, tmp_path: Path) -> Iterator[Callable[..., 
         environ.update(env or {})
         with log.open("wb") as out:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "hwgated", "--config", str(config)],
+                [sys.executable, "-m", "hwgated", "--config", str(config), *args],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=environ,

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import threading
 import time
 from dataclasses import dataclass, field
 
 import grpc
 
+from hwgate import readiness
 from hwgate.channel import ChannelSpec, channel_spec, open_channel
 from hwgate.cli import connectivity
 from hwgate.client import Client
@@ -29,38 +29,24 @@ def parse_header(text: str) -> tuple[str, str]:
 def _wait_ready(
     channel: grpc.Channel, spec: ChannelSpec, timeout: float, *, plaintext: bool
 ) -> None:
-    """Wait until *channel* is ready; on the first failed attempt look once at what is
-    listening, and give up at once if waiting cannot help (TLS against plaintext or the
-    reverse). At the timeout the error carries the best hint found."""
-    changed = threading.Event()
-    failed = threading.Event()
+    """Wait until *channel* reaches the server; on the first failed attempt look once at
+    what is listening, and give up at once if waiting cannot help (TLS against plaintext
+    or the reverse). At the timeout the error carries the best hint found.
 
-    def on_state(state: grpc.ChannelConnectivity) -> None:
-        if state is grpc.ChannelConnectivity.TRANSIENT_FAILURE:
-            failed.set()
-        changed.set()
-
-    channel.subscribe(on_state, try_to_connect=True)
-    ready = grpc.channel_ready_future(channel)
-    ready.add_done_callback(lambda _f: changed.set())
+    Readiness is asked with Health/Check calls (hwgate.readiness), not with a
+    connectivity subscription: grpc's polling thread behind one outlives it and, when
+    the command closes its channel at once, dies with "Channel closed!" on stderr."""
     deadline = time.monotonic() + timeout
     hint: str | None = None
-    try:
-        while not ready.done():
+    found = readiness.probe(channel, timeout, wait_for_ready=False)
+    if found is readiness.Probe.FAILED:
+        hint = connectivity.diagnose(spec.target.uri, spec.target.tcp, plaintext=plaintext)
+        if not connectivity.is_certain(hint):
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            changed.wait(remaining)
-            changed.clear()
-            if failed.is_set() and hint is None and not ready.done():
-                hint = connectivity.diagnose(spec.target.uri, spec.target.tcp, plaintext=plaintext)
-                if connectivity.is_certain(hint):
-                    break
-    finally:
-        channel.unsubscribe(on_state)
-    if ready.done():
+            if remaining > 0:
+                found = readiness.probe(channel, remaining, wait_for_ready=True)
+    if found is readiness.Probe.READY:
         return
-    ready.cancel()
     if hint is None:
         hint = connectivity.diagnose(spec.target.uri, spec.target.tcp, plaintext=plaintext)
     message = f"cannot connect to {spec.target.uri}"

@@ -26,6 +26,7 @@ from hwgated.api.hsm_stream import StreamSigner
 from hwgated.auth.identity import current_caller
 from hwgated.auth.policy import PolicyHolder
 from hwgated.edge.audited import audited, outcome
+from hwgated.edge.refusals import mark_audited
 from hwgated.edge.status import stream, unary
 from hwgated.hsm import (
     DerivedKey,
@@ -106,6 +107,7 @@ class HsmServicer(hsm_pb2_grpc.HsmServiceServicer):
                 signature = await key.pool.sign(key.ref, algorithm, data)
         except BaseException as exc:
             audit_sign(name, algorithm, (data,), outcome(exc))
+            mark_audited(exc)
             raise
         audit_sign(name, algorithm, (data,), "ok")
         return hsm_pb2.HsmServiceSignResponse(signature=signature, key_uri=key.uri)

@@ -19,11 +19,12 @@ from typing import Any
 
 import grpc
 
-from hwgated.auth.identity import resolve_caller, set_caller
+from hwgated.auth.identity import Caller, UnauthenticatedPeer, resolve_caller, set_caller
 from hwgated.auth.peerfront import PeerTable
 from hwgated.config import ListenerConfig, PolicyConfig
 from hwgated.edge import status as edge_status
 from hwgated.edge.handlers import Kind, rewrap
+from hwgated.edge.refusals import set_method
 from hwgated.errors import InvalidArgument
 
 Check = Callable[[Any, str], None]
@@ -104,10 +105,11 @@ class IdentityInterceptor(grpc.aio.ServerInterceptor):
         never reset: an async generator may be finalized from another context,
         where a reset would fail.
         """
+        set_method(method)
         caller = resolve_caller(self._listener, self._policy(), context, self._peers)
+        set_caller(caller)  # before the check: a refusal is audited with who was refused
         if self._check is not None:
             self._check(caller, method)
-        set_caller(caller)
 
     async def _admit(self, request: Any, context: Any, method: str, client_stream: bool) -> Any:
         """Check the caller, then the request; the request the servicer should see."""
@@ -117,6 +119,11 @@ class IdentityInterceptor(grpc.aio.ServerInterceptor):
                 return _checked_stream(request)
             if request is _UNDECODABLE:
                 raise _bad_request()
+        except UnauthenticatedPeer as exc:
+            where = str(self._listener.unix or self._listener.tcp)
+            set_caller(Caller(role="", subject="unauthenticated", listener=where,
+                              peer=context.peer()))  # fmt: skip
+            await edge_status.abort(context, exc)
         except Exception as exc:
             await edge_status.abort(context, exc)
         return request

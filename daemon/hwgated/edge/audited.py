@@ -15,6 +15,7 @@ import contextlib
 from collections.abc import Iterator
 
 from hwgated.auth.audit import audit
+from hwgated.edge.refusals import mark_audited
 from hwgated.edge.status import as_hwgate
 
 CANCELLED = "CANCELLED"
@@ -39,5 +40,6 @@ def audited(action: str, **fields: object) -> Iterator[dict[str, object]]:
         yield extra
     except BaseException as exc:
         audit(action, outcome(exc), **fields, **extra)
+        mark_audited(exc)  # a refusal recorded here is not recorded again as rpc.denied
         raise
     audit(action, "ok", **fields, **extra)

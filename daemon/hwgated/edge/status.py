@@ -22,6 +22,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from hwgated import errors
+from hwgated.edge import refusals
 from hwgated.piv import errors as piv_errors
 
 log = logging.getLogger(__name__)
@@ -126,6 +127,7 @@ def status_for(exc: BaseException) -> grpc.Status:
 
 
 async def abort(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException) -> NoReturn:
+    refusals.audit_refusal(exc)  # every refusal by policy is audited (docs/audit.md)
     status = status_for(exc)
     await context.abort(status.code, status.details, status.trailing_metadata)
     raise AssertionError("unreachable")  # context.abort always raises

@@ -16,6 +16,7 @@ import os
 import signal
 import socket
 import sys
+import syslog
 from collections.abc import Callable
 from typing import Any
 
@@ -50,8 +51,20 @@ EXIT_SESSION_LOST = 3
 _SIGN_CLASSES = (KeyClass.PRIVATE, KeyClass.SECRET)
 
 
-def worker_main(sock: socket.socket) -> None:
-    """Process entry point (the pool's Process target)."""
+def worker_main(
+    sock: socket.socket, output: socket.socket | None = None, syslog_ident: str | None = None
+) -> None:
+    """Process entry point (the pool's Process target).
+
+    *output* becomes fds 1 and 2, read by the daemon and logged under the token's
+    name; *syslog_ident* names what the module sends to syslog(3) (hwgated.hsm.output).
+    """
+    if output is not None:
+        os.dup2(output.fileno(), 1)
+        os.dup2(output.fileno(), 2)
+        output.close()
+    if syslog_ident is not None:
+        syslog.openlog(syslog_ident, syslog.LOG_PID, syslog.LOG_DAEMON)
     # The daemon decides when workers stop (pool.close, or EOF on the pipe if it dies):
     # a terminal's Ctrl-C or systemd's SIGTERM to the whole cgroup must not kill them
     # first, or the pool would see crashed workers and start replacements mid-shutdown.

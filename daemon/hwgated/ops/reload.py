@@ -16,6 +16,7 @@ from pathlib import Path
 
 from hwgated.auth.policy import Policy, PolicyHolder
 from hwgated.config import Config, ConfigError, load_config
+from hwgated.logsetup import effective_level
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +64,13 @@ def _check_running_roles(running: Config, new: Config) -> None:
             )
 
 
-def reload_config(path: Path, running: Config, policy: PolicyHolder) -> ReloadOutcome:
-    """Load *path*; on success swap the policy and return the merged config in force."""
+def reload_config(
+    path: Path, running: Config, policy: PolicyHolder, *, log_level_override: str | None = None
+) -> ReloadOutcome:
+    """Load *path*; on success swap the policy and return the merged config in force.
+
+    *log_level_override* is ``hwgated --log-level``: it stays in force over the file's
+    ``log_level`` (the caller applies the level; this only says which one)."""
     try:
         new = load_config(path)
         _check_running_roles(running, new)
@@ -81,6 +87,10 @@ def reload_config(path: Path, running: Config, policy: PolicyHolder) -> ReloadOu
         running.daemon, log_level=new.daemon.log_level, grace_period=new.daemon.grace_period
     )
     merged = replace(running, daemon=daemon, policy=new.policy)
-    log.info("reloaded %s: policy (%d roles), log level %s", path, len(new.policy.roles),
-             new.daemon.log_level)  # fmt: skip
+    level = effective_level(log_level_override, new.daemon.log_level)
+    source = "--log-level" if log_level_override else "log_level"
+    if log_level_override and log_level_override != new.daemon.log_level:
+        source += f"; the file's {new.daemon.log_level!r} is overridden"
+    log.info("reloaded %s: policy (%d roles), log level %s (%s)", path, len(new.policy.roles),
+             level, source)  # fmt: skip
     return ReloadOutcome(True, merged, needs_restart=needs_restart)

@@ -1,0 +1,231 @@
+"""The daemon's own cost per call, side by side with a bare grpc.aio server (issue #21).
+
+One run, one test bed (pcscd + vpcd + two virtual PIV cards, SoftHSM2):
+
+- bare: ``bench.bare_health``, a grpc.aio server with only the health servicer
+  on a Unix socket, in its own process;
+- hwgated on a Unix socket (admin role, audit file, policy, metrics: as deployed);
+- direct pyscard on the other reader (the APDU's own cost).
+
+All calls are serial from one client thread, by the same code (a sync grpc
+channel per server; Sign through the client library). The measurements are
+interleaved in ROUNDS rounds of CHUNK calls each, so a burst of load from the
+other users of the machine hits every series alike. Goals (issue #21):
+
+1. HsmService.Sign ECDSA P-256 median <= bare Health/Check + 0.35 ms;
+2. Transmit 1 APDU <= bare + direct APDU + 0.2 ms; 16-APDU batch <= bare +
+   16 direct APDUs + 0.3 ms;
+3. hwgated Health/Check <= 1.1x bare.
+
+Writes bench/results/unary.json. Run inside a private pcscd:
+``testbed/isolated .venv/bin/python -m bench.bench_unary`` (``make bench BENCH=unary``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+import hwgate
+from bench.bench_card import SELECT_PIV, Direct, pct
+from hwgate.v1 import card_pb2, card_pb2_grpc
+from hwgate_testbed import orchestrate, slots
+from hwgate_testbed.paths import SOFTHSM_MODULE, TOKEN_LABEL, TestbedPaths, vpcd_reader
+
+R0, R1 = vpcd_reader(0), vpcd_reader(1)
+RESULTS = Path(__file__).resolve().parent / "results"
+ROOT = Path(__file__).resolve().parent.parent
+
+# goal name -> (added over the baseline in ms, or None for a ratio limit)
+SIGN_MARGIN_MS = 0.35
+APDU_MARGIN_MS = 0.2
+BATCH_MARGIN_MS = 0.3
+HEALTH_RATIO = 1.1
+
+
+def wait_serving(target: str, service: str = "", timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with grpc.insecure_channel(target) as channel:
+                reply = health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(service=service), timeout=2
+                )
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+        except grpc.RpcError:
+            pass
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{target} ({service or 'server'}) did not come up")
+        time.sleep(0.1)
+
+
+def hwgated_config(work: Path, paths: TestbedPaths, sock: Path) -> Path:
+    config = work / "hwgated.toml"
+    config.write_text(
+        '[daemon]\nlog_level = "warning"\ngrace_period = 1\n'
+        f'[[listen]]\nunix = "{sock}"\nmode = "0600"\nrole = "admin"\n'
+        f'[pcsc]\nreaders = ["{R0}"]\n'
+        "[[hsm.token]]\n"
+        f'name = "bench"\nmodule = "{SOFTHSM_MODULE}"\ntoken_label = "{TOKEN_LABEL}"\n'
+        f'pin_file = "{paths.user_pin}"\nworkers = 2\nop_timeout = 30.0\n'
+        f'env = {{ SOFTHSM2_CONF = "{paths.softhsm_conf}" }}\n'
+        f'[audit]\nfile = "{work / "audit.jsonl"}"\n'
+        '[policy.roles.admin]\nallow = ["*"]\n'
+        '[[policy.keys]]\npattern = "*"\nroles = ["admin"]\n'
+        '[[policy.readers]]\npattern = "*"\nroles = ["admin"]\n'
+    )
+    return config
+
+
+def interleaved(series: dict[str, Callable[[], object]], rounds: int, chunk: int) -> dict:
+    """Per series: every call's ms, the per-round medians; rounds rotate the order."""
+    names = list(series)
+    samples: dict[str, list[float]] = {n: [] for n in names}
+    per_round: dict[str, list[float]] = {n: [] for n in names}
+    for fn in series.values():  # warm-up: connections, caches, the workers' first call
+        for _ in range(30):
+            fn()
+    for r in range(rounds):
+        order = names[r % len(names) :] + names[: r % len(names)]
+        for name in order:
+            fn = series[name]
+            times = []
+            for _ in range(chunk):
+                t0 = time.perf_counter()
+                fn()
+                times.append((time.perf_counter() - t0) * 1000)
+            samples[name] += times
+            per_round[name].append(statistics.median(times))
+    return {
+        n: {
+            "median_ms": statistics.median(samples[n]),
+            "p99_ms": pct(samples[n], 0.99),
+            "n": len(samples[n]),
+            "round_medians_ms": per_round[n],
+        }
+        for n in names
+    }
+
+
+def goals(m: dict) -> list[dict]:
+    """The three goals of issue #21 measured here, each with its limit from this run."""
+    bare = m["bare_health"]["median_ms"]
+    out = []
+
+    def add(name: str, value: float, limit: float, text: str) -> None:
+        out.append({"goal": name, "value_ms": value, "limit_ms": limit, "baseline": text,
+                    "pass": value <= limit})  # fmt: skip
+
+    add("Sign ECDSA P-256 unary <= bare + 0.35 ms", m["hwgate_sign"]["median_ms"],
+        bare + SIGN_MARGIN_MS, f"bare {bare:.3f} ms")  # fmt: skip
+    d1, d16 = m["direct_1"]["median_ms"], m["direct_16"]["median_ms"]
+    add("Transmit 1 APDU <= bare + direct + 0.2 ms", m["hwgate_transmit_1"]["median_ms"],
+        bare + d1 + APDU_MARGIN_MS, f"bare {bare:.3f} + direct {d1:.3f} ms")  # fmt: skip
+    add("Transmit 16 APDUs <= bare + 16 direct + 0.3 ms", m["hwgate_transmit_16"]["median_ms"],
+        bare + d16 + BATCH_MARGIN_MS, f"bare {bare:.3f} + 16 direct {d16:.3f} ms")  # fmt: skip
+    add("Health/Check <= 1.1x bare", m["hwgate_health"]["median_ms"], bare * HEALTH_RATIO,
+        f"bare {bare:.3f} ms")  # fmt: skip
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--chunk", type=int, default=200, help="calls per series per round")
+    parser.add_argument("--keep", action="store_true",
+                        help="print the daemon's pid and wait for Enter before measuring "
+                        "(attach py-spy)")  # fmt: skip
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="hwgate-bench-unary-"))
+    paths = TestbedPaths.at(work / "testbed")
+    orchestrate.up(paths, insert_card=False)
+    sock, bare_sock = work / "hwgate.sock", work / "bare.sock"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    bare = subprocess.Popen([sys.executable, "-m", "bench.bare_health", f"unix:{bare_sock}"],
+                            env=env)  # fmt: skip
+    log = (work / "hwgated.log").open("wb")
+    config = hwgated_config(work, paths, sock)
+    daemon = subprocess.Popen([sys.executable, "-m", "hwgated", "--config", str(config)],
+                              stdout=log, stderr=log)  # fmt: skip
+    direct = None
+    try:
+        slots.insert(paths, 0, "alice")
+        slots.insert(paths, 1, "bob")
+        wait_serving(f"unix:{bare_sock}")
+        wait_serving(f"unix:{sock}", "hwgate.v1.HsmService")
+        wait_serving(f"unix:{sock}", "hwgate.v1.CardService")
+        bare_channel = grpc.insecure_channel(f"unix:{bare_sock}")
+        client = hwgate.connect(f"unix://{sock}")
+        hw_channel = client.channel
+        check = health_pb2.HealthCheckRequest()
+        bare_check = health_pb2_grpc.HealthStub(bare_channel).Check
+        hw_check = health_pb2_grpc.HealthStub(hw_channel).Check
+        card = card_pb2_grpc.CardServiceStub(hw_channel)
+        single = card_pb2.TransmitRequest(reader=R0, apdus=[SELECT_PIV])
+        batch = card_pb2.TransmitRequest(reader=R0, apdus=[SELECT_PIV] * 16)
+        digest = hashlib.sha256(b"bench").digest()
+        direct = Direct(R1)
+        d = direct
+        series: dict[str, Callable[[], object]] = {
+            "bare_health": lambda: bare_check(check, timeout=30),
+            "hwgate_health": lambda: hw_check(check, timeout=30),
+            "hwgate_sign": lambda: client.sign("signer-p256", "ecdsa-sha256", digest=digest),
+            "direct_1": lambda: d.transmit(SELECT_PIV),
+            "hwgate_transmit_1": lambda: card.Transmit(single, timeout=30),
+            "direct_16": lambda: [d.transmit(SELECT_PIV) for _ in range(16)],
+            "hwgate_transmit_16": lambda: card.Transmit(batch, timeout=30),
+        }
+        if args.keep:
+            print(f"hwgated pid {daemon.pid}; bare pid {bare.pid}; Enter to measure", flush=True)
+            sys.stdin.readline()
+        load_before = os.getloadavg()
+        measured = interleaved(series, args.rounds, args.chunk)
+        report = {
+            "conditions": {"rounds": args.rounds, "chunk": args.chunk,
+                           "load_before": load_before, "load_after": os.getloadavg()},
+            "series": measured,
+            "goals": goals(measured),
+        }  # fmt: skip
+        client.close()
+        bare_channel.close()
+    finally:
+        if direct is not None:
+            direct.close()
+        for proc in (daemon, bare):
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(30)
+        orchestrate.down(paths)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "unary.json").write_text(json.dumps(report, indent=2))
+    print_table(report)
+    return 0
+
+
+def print_table(report: dict) -> None:
+    print(f"\nserial calls, one client thread; {report['conditions']}")
+    print(f"{'series':22} {'median ms':>10} {'p99 ms':>8}  per-round medians")
+    for name, s in report["series"].items():
+        rounds = " ".join(f"{x:.3f}" for x in s["round_medians_ms"])
+        print(f"{name:22} {s['median_ms']:10.3f} {s['p99_ms']:8.3f}  {rounds}")
+    for g in report["goals"]:
+        verdict = "PASS" if g["pass"] else "MISS"
+        print(f"{g['goal']:50} {g['value_ms']:.3f} ms vs limit {g['limit_ms']:.3f} ms "
+              f"({g['baseline']}) {verdict}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -142,6 +142,52 @@ def goals(m: dict) -> list[dict]:
     return out
 
 
+def start_profile(out: Path, pid: int) -> subprocess.Popen[bytes]:
+    """py-spy on the daemon (the venv's py-spy, from PyPI), collapsed stacks to *out*.
+
+    ``--gil``: only the thread holding the GIL is sampled, so the shares are of the
+    Python work that serializes the daemon, not of threads blocked in pcscd or epoll.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    spy = Path(sys.executable).parent / "py-spy"
+    proc = subprocess.Popen([str(spy), "record", "--pid", str(pid), "--rate", "250", "--gil", "--format",
+                             "raw", "--output", str(out / "hwgated.folded")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    time.sleep(1.0)  # py-spy attaches before the measured calls start
+    return proc
+
+
+def stop_profile(proc: subprocess.Popen[bytes], out: Path) -> None:
+    proc.send_signal(signal.SIGINT)
+    proc.wait(60)
+    (out / "hwgated.top.txt").write_text(top_frames(out / "hwgated.folded"))
+
+
+def top_frames(folded: Path, n: int = 25) -> str:
+    """Self and inclusive sample shares per function from py-spy's collapsed stacks."""
+    own: dict[str, int] = {}
+    incl: dict[str, int] = {}
+    total = 0
+    for line in folded.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack:
+            continue
+        k = int(count)
+        total += k
+        frames = [f.split(" (")[0] + " (" + f.split(" (")[-1].split(":")[0].split("/")[-1] + ")"
+                  if " (" in f else f for f in stack.split(";")]  # fmt: skip
+        own[frames[-1]] = own.get(frames[-1], 0) + k
+        for f in set(frames):
+            incl[f] = incl.get(f, 0) + k
+    lines = [f"{total} samples", "", "self %  function"]
+    for f, k in sorted(own.items(), key=lambda x: -x[1])[:n]:
+        lines.append(f"{100 * k / total:5.1f}  {f}")
+    lines += ["", "incl %  function"]
+    for f, k in sorted(incl.items(), key=lambda x: -x[1])[: n * 2]:
+        lines.append(f"{100 * k / total:5.1f}  {f}")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=10)
@@ -149,6 +195,9 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true",
                         help="print the daemon's pid and wait for Enter before measuring "
                         "(attach py-spy)")  # fmt: skip
+    parser.add_argument("--profile", type=Path,
+                        help="py-spy the daemon while measuring: collapsed stacks in "
+                        "DIR/hwgated.folded, top frames in DIR/hwgated.top.txt")  # fmt: skip
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="hwgate-bench-unary-"))
     paths = TestbedPaths.at(work / "testbed")
@@ -192,8 +241,11 @@ def main() -> int:
         if args.keep:
             print(f"hwgated pid {daemon.pid}; bare pid {bare.pid}; Enter to measure", flush=True)
             sys.stdin.readline()
+        spy = start_profile(args.profile, daemon.pid) if args.profile else None
         load_before = os.getloadavg()
         measured = interleaved(series, args.rounds, args.chunk)
+        if spy is not None:
+            stop_profile(spy, args.profile)
         report = {
             "conditions": {"rounds": args.rounds, "chunk": args.chunk,
                            "load_before": load_before, "load_after": os.getloadavg()},

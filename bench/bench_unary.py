@@ -15,7 +15,10 @@ other users of the machine hits every series alike. Goals (issue #21):
 1. HsmService.Sign ECDSA P-256 median <= bare Health/Check + 0.35 ms;
 2. Transmit 1 APDU <= bare + direct APDU + 0.2 ms; 16-APDU batch <= bare +
    16 direct APDUs + 0.3 ms;
-3. hwgated Health/Check <= 1.1x bare.
+3. hwgated Health/Check <= 1.1x bare;
+7. 8 threads of one process calling ``key.sign()`` on ``client.hsm_key()`` (calls
+   coalesced into SignStream batches) >= 3x the same threads with unary calls
+   (``hsm_key(coalesce=False)``), alternating rounds of --thread-seconds.
 
 Writes bench/results/unary.json. Run inside a private pcscd:
 ``testbed/isolated .venv/bin/python -m bench.bench_unary`` (``make bench BENCH=unary``).
@@ -32,11 +35,15 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import grpc
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import hwgate
@@ -121,6 +128,60 @@ def interleaved(series: dict[str, Callable[[], object]], rounds: int, chunk: int
     }
 
 
+def threads_rate(key: Any, threads: int, seconds: float) -> float:
+    """Signatures/s of *threads* threads of this process calling ``key.sign()`` for
+    *seconds* (cryptography's API: SHA-256 here, ECDSA in the HSM)."""
+    barrier = threading.Barrier(threads + 1)
+    counts = [0] * threads
+    stop_at = [0.0]
+
+    def run(t: int) -> None:
+        data = f"thread {t}".encode()
+        algorithm = ec.ECDSA(hashes.SHA256())
+        barrier.wait()
+        n = 0
+        while time.perf_counter() < stop_at[0]:
+            key.sign(data, algorithm)
+            n += 1
+        counts[t] = n
+
+    workers = [threading.Thread(target=run, args=(t,)) for t in range(threads)]
+    for w in workers:
+        w.start()
+    start = time.perf_counter()
+    stop_at[0] = start + seconds
+    barrier.wait()
+    for w in workers:
+        w.join()
+    return sum(counts) / (time.perf_counter() - start)
+
+
+def bench_threads(client: Any, rounds: int, seconds: float, threads: int = 8) -> dict:
+    """Goal 7: the coalescing remote key vs the same threads making unary calls,
+    alternating rounds; medians of the rounds."""
+    keys = {"coalesced": client.hsm_key("signer-p256"),
+            "unary": client.hsm_key("signer-p256", coalesce=False)}  # fmt: skip
+    runs: dict[str, list[float]] = {name: [] for name in keys}
+    for key in keys.values():
+        threads_rate(key, threads, 0.3)  # warm-up
+    for r in range(rounds):
+        for name in list(keys) if r % 2 == 0 else list(keys)[::-1]:
+            runs[name].append(threads_rate(keys[name], threads, seconds))
+    mine, base = statistics.median(runs["coalesced"]), statistics.median(runs["unary"])
+    ratio = mine / base
+    return {
+        "runs": runs,
+        f"{threads} threads of one process, key.sign() ECDSA P-256": {
+            "hwgate": f"{mine:.0f}/s [{min(runs['coalesced']):.0f}..{max(runs['coalesced']):.0f}]"
+            " (coalesced)",
+            "baseline": f"unary {base:.0f}/s [{min(runs['unary']):.0f}..{max(runs['unary']):.0f}]",
+            "ratio": f"{ratio:.2f}x",
+            "goal": ">= 3x unary",
+            "verdict": "PASS" if ratio >= 3 else "MISS",
+        },
+    }
+
+
 def goals(m: dict) -> list[dict]:
     """The three goals of issue #21 measured here, each with its limit from this run."""
     bare = m["bare_health"]["median_ms"]
@@ -150,8 +211,8 @@ def start_profile(out: Path, pid: int) -> subprocess.Popen[bytes]:
     """
     out.mkdir(parents=True, exist_ok=True)
     spy = Path(sys.executable).parent / "py-spy"
-    proc = subprocess.Popen([str(spy), "record", "--pid", str(pid), "--rate", "250", "--gil", "--format",
-                             "raw", "--output", str(out / "hwgated.folded")],
+    proc = subprocess.Popen([str(spy), "record", "--pid", str(pid), "--rate", "250", "--gil",
+                             "--format", "raw", "--output", str(out / "hwgated.folded")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     time.sleep(1.0)  # py-spy attaches before the measured calls start
     return proc
@@ -198,6 +259,8 @@ def main() -> int:
     parser.add_argument("--profile", type=Path,
                         help="py-spy the daemon while measuring: collapsed stacks in "
                         "DIR/hwgated.folded, top frames in DIR/hwgated.top.txt")  # fmt: skip
+    parser.add_argument("--thread-rounds", type=int, default=4)
+    parser.add_argument("--thread-seconds", type=float, default=2.0)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="hwgate-bench-unary-"))
     paths = TestbedPaths.at(work / "testbed")
@@ -246,11 +309,14 @@ def main() -> int:
         measured = interleaved(series, args.rounds, args.chunk)
         if spy is not None:
             stop_profile(spy, args.profile)
+        threads = bench_threads(client, args.thread_rounds, args.thread_seconds)
         report = {
             "conditions": {"rounds": args.rounds, "chunk": args.chunk,
                            "load_before": load_before, "load_after": os.getloadavg()},
             "series": measured,
             "goals": goals(measured),
+            "batching": {k: v for k, v in threads.items() if k != "runs"},
+            "batching_runs": threads["runs"],
         }  # fmt: skip
         client.close()
         bare_channel.close()
@@ -273,6 +339,8 @@ def print_table(report: dict) -> None:
     for name, s in report["series"].items():
         rounds = " ".join(f"{x:.3f}" for x in s["round_medians_ms"])
         print(f"{name:22} {s['median_ms']:10.3f} {s['p99_ms']:8.3f}  {rounds}")
+    for name, b in report["batching"].items():
+        print(f"{name}: {b['hwgate']} vs {b['baseline']}: {b['ratio']} {b['goal']} {b['verdict']}")
     for g in report["goals"]:
         verdict = "PASS" if g["pass"] else "MISS"
         print(f"{g['goal']:50} {g['value_ms']:.3f} ms vs limit {g['limit_ms']:.3f} ms "

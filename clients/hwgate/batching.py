@@ -27,8 +27,11 @@ never failed by another caller's digest. An error of the call itself
 
 from __future__ import annotations
 
+import itertools
+import queue
 import threading
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -175,40 +178,144 @@ def sign_many(
     return raise_first(outcomes, return_exceptions)
 
 
-class _Item:
-    """One waiting sign() call."""
+class _Waiter:
+    """One request on a :class:`StreamLink`, answered by the link's reader thread."""
 
-    __slots__ = ("batch", "digest", "done", "outcome")
+    __slots__ = ("done", "response")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.response: Any = None  # the SignStreamResponse, or the HwgateError of the stream
+
+
+class StreamLink:
+    """One long-lived SignStream shared by a process's threads.
+
+    A sync gRPC streaming call costs a thread and a stream set-up on each side;
+    a message on an open stream costs little more than its bytes. Requests go in
+    through a queue the call's request iterator reads; a reader thread matches
+    responses to waiters by request_id. When the stream ends (the daemon restarts,
+    the channel closes), every waiting request gets that error and the next
+    request opens a new stream.
+    """
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._pending: dict[int, _Waiter] = {}
+        self._queue: queue.SimpleQueue[hsm_pb2.SignStreamRequest | None] | None = None
+
+    def exchange(self, requests: list[hsm_pb2.SignStreamRequest]) -> list[Any]:
+        """The response (or the stream's HwgateError) for each request, in order."""
+        waiters = []
+        with self._lock:
+            if self._queue is None:
+                self._open()
+            assert self._queue is not None
+            for request in requests:
+                request.request_id = next(self._ids)
+                waiter = self._pending[request.request_id] = _Waiter()
+                waiters.append(waiter)
+                self._queue.put(request)
+        for waiter in waiters:
+            waiter.done.wait()
+        return [w.response for w in waiters]
+
+    def close(self) -> None:
+        with self._lock:
+            if self._queue is not None:
+                self._queue.put(None)
+                self._queue = None
+
+    def _open(self) -> None:
+        feed: queue.SimpleQueue[hsm_pb2.SignStreamRequest | None] = queue.SimpleQueue()
+
+        def requests() -> Iterator[hsm_pb2.SignStreamRequest]:
+            while (request := feed.get()) is not None:
+                yield request
+
+        call = self._client.hsm.SignStream(requests(), metadata=self._client.metadata or None)
+        self._queue = feed
+        threading.Thread(
+            target=self._read, args=(call, feed), name="hwgate-sign-stream", daemon=True
+        ).start()
+
+    def _read(self, call: Any, feed: queue.SimpleQueue[Any]) -> None:
+        error: errors.HwgateError
+        try:
+            for response in call:
+                with self._lock:
+                    waiter = self._pending.pop(response.request_id, None)
+                if waiter is not None:
+                    waiter.response = response
+                    waiter.done.set()
+            error = errors.HwgateError(grpc.StatusCode.UNAVAILABLE, "the stream ended", "", {})
+        except grpc.RpcError as err:
+            error = errors.from_rpc_error(err)
+        with self._lock:
+            if self._queue is feed:
+                self._queue = None
+            feed.put(None)  # ends the request iterator
+            stranded = [w for rid, w in self._pending.items()]
+            self._pending.clear()
+        for waiter in stranded:
+            waiter.response = error
+            waiter.done.set()
+
+
+class _Item:
+    """One sign() call waiting for its outcome."""
+
+    __slots__ = ("digest", "done", "gather", "outcome")
 
     def __init__(self, digest: bytes) -> None:
         self.digest = digest
         self.done = threading.Event()
         self.outcome: Outcome | BaseException | None = None
-        self.batch: list[_Item] | None = None  # set when this caller must send the next batch
+        self.gather = False  # woken to gather and send the next batch (it is in it)
 
 
 class _Lane:
-    """The calls of one (key, algorithm): how many requests are out, who waits."""
+    """The calls of one (key, algorithm): requests on the wire, callers waiting."""
 
-    __slots__ = ("in_flight", "lock", "waiting")
+    __slots__ = ("arrived", "expected", "in_flight", "waiting")
 
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
+    def __init__(self, lock: threading.Lock) -> None:
+        self.arrived = threading.Condition(lock)
         self.in_flight = 0
         self.waiting: list[_Item] = []
+        self.expected = 1  # callers in the last round: the next batch waits for them
+
+    @property
+    def lock(self) -> threading.Condition:
+        return self.arrived
 
 
 class CoalescingSigner:
     """A :class:`hwgate.remote_key.Signer` that merges concurrent signs into batches.
 
     Thread-safe; one per client (``Client.hsm_key()`` shares it across keys).
-    ``max_in_flight``: requests of one key on the wire at once (2 keeps the
-    daemon's two default workers busy while the next batch fills);
-    ``max_batch``: digests per batch.
+    ``max_in_flight``: requests of one key on the wire at once; ``max_batch``:
+    digests per batch; ``gather_window``: how long (seconds) the sender of a
+    batch that follows another waits for the callers of the previous batch to
+    come back (they are usually a loop's next iteration): without it, batches
+    of concurrent callers split into a lone call and the rest. A caller waits
+    for others only right after a batch of several: a lone caller pays at most
+    one window, once, after a burst; in steady single use, nothing.
     """
 
-    def __init__(self, client: Client, *, max_in_flight: int = 2, max_batch: int = 256) -> None:
+    def __init__(
+        self,
+        client: Client,
+        *,
+        max_in_flight: int = 1,
+        max_batch: int = 256,
+        gather_window: float = 0.002,
+    ) -> None:
         self._client = client
+        self._link = StreamLink(client)
+        self._gather_window = gather_window
         self._max_in_flight = max(1, max_in_flight)
         self._max_batch = max(1, min(max_batch, MAX_BATCH))
         self._lanes: dict[tuple[bytes, int], _Lane] = {}
@@ -226,16 +333,22 @@ class CoalescingSigner:
         number = names.signature_algorithm(algorithm)
         lane = self._lane(key, number)
         item = _Item(digest)
-        with lane.lock:
+        batch: list[_Item] | None = None
+        gather = False
+        with lane.arrived:
             if lane.in_flight < self._max_in_flight:
                 lane.in_flight += 1
-                batch: list[_Item] | None = [item]
+                gather = lane.expected > 1
+                batch = [item]
             else:
                 lane.waiting.append(item)
-                batch = None
+                lane.arrived.notify()
         if batch is None:
             item.done.wait()
-            batch = item.batch  # woken to send the next batch (it holds this item)
+            if item.gather:
+                batch = self._gather(lane, item)
+        elif gather:  # the last round was concurrent: its callers are coming back
+            batch = self._gather(lane, item)
         if batch is not None:
             try:
                 self._send(key, number, batch)
@@ -248,7 +361,7 @@ class CoalescingSigner:
                 for other in batch:
                     if other is not item:
                         other.done.set()
-                self._hand_on(lane)
+                self._hand_on(lane, len(batch))
         outcome = item.outcome
         if isinstance(outcome, BaseException):
             raise outcome
@@ -260,36 +373,71 @@ class CoalescingSigner:
         lane = self._lanes.get(name)
         if lane is None:
             with self._lanes_lock:
-                lane = self._lanes.setdefault(name, _Lane())
+                lane = self._lanes.setdefault(name, _Lane(threading.Lock()))
         return lane
+
+    def _hand_on(self, lane: _Lane, sent: int) -> None:
+        """After a send: if callers waited meanwhile, the first of them gathers and
+        sends the next batch (its thread was idle anyway); the sender returns as soon
+        as its own item is done, so no caller's latency grows by others' batches."""
+        with lane.arrived:
+            if not lane.waiting:
+                # The batch's callers are on their way back (a loop's next call): the
+                # next caller gathers them. After a lone call, nobody waits for anyone.
+                lane.in_flight -= 1
+                lane.expected = min(self._max_batch, sent)
+                return
+            # Everyone of this round (the batch just answered and those who waited)
+            # is likely to call again at once: the next batch waits for them, briefly.
+            lane.expected = min(self._max_batch, sent + len(lane.waiting))
+            first = lane.waiting.pop(0)
+        first.gather = True
+        first.done.set()
+
+    def _gather(self, lane: _Lane, me: _Item) -> list[_Item]:
+        """This caller's batch: itself and whoever waits, after at most
+        ``gather_window`` for the rest of the last round's callers."""
+        deadline = time.monotonic() + self._gather_window
+        with lane.arrived:
+            while len(lane.waiting) + 1 < lane.expected:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                lane.arrived.wait(left)
+            take = self._max_batch - 1
+            batch = [me, *lane.waiting[:take]]
+            del lane.waiting[:take]
+        return batch
 
     def _send(self, key: hsm_pb2.KeyRef, algorithm: int, batch: list[_Item]) -> None:
         """One request for *batch*; every item gets its outcome (an error too)."""
+        outcomes: list[Outcome]
         if len(batch) == 1:
             try:
-                outcomes: list[Outcome] = [
-                    self._client.sign(key, algorithm, digest=batch[0].digest)
-                ]
+                outcomes = [self._client.sign(key, algorithm, digest=batch[0].digest)]
             except errors.HwgateError as exc:
                 outcomes = [exc]
         else:
-            outcomes = sign_outcomes(
-                self._client, key, algorithm, [i.digest for i in batch], self._max_batch
-            )
+            outcomes = self._over_link(key, algorithm, [i.digest for i in batch])
         for it, outcome in zip(batch, outcomes, strict=True):
             it.outcome = outcome
 
-    def _hand_on(self, lane: _Lane) -> None:
-        """After a send: the calls that waited meanwhile become the next batch.
+    def _over_link(
+        self, ref: hsm_pb2.KeyRef, algorithm: int, digests: list[bytes]
+    ) -> list[Outcome]:
+        """*digests* as one digest_batch on the shared stream; a failed batch item by item."""
+        _, (request,) = batch_requests(ref, algorithm, digests, len(digests))
+        (response,) = self._link.exchange([request])
+        if isinstance(response, errors.HwgateError):
+            return [response] * len(digests)
+        signatures = batch_signatures(digests, response)
+        if signatures is not None:
+            return list(signatures)
+        responses = self._link.exchange(single_requests(ref, algorithm, digests))
+        return [
+            r if isinstance(r, errors.HwgateError) else single_outcomes([r])[0] for r in responses
+        ]
 
-        The sender returns as soon as its own item is done: the first waiter is
-        woken to send the next batch (its thread was idle anyway), so no caller's
-        latency grows by other callers' batches."""
-        with lane.lock:
-            if not lane.waiting:
-                lane.in_flight -= 1
-                return
-            nxt = lane.waiting[: self._max_batch]
-            del lane.waiting[: self._max_batch]
-        nxt[0].batch = nxt
-        nxt[0].done.set()
+    def close(self) -> None:
+        """End the shared stream (``Client.close()`` does it by closing the channel)."""
+        self._link.close()

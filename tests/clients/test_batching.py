@@ -120,7 +120,7 @@ def _queued_calls(gateway: Gateway, digests: list[bytes]) -> dict[int, object]:
         for t in threads:
             t.start()
         _wait_for(lambda: len(lane.waiting) == len(digests), "the queued callers")
-        signer._hand_on(lane)  # the "request on the wire" finished
+        signer._hand_on(lane, 1)  # the "request on the wire" finished
         for t in threads:
             t.join(30)
         assert not any(t.is_alive() for t in threads)

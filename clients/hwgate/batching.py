@@ -265,31 +265,34 @@ class StreamLink:
 
 
 class _Item:
-    """One sign() call waiting for its outcome."""
+    """One sign() call; ``outcome`` set (under the lane's lock) when answered."""
 
-    __slots__ = ("digest", "done", "gather", "outcome")
+    __slots__ = ("digest", "outcome")
 
     def __init__(self, digest: bytes) -> None:
         self.digest = digest
-        self.done = threading.Event()
         self.outcome: Outcome | BaseException | None = None
-        self.gather = False  # woken to gather and send the next batch (it is in it)
 
 
 class _Lane:
-    """The calls of one (key, algorithm): requests on the wire, callers waiting."""
+    """The calls of one (key, algorithm): requests on the wire, callers waiting.
 
-    __slots__ = ("arrived", "expected", "in_flight", "waiting")
+    Every change is made under ``cond``'s lock and announced with notify_all:
+    callers wait for "answered" or "your turn to gather" (a handful of threads,
+    so waking them all costs less than a hand-off per thread would)."""
 
-    def __init__(self, lock: threading.Lock) -> None:
-        self.arrived = threading.Condition(lock)
+    __slots__ = ("cond", "expected", "gathering", "in_flight", "waiting")
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition(threading.Lock())
         self.in_flight = 0
         self.waiting: list[_Item] = []
+        self.gathering: _Item | None = None  # the caller collecting the next batch
         self.expected = 1  # callers in the last round: the next batch waits for them
 
     @property
     def lock(self) -> threading.Condition:
-        return self.arrived
+        return self.cond
 
 
 class CoalescingSigner:
@@ -333,22 +336,7 @@ class CoalescingSigner:
         number = names.signature_algorithm(algorithm)
         lane = self._lane(key, number)
         item = _Item(digest)
-        batch: list[_Item] | None = None
-        gather = False
-        with lane.arrived:
-            if lane.in_flight < self._max_in_flight:
-                lane.in_flight += 1
-                gather = lane.expected > 1
-                batch = [item]
-            else:
-                lane.waiting.append(item)
-                lane.arrived.notify()
-        if batch is None:
-            item.done.wait()
-            if item.gather:
-                batch = self._gather(lane, item)
-        elif gather:  # the last round was concurrent: its callers are coming back
-            batch = self._gather(lane, item)
+        batch = self._join(lane, item)
         if batch is not None:
             try:
                 self._send(key, number, batch)
@@ -358,9 +346,6 @@ class CoalescingSigner:
                         other.outcome = exc
                 raise
             finally:
-                for other in batch:
-                    if other is not item:
-                        other.done.set()
                 self._hand_on(lane, len(batch))
         outcome = item.outcome
         if isinstance(outcome, BaseException):
@@ -368,46 +353,77 @@ class CoalescingSigner:
         assert outcome is not None
         return outcome
 
+    def _join(self, lane: _Lane, item: _Item) -> list[_Item] | None:
+        """The batch this caller must send, or None once another caller's batch
+        answered it. Takes the lane's lock; waits on it."""
+        with lane.cond:
+            if lane.gathering is not None:  # a batch is being collected: join it
+                lane.waiting.append(item)
+                if len(lane.waiting) + 1 >= lane.expected:
+                    return self._take(lane)  # the last one expected sends it, no hand-off
+                lane.cond.notify_all()
+            elif lane.in_flight < self._max_in_flight:
+                lane.in_flight += 1
+                if lane.expected <= 1:
+                    return [item]  # alone: straight out
+                lane.gathering = item  # the last round was concurrent: collect it
+            else:
+                lane.waiting.append(item)
+            while True:
+                if item.outcome is not None:
+                    return None
+                if lane.gathering is item:
+                    return self._gather(lane, item)
+                lane.cond.wait()
+
+    def _gather(self, lane: _Lane, me: _Item) -> list[_Item] | None:
+        """(Lock held.) Wait up to ``gather_window`` for the last round's callers;
+        then send what came, unless the last of them took the batch and sent it."""
+        deadline = time.monotonic() + self._gather_window
+        while lane.gathering is me and len(lane.waiting) + 1 < lane.expected:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            lane.cond.wait(left)
+        if lane.gathering is me:
+            return self._take(lane)
+        while me.outcome is None:  # in the batch someone else sent
+            lane.cond.wait()
+        return None
+
+    def _take(self, lane: _Lane) -> list[_Item]:
+        """(Lock held.) The gatherer's batch: the gatherer and those who joined it."""
+        assert lane.gathering is not None
+        take = self._max_batch - 1
+        batch = [lane.gathering, *lane.waiting[:take]]
+        del lane.waiting[:take]
+        lane.gathering = None
+        lane.cond.notify_all()
+        return batch
+
     def _lane(self, key: hsm_pb2.KeyRef, algorithm: int) -> _Lane:
         name = (key.SerializeToString(deterministic=True), algorithm)
         lane = self._lanes.get(name)
         if lane is None:
             with self._lanes_lock:
-                lane = self._lanes.setdefault(name, _Lane(threading.Lock()))
+                lane = self._lanes.setdefault(name, _Lane())
         return lane
 
     def _hand_on(self, lane: _Lane, sent: int) -> None:
-        """After a send: if callers waited meanwhile, the first of them gathers and
-        sends the next batch (its thread was idle anyway); the sender returns as soon
-        as its own item is done, so no caller's latency grows by others' batches."""
-        with lane.arrived:
-            if not lane.waiting:
-                # The batch's callers are on their way back (a loop's next call): the
-                # next caller gathers them. After a lone call, nobody waits for anyone.
-                lane.in_flight -= 1
-                lane.expected = min(self._max_batch, sent)
-                return
-            # Everyone of this round (the batch just answered and those who waited)
-            # is likely to call again at once: the next batch waits for them, briefly.
-            lane.expected = min(self._max_batch, sent + len(lane.waiting))
-            first = lane.waiting.pop(0)
-        first.gather = True
-        first.done.set()
+        """After a send (its outcomes set): wake its callers; the next batch.
 
-    def _gather(self, lane: _Lane, me: _Item) -> list[_Item]:
-        """This caller's batch: itself and whoever waits, after at most
-        ``gather_window`` for the rest of the last round's callers."""
-        deadline = time.monotonic() + self._gather_window
-        with lane.arrived:
-            while len(lane.waiting) + 1 < lane.expected:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                lane.arrived.wait(left)
-            take = self._max_batch - 1
-            batch = [me, *lane.waiting[:take]]
-            del lane.waiting[:take]
-        return batch
+        The sender returns as soon as its own item is done. If callers waited
+        meanwhile, the first of them collects the next batch (its thread was idle
+        anyway), waiting briefly for this round's callers, who are likely to call
+        again at once (a loop's next iteration); if none waited, the next caller
+        to arrive collects. After a lone call, nobody waits for anyone."""
+        with lane.cond:
+            lane.expected = min(self._max_batch, sent + len(lane.waiting))
+            if lane.waiting:
+                lane.gathering = lane.waiting.pop(0)
+            else:
+                lane.in_flight -= 1
+            lane.cond.notify_all()
 
     def _send(self, key: hsm_pb2.KeyRef, algorithm: int, batch: list[_Item]) -> None:
         """One request for *batch*; every item gets its outcome (an error too)."""

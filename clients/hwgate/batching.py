@@ -203,8 +203,10 @@ class StreamLink:
         self._client = client
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
-        self._pending: dict[int, _Waiter] = {}
+        # The open stream's request feed and its unanswered requests (each stream has
+        # its own: a stream that ends fails only what was sent on it).
         self._queue: queue.SimpleQueue[hsm_pb2.SignStreamRequest | None] | None = None
+        self._pending: dict[int, _Waiter] = {}
 
     def exchange(self, requests: list[hsm_pb2.SignStreamRequest]) -> list[Any]:
         """The response (or the stream's HwgateError) for each request, in order."""
@@ -215,7 +217,7 @@ class StreamLink:
             assert self._queue is not None
             for request in requests:
                 request.request_id = next(self._ids)
-                waiter = self._pending[request.request_id] = _Waiter()
+                waiter = self._pending[request.request_id] = _Waiter()  # this stream's
                 waiters.append(waiter)
                 self._queue.put(request)
         for waiter in waiters:
@@ -237,16 +239,18 @@ class StreamLink:
 
         call = self._client.hsm.SignStream(requests(), metadata=self._client.metadata or None)
         self._queue = feed
+        pending: dict[int, _Waiter] = {}
+        self._pending = pending
         threading.Thread(
-            target=self._read, args=(call, feed), name="hwgate-sign-stream", daemon=True
+            target=self._read, args=(call, feed, pending), name="hwgate-sign-stream", daemon=True
         ).start()
 
-    def _read(self, call: Any, feed: queue.SimpleQueue[Any]) -> None:
+    def _read(self, call: Any, feed: queue.SimpleQueue[Any], pending: dict[int, _Waiter]) -> None:
         error: errors.HwgateError
         try:
             for response in call:
                 with self._lock:
-                    waiter = self._pending.pop(response.request_id, None)
+                    waiter = pending.pop(response.request_id, None)
                 if waiter is not None:
                     waiter.response = response
                     waiter.done.set()
@@ -257,8 +261,8 @@ class StreamLink:
             if self._queue is feed:
                 self._queue = None
             feed.put(None)  # ends the request iterator
-            stranded = [w for rid, w in self._pending.items()]
-            self._pending.clear()
+            stranded = list(pending.values())
+            pending.clear()
         for waiter in stranded:
             waiter.response = error
             waiter.done.set()

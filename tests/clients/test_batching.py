@@ -198,3 +198,22 @@ def test_async_sign_many_matches_the_blocking_one(gateway: Gateway) -> None:
     for i in (0, 2, 3, 4):
         signature = outcomes[i]
         assert isinstance(signature, bytes) and _verifies(public, signature, digests[i])
+
+
+def test_the_shared_stream_reopens_after_it_ended(gateway: Gateway) -> None:
+    """A StreamLink whose stream ended (closed here; a daemon restart alike) opens a
+    new one for the next batch instead of failing or hanging."""
+    from hwgate.batching import StreamLink, batch_requests, batch_signatures
+
+    digests = _digests(3, "link")
+    with hwgate.connect(gateway.admin) as client:
+        public = _public(client)
+        link = StreamLink(client)
+        ref, alg = names.key_ref(KEY), names.signature_algorithm(ALG)
+        for _ in range(2):
+            pieces, requests = batch_requests(ref, alg, digests)
+            (response,) = link.exchange(requests)
+            signatures = batch_signatures(pieces[0], response)
+            assert signatures is not None
+            assert all(_verifies(public, s, d) for s, d in zip(signatures, digests, strict=True))
+            link.close()

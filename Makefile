@@ -168,11 +168,14 @@ lint: setup ## ruff, mypy, import contracts, buf lint, buf breaking (v1 baseline
 	protos/buf-check breaking
 	$(MAKE) --no-print-directory protos-check
 
-bench: setup ## every benchmark, side by side with its baseline (private pcscd as root)
+# BENCH=name[,name] runs only those benchmarks (e.g. BENCH=unary: the per-call
+# cost vs a bare grpc.aio server, a minute) and merges them into BENCHMARKS.md.
+BENCH ?=
+bench: setup ## every benchmark, side by side with its baseline (private pcscd as root; BENCH=unary,...)
 	@if [ "$$(id -u)" = 0 ] && unshare -mn true 2>/dev/null; then \
-		testbed/isolated $(BIN)/python -m bench; \
+		testbed/isolated $(BIN)/python -m bench $(if $(BENCH),--only $(BENCH)); \
 	else \
-		$(BIN)/python -m bench; \
+		$(BIN)/python -m bench $(if $(BENCH),--only $(BENCH)); \
 	fi
 
 .PHONY: soak

@@ -32,6 +32,7 @@ BENCHMARKS: list[tuple[str, list[str], float]] = [
     ("hsm_fairness", ["-m", "bench.bench_hsm_fairness"], 600),
     ("piv", ["bench/bench_piv.py"], 1200),
     ("daemon", ["-m", "bench.bench_daemon"], 600),
+    ("unary", ["-m", "bench.bench_unary"], 600),
 ]
 
 

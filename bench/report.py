@@ -217,6 +217,53 @@ def daemon_rows(daemon: Any) -> list[Row]:
     return rows
 
 
+UNARY_NAMES = {"bare_health": "bare grpc.aio Health/Check (baseline)",
+               "direct_1": "direct pyscard SELECT (baseline)",
+               "direct_16": "16 direct pyscard SELECTs (baseline)"}  # fmt: skip
+
+
+def unary_rows(unary: Any) -> list[Row]:
+    """bench_unary.py: hwgate's per-call cost vs a bare grpc.aio server, same run (#21)."""
+    if not unary:
+        return []
+    series = unary["series"]
+    rows = [Row(f"unary: {what}", "", _ms(series[name]), "")
+            for name, what in UNARY_NAMES.items() if name in series]  # fmt: skip
+    bare = series["bare_health"]["median_ms"]
+    names = {
+        "hwgate_health": "Health/Check",
+        "hwgate_sign": "Sign ECDSA P-256 (client library)",
+        "hwgate_transmit_1": "Transmit 1 SELECT",
+        "hwgate_transmit_16": "Transmit 16 SELECTs",
+    }
+    goals = {g["goal"].split(" <=")[0]: g for g in unary["goals"]}
+    goal_of = {
+        "hwgate_health": "Health/Check",
+        "hwgate_sign": "Sign ECDSA P-256 unary",
+        "hwgate_transmit_1": "Transmit 1 APDU",
+        "hwgate_transmit_16": "Transmit 16 APDUs",
+    }
+    for name, what in names.items():
+        if name not in series:
+            continue
+        s, g = series[name], goals.get(goal_of[name])
+        goal = verdict = ""
+        baseline = f"bare {bare:.3f} ms"
+        if g:
+            limit = g["limit_ms"]
+            goal = (f"{g['goal'].split(' <= ', 1)[1]} = {limit:.3f} ms "
+                    f"({s['median_ms'] / limit:.2f}x of limit)")  # fmt: skip
+            verdict = _verdict(g["pass"])
+            baseline = g["baseline"]
+        rows.append(Row(f"unary: hwgated {what}, median", _ms(s), baseline,
+                        f"{s['median_ms'] / bare:.2f}x bare, +{s['median_ms'] - bare:.3f} ms",
+                        goal, verdict))  # fmt: skip
+    for name, b in unary.get("batching", {}).items():
+        rows.append(Row(f"batching: {name}", b["hwgate"], b["baseline"], b["ratio"],
+                        b.get("goal", ""), b.get("verdict", "")))  # fmt: skip
+    return rows
+
+
 def testbed_rows(testbed: Any) -> list[Row]:
     if not testbed:
         return []
@@ -345,7 +392,8 @@ def _drill_section() -> list[str]:
 
 def build(machine_info: dict[str, str], runs: list[dict[str, object]]) -> tuple[str, str]:
     """(BENCHMARKS.md text, the plain table to print)."""
-    rows = (card_rows(load("card")) + hsm_rows(load("hsm")) + daemon_rows(load("daemon"))
+    rows = (unary_rows(load("unary")) + card_rows(load("card")) + hsm_rows(load("hsm"))
+            + daemon_rows(load("daemon"))
             + piv_rows(load("piv")) + testbed_rows(load("testbed")))  # fmt: skip
     charted = chart(load("hsm"))
     goals = [r for r in rows if r.verdict]
@@ -379,6 +427,9 @@ def build(machine_info: dict[str, str], runs: list[dict[str, object]]) -> tuple[
             "- HSM: every client is its own process; clients start together on a barrier and "
             "count completions for the same window; medians of the repetitions, [min..max] "
             "spread (`bench_hsm.py`).",
+            "- Unary (#21): serial calls from one client thread to a bare grpc.aio server "
+            "(health servicer only, Unix socket, own process) and to hwgated, by the same client "
+            "code, interleaved in rounds; medians of every call (`bench_unary.py`).",
             "- Start-up: exec to first health answer / READY=1 on a datagram NOTIFY_SOCKET; "
             "RSS from /proc (`bench_daemon.py`).", ""]  # fmt: skip
     return "\n".join(doc), text_table(rows) + f"\n\ngoals met: {passed} of {len(goals)}"

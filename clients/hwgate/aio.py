@@ -19,7 +19,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 import grpc
 from grpc_health.v1 import health_pb2_grpc
 
-from hwgate import errors
+from hwgate import errors, names
 from hwgate import requests as rq
 from hwgate.channel import DEFAULT_KEEPALIVE_MS, channel_spec, open_aio_channel
 from hwgate.client import DEFAULT_TIMEOUT, PathLike
@@ -222,6 +222,52 @@ class AsyncClient:
     derive = _unary(rq.derive)
     generate_key = _unary(rq.generate_key)
     delete_key = _unary(rq.delete_key)
+
+    async def sign_many(
+        self,
+        key: names.KeyRefLike,
+        algorithm: names.SignatureAlgorithmLike,
+        digests: Iterable[bytes],
+        *,
+        return_exceptions: bool = False,
+    ) -> list[Any]:
+        """As ``Client.sign_many``: the signatures in digest order, batches on one
+        SignStream; a failed batch's items are retried one by one for their own errors."""
+        from hwgate import batching as b
+
+        ref, number = names.key_ref(key), names.signature_algorithm(algorithm)
+        items = list(digests)
+        if not items:
+            return []
+        pieces, requests = b.batch_requests(ref, number, items)
+        try:
+            responses = b.in_request_order(requests, await self._stream(requests))
+        except errors.HwgateError as exc:
+            return b.raise_first([exc] * len(items), return_exceptions)
+        outcomes: list[Any] = []
+        for piece, response in zip(pieces, responses, strict=True):
+            signatures = b.batch_signatures(piece, response)
+            if signatures is not None:
+                outcomes += signatures
+                continue
+            singles = b.single_requests(ref, number, piece)
+            try:
+                outcomes += b.single_outcomes(
+                    b.in_request_order(singles, await self._stream(singles))
+                )
+            except errors.HwgateError as exc:
+                outcomes += [exc] * len(piece)
+        return b.raise_first(outcomes, return_exceptions)
+
+    async def _stream(self, requests: list[hsm_pb2.SignStreamRequest]) -> list[Any]:
+        """Every response of one SignStream carrying *requests* (deadline: the timeout)."""
+        call = self.hsm.SignStream(
+            iter(requests), metadata=self.metadata or None, timeout=self.timeout
+        )
+        try:
+            return [response async for response in call]
+        except grpc.RpcError as err:
+            raise errors.from_rpc_error(err) from err
 
     async def sign_stream(
         self,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -103,6 +104,8 @@ class Client:
         self.piv = piv_pb2_grpc.PivServiceStub(channel)
         self.hsm = hsm_pb2_grpc.HsmServiceStub(channel)
         self._health = health_pb2_grpc.HealthStub(channel)
+        self._coalescing: Any = None
+        self._coalescer_lock = threading.Lock()
 
     def _call(self, method: Callable[..., T], request: Any, **kwargs: Any) -> T:
         kwargs.setdefault("timeout", self.timeout)
@@ -201,16 +204,44 @@ class Client:
         except grpc.RpcError as err:
             raise errors.from_rpc_error(err) from err
 
-    def hsm_key(self, key: names.KeyRefLike) -> Any:
+    def sign_many(
+        self,
+        key: names.KeyRefLike,
+        algorithm: names.SignatureAlgorithmLike,
+        digests: Iterable[bytes],
+        *,
+        return_exceptions: bool = False,
+    ) -> list[Any]:
+        """Sign every digest with one key; the signatures in digest order, in batches
+        on one SignStream. A failed item raises its ``HwgateError`` (``item_index``
+        set), or with *return_exceptions* stands in the list in place of its
+        signature; see :func:`hwgate.batching.sign_many`."""
+        from hwgate.batching import sign_many
+
+        return sign_many(self, key, algorithm, digests, return_exceptions=return_exceptions)
+
+    def hsm_key(self, key: names.KeyRefLike, *, coalesce: bool = True) -> Any:
         """The HSM key as a ``cryptography`` private key (EC or RSA) that signs remotely.
 
         See :mod:`hwgate.remote_key`: ``x509.CertificateBuilder().sign(key, SHA256())``
         works unchanged. The public key is fetched once, here. Blocking only:
-        cryptography's ``sign()`` is synchronous.
+        cryptography's ``sign()`` is synchronous. With *coalesce* (the default),
+        ``sign()`` calls made at the same time by threads of this process share
+        SignStream batches (:class:`hwgate.batching.CoalescingSigner`); a lone
+        call is still one unary Sign.
         """
         from hwgate.remote_key import remote_key
 
-        return remote_key(self, names.key_ref(key))
+        return remote_key(self._coalescer() if coalesce else self, names.key_ref(key))
+
+    def _coalescer(self) -> Any:
+        """The client's one CoalescingSigner, shared by its keys (made on first use)."""
+        from hwgate.batching import CoalescingSigner
+
+        with self._coalescer_lock:
+            if self._coalescing is None:
+                self._coalescing = CoalescingSigner(self)
+            return self._coalescing
 
 
 def connect(

@@ -36,6 +36,7 @@ from hwgated.auth.peerfront import PeerFront, PeerTable, private_socket, remove_
 from hwgated.auth.pinlimit import PinLimits
 from hwgated.auth.policy import Policy, PolicyHolder
 from hwgated.config import Config, ListenerConfig
+from hwgated.edge.chain import ChainInterceptor
 from hwgated.hsm import HsmPool, PoolState
 from hwgated.hsm.tracker import stop_resource_tracker
 from hwgated.logsetup import effective_level, set_level
@@ -122,14 +123,21 @@ class Daemon:
     def _build_server(self, listener: ListenerConfig) -> grpc.aio.Server:
         size = self.config.daemon.max_message_bytes
         server = grpc.aio.server(
+            # One interceptor, the layers composed once per method (edge/chain.py).
             interceptors=[
-                OpsInterceptor(self.metrics, self._shutting_down),
-                IdentityInterceptor(
-                    listener,
-                    lambda: self.policy.current.config,
-                    check=lambda caller, method: self.policy.current.check_method(caller, method),
-                    peers=self.peers,
-                ),
+                ChainInterceptor(
+                    [
+                        OpsInterceptor(self.metrics, self._shutting_down),
+                        IdentityInterceptor(
+                            listener,
+                            lambda: self.policy.current.config,
+                            check=lambda caller, method: self.policy.current.check_method(
+                                caller, method
+                            ),
+                            peers=self.peers,
+                        ),
+                    ]
+                )
             ],
             options=[
                 ("grpc.max_receive_message_length", size),

@@ -105,3 +105,23 @@ def test_card_sessions_are_audited_with_the_identity(secd: SecurityDaemon, cards
         assert record["reader"] == reader
         # The session id is a capability for its owner: never logged whole.
         assert opened.session_id not in json.dumps(record)
+
+
+def test_a_record_is_one_sorted_json_line_with_a_millisecond_utc_time(tmp_path: Path) -> None:
+    """The written text is exactly json.dumps(entry, sort_keys=True) plus a newline, and
+    consecutive records carry the current UTC time (the formatted second is reused)."""
+    import calendar
+    import re
+    import time as _time
+
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path)
+    before = _time.time()
+    entries = [log.record("hsm.sign", caller=KIOSK, key="k…", n=i) for i in range(3)]
+    after = _time.time()
+    expected = "".join(json.dumps(e, sort_keys=True) + "\n" for e in entries)
+    assert path.read_text() == expected
+    for entry in entries:
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", entry["time"])
+        stamp = calendar.timegm(_time.strptime(entry["time"][:19], "%Y-%m-%dT%H:%M:%S"))
+        assert int(before) - 1 <= stamp <= after

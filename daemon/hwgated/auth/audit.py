@@ -16,7 +16,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from hwgated.auth.identity import Caller, current_caller
 
@@ -29,6 +29,10 @@ _FORBIDDEN = frozenset({"pin", "puk", "secret", "value", "key_material", "passwo
 # record stays one readable line and cannot carry bulk data out of the daemon.
 MAX_VALUE_CHARS = 256
 _ELLIPSIS = "…"
+
+# json.dumps(..., sort_keys=True) builds a new JSONEncoder on every call; one
+# encoder, made once, writes the same text (every record is on a request's path).
+_ENCODE = json.JSONEncoder(sort_keys=True).encode
 
 
 def _clip(value: object) -> int | bool | str:
@@ -54,7 +58,7 @@ class AuditLog:
         self._file = file
         self._lock = threading.Lock()
         self._failing = False
-        self._out: TextIO | None = None
+        self._out: int | None = None  # the open file's descriptor (O_APPEND)
         self._inode: tuple[int, int] | None = None
         if file is not None:
             file.parent.mkdir(parents=True, exist_ok=True)
@@ -80,7 +84,7 @@ class AuditLog:
         if who.peer:
             entry["peer"] = who.peer
         entry.update({k: _clip(v) for k, v in fields.items() if v is not None})
-        line = json.dumps(entry, sort_keys=True)
+        line = _ENCODE(entry)
         if self._file is None or not self._write(line):
             log.info("%s", line, extra={"hwgate_audit": entry})
         return entry
@@ -96,8 +100,12 @@ class AuditLog:
         with self._lock:
             try:
                 out = self._open_current()
-                out.write(line + "\n")
-                out.flush()
+                data = (line + "\n").encode()
+                # One write(2) per record, as the buffered file's flush did: the record is
+                # in the file before the caller's answer leaves. A short write (disk full
+                # mid-record) is an error, like any other.
+                if os.write(out, data) != len(data):
+                    raise OSError("short write to the audit file")
             except OSError as exc:
                 self._close()
                 if not self._failing:
@@ -109,7 +117,7 @@ class AuditLog:
                 log.warning("audit file %s writable again", self._file)
             return True
 
-    def _open_current(self) -> TextIO:
+    def _open_current(self) -> int:
         assert self._file is not None
         try:
             st = os.stat(self._file)
@@ -118,8 +126,8 @@ class AuditLog:
             same = False
         if not same:
             self._close()
-            fd = os.open(self._file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            self._out = os.fdopen(fd, "a", encoding="utf-8")
+            fd = os.open(self._file, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+            self._out = fd
             st = os.fstat(fd)
             self._inode = (st.st_dev, st.st_ino)
         assert self._out is not None
@@ -128,13 +136,25 @@ class AuditLog:
     def _close(self) -> None:
         if self._out is not None:
             with contextlib.suppress(OSError):
-                self._out.close()
+                os.close(self._out)
         self._out = None
 
 
+# (whole second, its formatted prefix): replaced as one tuple, so threads never
+# see a second paired with another second's text.
+_second: tuple[int, str] = (-1, "")
+
+
 def _now() -> str:
+    """UTC time with milliseconds; strftime runs once a second, not once a record."""
+    global _second
     now = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
+    whole, prefix = _second
+    if whole != int(now):
+        whole = int(now)
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+        _second = (whole, prefix)
+    return f"{prefix}.{int(now * 1000) % 1000:03d}Z"
 
 
 _audit = AuditLog()

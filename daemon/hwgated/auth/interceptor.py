@@ -88,7 +88,10 @@ class IdentityInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
-        method = handler_call_details.method
+        return self.wrap_handler(handler, handler_call_details.method)
+
+    def wrap_handler(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        """*handler* with the caller check inside each call (see ``ChainInterceptor``)."""
         decode = _safe_deserializer(handler.request_deserializer)
 
         def wrap(behavior: Any, kind: Kind) -> Any:

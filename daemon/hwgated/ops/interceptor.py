@@ -74,7 +74,10 @@ class OpsInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
-        method = handler_call_details.method
+        return self.wrap_handler(handler, handler_call_details.method)
+
+    def wrap_handler(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        """*handler* counted, timed and ended at shutdown (see ``ChainInterceptor``)."""
 
         def wrap(behavior: Any, kind: Kind) -> Any:
             if inspect.isasyncgenfunction(behavior):
@@ -88,11 +91,12 @@ class OpsInterceptor(grpc.aio.ServerInterceptor):
 
     def _observe(self, method: str, code: str, started: float, request: Any) -> None:
         elapsed = time.perf_counter() - started
-        self._metrics.rpcs.labels(method, code).inc()
-        self._metrics.rpc_seconds.labels(method, code).observe(elapsed)
+        metrics = self._metrics
+        metrics.child(metrics.rpcs, method, code).inc()
+        metrics.child(metrics.rpc_seconds, method, code).observe(elapsed)
         if method.startswith(HSM_PREFIX):
             mechanism = _mechanism(request)
-            self._metrics.hsm_seconds.labels(method, mechanism, code).observe(elapsed)
+            metrics.child(metrics.hsm_seconds, method, mechanism, code).observe(elapsed)
 
     def _wrap_unary(self, behavior: Any, method: str) -> Any:
         async def wrapped(request: Any, context: Any) -> Any:
@@ -115,7 +119,7 @@ class OpsInterceptor(grpc.aio.ServerInterceptor):
     def _wrap_stream(self, behavior: Any, method: str, end_on_shutdown: bool) -> Any:
         async def wrapped(request: Any, context: Any) -> AsyncIterator[Any]:
             started, code = time.perf_counter(), "UNKNOWN"
-            gauge = self._metrics.streams.labels(method)
+            gauge = self._metrics.child(self._metrics.streams, method)
             gauge.inc()
             try:
                 if end_on_shutdown:

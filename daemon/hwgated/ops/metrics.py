@@ -68,10 +68,22 @@ class Metrics:
             "hwgate_event_queue_depth", "Events queued for all WatchEvents subscribers", registry=r
         )
         self._server: Any = None
+        self._children: dict[tuple[object, ...], Any] = {}
+
+    def child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, remembered: prometheus-client's ``labels()`` takes a
+        lock and validates the names on every call, a visible share of a cheap RPC (and of
+        every APDU). Label sets are few (methods, codes, readers) and never removed.
+        Safe from any thread: two racing first lookups get the same child."""
+        key = (id(metric), *labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
     def observe_apdu(self, reader: str) -> None:
         """The pcsc worker's APDU hook (runs on reader threads; Counter is thread-safe)."""
-        self.apdus.labels(reader).inc()
+        self.child(self.apdus, reader).inc()
 
     def serve(self, address: str) -> str:
         """Start the HTTP endpoint on ``host:port``; returns where it listens."""

@@ -81,7 +81,14 @@ def test_worker_crash_under_concurrent_signing_loses_nothing(
         await eventually(lambda: len(signed) > 300, 10, "load to build up")
         os.kill(victim, sig)
         await eventually(lambda: victim not in pool.worker_pids(), 10, "the crash to be seen")
-        await eventually(lambda: pool.state is PoolState.READY, 30, "a replacement worker")
+        # READY alone is not proof: until the supervisor has seen the death, the pool
+        # still says READY with the dead worker's slot (the old flake: 1 worker at
+        # the end). Two live workers without the victim are the replacement.
+        await eventually(
+            lambda: len(pool.worker_pids()) == 2 and pool.state is PoolState.READY,
+            30,
+            "a replacement worker",
+        )
         before = len(signed)
         await eventually(lambda: len(signed) > before + 300, 10, "signing to continue")
         stop.set()

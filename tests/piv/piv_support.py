@@ -66,13 +66,17 @@ class PivDaemon:
         self.daemon.stop(signal.SIGKILL)
 
 
-def start_piv_daemon(directory: Path, verify_pin_per_minute: int = 1000) -> PivDaemon:
+def start_piv_daemon(
+    directory: Path, verify_pin_per_minute: int = 1000, log_level: str = "debug"
+) -> PivDaemon:
     audit_file = directory / "audit.jsonl"
     extra = (
         f'[audit]\nfile = "{audit_file}"\n'
         f"[limits]\nverify_pin_per_minute = {verify_pin_per_minute}\n"
     )
-    config, kiosk, _admin = write_config(directory, pcsc="max_session_ttl = 30", extra=extra)
+    config, kiosk, _admin = write_config(
+        directory, pcsc="max_session_ttl = 30", extra=extra, log_level=log_level
+    )
     daemon = start_daemon(config, kiosk, directory / "hwgated.log")
     return PivDaemon(daemon, audit_file)
 

@@ -263,7 +263,8 @@ def test_pin_change_and_unblock_share_the_pin_try_limit(
 def test_no_pin_or_puk_in_the_debug_log_or_the_audit(
     testbed: object, cards: object, tmp_path: Path
 ) -> None:
-    daemon = start_piv_daemon(tmp_path)
+    # trace, the lowest level: every APDU is logged (the secrets' data redacted)
+    daemon = start_piv_daemon(tmp_path, log_level="trace")
     try:
         cards.insert(0, "alice")  # type: ignore[attr-defined]
         session = daemon.open_session(R0)
@@ -278,7 +279,9 @@ def test_no_pin_or_puk_in_the_debug_log_or_the_audit(
         daemon.stop()
     log = daemon.daemon.log.read_bytes()
     audit = daemon.audit_file.read_bytes()
-    assert b"piv.change_pin" in audit and b"piv.unblock_pin" in audit and b"DEBUG" in log
+    assert b"piv.change_pin" in audit and b"piv.unblock_pin" in audit
+    assert b"00 24 00 80 Lc=16 data=<redacted>" in log  # CHANGE REFERENCE DATA, traced
+    assert b"00 2C 00 80 Lc=16 data=<redacted>" in log  # RESET RETRY COUNTER, traced
     for secret in (PIN, NEW_PIN, WRONG_PINS[0], b"12x456", WRONG_PUKS[0], PUK):
         for form in (secret, secret.hex().encode()):
             assert form not in log, f"{secret!r} in the daemon log"

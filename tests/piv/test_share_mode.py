@@ -67,9 +67,11 @@ def shared(testbed: object, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 def _opensc_env(directory: Path, reader: str = R0, *, debug: bool = False) -> dict[str, str]:
     """An environment that shows OpenSC *reader* only and caches nothing; with
-    *debug* it logs to ``opensc-debug.log`` beside its config (never for a PIN)."""
+    *debug* it logs to ``opensc-debug.txt`` beside its config (never for a PIN). Not
+    ``*.log``: the end-of-session secret scan is for hwgated's logs, and OpenSC's own
+    trace of the card's answers can hold six digits in a row by chance."""
     conf = directory / ("opensc-debug.conf" if debug else "opensc.conf")
-    log = f'  debug = 3;\n  debug_file = "{directory / "opensc-debug.log"}";\n' if debug else ""
+    log = f'  debug = 3;\n  debug_file = "{directory / "opensc-debug.txt"}";\n' if debug else ""
     conf.write_text(
         "app default {\n"
         f"{log}"
@@ -86,7 +88,7 @@ def opensc(tmp_path: Path) -> dict[str, str]:
 
 
 def _debug_log(env: dict[str, str]) -> Path:
-    return Path(env["OPENSC_CONF"]).parent / "opensc-debug.log"
+    return Path(env["OPENSC_CONF"]).parent / "opensc-debug.txt"
 
 
 def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -138,7 +138,8 @@ def test_rate_limit_per_identity(testbed: object, cards: object, tmp_path: Path)
 def test_no_pin_in_the_debug_log_or_the_audit(
     testbed: object, cards: object, tmp_path: Path
 ) -> None:
-    daemon = start_piv_daemon(tmp_path, verify_pin_per_minute=4)
+    # trace, the lowest level: every APDU is logged (VERIFY's data redacted)
+    daemon = start_piv_daemon(tmp_path, verify_pin_per_minute=4, log_level="trace")
     try:
         cards.insert(0, "alice")  # type: ignore[attr-defined]
         session = daemon.open_session(R0)
@@ -151,7 +152,12 @@ def test_no_pin_in_the_debug_log_or_the_audit(
         daemon.stop()
     log = daemon.daemon.log.read_bytes()
     audit = daemon.audit_file.read_bytes()
-    assert b"piv.verify_pin" in audit and b"DEBUG" in log  # both were really written
+    # both were really written, the log with the APDUs
+    assert (
+        b"piv.verify_pin" in audit
+        and b"TRACE" in log
+        and b"00 20 00 80 Lc=8 data=<redacted>" in log
+    )
     for secret in (PIN, *WRONG_PINS, b"12x456"):
         assert secret not in log, f"{secret!r} in the daemon log"
         assert secret not in audit, f"{secret!r} in the audit log"

@@ -44,7 +44,7 @@ def test_new_reader_and_card_events_after_pcscd_restart(
     try:
         assert pcscd.stop_ours(paths, time.monotonic() + 10)
         watcher.wait_for(is_event("SERVICE_DOWN"))
-        pid = procs.spawn_detached(["pcscd", "-f", "-c", str(confdir)], tmp_path / "pcscd.log")
+        pid = procs.spawn_detached(pcscd.command("-c", str(confdir)), tmp_path / "pcscd.log")
         procs.write_pid(paths.pcscd_pid, pid)
         watcher.wait_for(is_event("SERVICE_UP"), timeout=15)
         added = watcher.wait_for(is_event("READER_ADDED", NEW_READER), timeout=15)

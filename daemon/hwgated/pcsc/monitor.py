@@ -59,6 +59,7 @@ class ReaderMonitor:
         self._thread = threading.Thread(target=self._run, name="pcsc-monitor", daemon=True)
         self.heartbeat = time.monotonic()  # last time the thread was seen working
         self.service_ok = False
+        self._refusal_logged = False  # pcscd's polkit refusal is logged once
         self._wedged = threading.Event()
 
     def start(self) -> None:
@@ -107,6 +108,16 @@ class ReaderMonitor:
                 backoff = BACKOFF_START
                 self._watch(context)
             except scard.PcscError as exc:
+                if isinstance(exc, scard.AccessRefused) and not self._refusal_logged:
+                    # Not a pcscd that is down: one that says no, until an
+                    # administrator acts. Say so once, in words that lead there.
+                    self._refusal_logged = True
+                    log.error(
+                        "pcscd refused this process (%s): pcsc-lite 2.x asks polkit "
+                        "(org.debian.pcsc-lite.access_pcsc); install the polkit rule "
+                        "50-hwgate-pcscd.rules for the service user (docs/install.md)",
+                        exc,
+                    )
                 if self.service_ok:
                     log.warning("pcscd unavailable: %s", exc)
                     self.service_ok = False

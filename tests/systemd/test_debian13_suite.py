@@ -41,13 +41,13 @@ def test_card_piv_and_hsm_suites_pass_on_debian13(suite_venv: Container) -> None
     assert "(3, 13)" in versions and "pcsc-lite version 2." in versions, versions
     run = suite_venv.run(
         f"testbed/isolated {SUITE_VENV}/bin/python -m pytest -p no:cacheprovider "
-        f"-q -o addopts='-ra --strict-markers' {' '.join(DEBIAN13_SUBSET)}",
+        f"-q -o addopts='-ra --strict-markers --durations=20' {' '.join(DEBIAN13_SUBSET)}",
         cwd=SUITE_SRC,
         check=False,
         timeout=SUBSET_TIMEOUT,
     )
-    tail = "\n".join((run.stdout + run.stderr).splitlines()[-60:])
+    tail = "\n".join((run.stdout + run.stderr).splitlines()[-80:])
     summary = re.findall(r"^=* ?(\d+ (?:passed|failed).*?)=*$", run.stdout, re.M)
-    print(f"Debian 13 subset: {summary[-1] if summary else '(no summary)'}")
+    print(f"Debian 13 subset: {summary[-1] if summary else '(no summary)'}\n{tail}")
     assert run.returncode == 0, tail
     assert summary and " passed" in summary[-1] and "failed" not in summary[-1], tail

@@ -148,6 +148,14 @@ class ReaderMonitor:
             self.service_ok = True
             log.info("pcscd available")
             self._sink.service_up()
+        # FACTS (pcsc-lite 2.3.3, Debian 13, measured in its container; the card and
+        # PIV suites pass there unchanged): reader names are as in 1.9.9 ("Virtual
+        # PCD 00 00"); the PnP pseudo-reader still answers with the reader count in
+        # its upper 16 bits (0x20000 for vpcd's two) and STATE_CHANGED when readers
+        # come or go; each reader's insert/remove counter is still in the upper 16
+        # bits; a killed pcscd still fails the blocked call, then NO_SERVICE, and a
+        # new context works once it is back. What 2.x adds is polkit: see
+        # scard.AccessRefused.
         while not self._stopping.is_set():
             query = [(scard.PNP_READER, pnp_state)]
             query += [(name, self._current(known.get(name))) for name in readers]

@@ -15,6 +15,7 @@ items are grouped by release, so each boots once per session.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -75,8 +76,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def install_blocks(doc: Path) -> list[str]:
     """The ``bash`` blocks of the install doc, in order (``sh`` blocks are not run)."""
-    import re
-
     return re.findall(r"^```bash\n(.*?)^```$", doc.read_text(), re.M | re.S)
 
 

@@ -122,17 +122,32 @@ dist: venv ## wheels and sdists of hwgate (client) and hwgated (daemon) in dist/
 		$(CURDIR)/$(DIST) >/dev/null) || exit 1; done
 	@ls $(DIST)
 
-# hwgated under a real systemd 252: a Debian 12 container (systemd-nspawn --boot)
-# on a debootstrap root file system cached in .cache/systemd/ (first run: a few
-# minutes; it needs only the Debian mirror apt already uses), installed by the
-# steps of docs/install.md. Slow, so not part of `make test` (marker: systemd).
-SYSTEMD_ROOTFS := $(CURDIR)/.cache/systemd/rootfs
-test-systemd: setup wheelhouse dist ## hwgated.service in a booted Debian 12 container (slow)
+# hwgated under a real systemd, in a booted container per Debian release
+# (systemd-nspawn --boot): Debian 12 (bookworm, systemd 252) and Debian 13
+# (trixie, systemd 257, pcsc-lite 2.x behind polkit), installed by the steps of
+# docs/install.md. Root file systems come from debootstrap through the Debian
+# mirror apt already uses and are cached in .cache/systemd/SUITE/; Debian 13's
+# Python 3.13 wheels (pyscard and systemd-python built there) come from PyPI
+# once, cached beside it. In the Debian 13 container the card, PIV and HSM
+# suites also run on Python 3.13 (tests/systemd/test_debian13_suite.py).
+# SYSTEMD_SUITES picks releases, e.g. `make test-systemd SYSTEMD_SUITES=trixie`.
+# Slow, so not part of `make test` (marker: systemd).
+SYSTEMD_CACHE := $(CURDIR)/.cache/systemd
+SYSTEMD_SUITES ?= bookworm trixie
+comma := ,
+empty :=
+space := $(empty) $(empty)
+test-systemd: setup wheelhouse dist ## hwgated.service in booted Debian 12 and 13 containers (slow)
 	@command -v debootstrap >/dev/null && command -v systemd-nspawn >/dev/null || { \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
 			--no-install-recommends debootstrap systemd-container; }
-	tests/systemd/make-rootfs $(SYSTEMD_ROOTFS)
-	HWGATE_SYSTEMD_ROOTFS=$(SYSTEMD_ROOTFS) HWGATE_DIST=$(CURDIR)/$(DIST) \
+	for suite in $(SYSTEMD_SUITES); do \
+		tests/systemd/make-rootfs $$suite $(SYSTEMD_CACHE)/$$suite/rootfs || exit 1; \
+	done
+	$(if $(filter trixie,$(SYSTEMD_SUITES)),tests/systemd/make-wheelhouse \
+		$(SYSTEMD_CACHE)/trixie/rootfs $(SYSTEMD_CACHE)/trixie/wheelhouse)
+	HWGATE_SYSTEMD_CACHE=$(SYSTEMD_CACHE) HWGATE_DIST=$(CURDIR)/$(DIST) \
+		HWGATE_SYSTEMD_SUITES=$(subst $(space),$(comma),$(strip $(SYSTEMD_SUITES))) \
 		HWGATE_WHEELHOUSE=$(CURDIR)/$(WHEELHOUSE) \
 		$(BIN)/python -m pytest -p no:cacheprovider -m systemd tests/systemd $(PYTEST_ARGS)
 

@@ -3,6 +3,12 @@
 Test bed only: it signs with DIR/pki/ca.key so that clients already trusting
 DIR/pki/ca.pem (the phone, the kiosk) accept the enrollment server. A real
 deployment configures its own certificate instead.
+
+RFC 5280-strict, as Python 3.13's default context demands (VERIFY_X509_STRICT:
+without an authorityKeyIdentifier every client fails with "Missing Authority
+Key Identifier"): basicConstraints CA:FALSE and keyUsage digitalSignature, both
+critical, SKI, and an AKI equal to the CA's SKI. A certificate from before this
+profile is replaced.
 """
 
 from __future__ import annotations
@@ -13,18 +19,43 @@ import os
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+_DIGITAL_SIGNATURE = x509.KeyUsage(
+    digital_signature=True,
+    content_commitment=False,
+    key_encipherment=False,
+    data_encipherment=False,
+    key_agreement=False,
+    key_cert_sign=False,
+    crl_sign=False,
+    encipher_only=False,
+    decipher_only=False,
+)
+
+
+def _current(cert_path: Path, ca_cert: x509.Certificate) -> bool:
+    """Whether *cert_path* is a certificate from *ca_cert* in this profile (it has an AKI)."""
+    try:
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        cert.verify_directly_issued_by(ca_cert)
+        cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier)
+    except (FileNotFoundError, ValueError, TypeError, InvalidSignature, x509.ExtensionNotFound):
+        return False
+    return True
 
 
 def web_certificate(pki: Path, out: Path) -> tuple[Path, Path]:
     """(cert, key) for localhost / 127.0.0.1 in *out*, issued by pki/ca.pem; reused if there."""
     cert_path, key_path = out / "web.pem", out / "web.key"
-    if cert_path.exists() and key_path.exists():
-        return cert_path, key_path
     ca_cert = x509.load_pem_x509_certificate((pki / "ca.pem").read_bytes())
+    if key_path.exists() and _current(cert_path, ca_cert):
+        return cert_path, key_path
     ca_key = serialization.load_pem_private_key((pki / "ca.key").read_bytes(), None)
+    ca_ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
     cert = (
@@ -45,6 +76,12 @@ def web_certificate(pki: Path, out: Path) -> tuple[Path, Path]:
             critical=False,
         )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_DIGITAL_SIGNATURE, critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), False
+        )
         .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
     )
     out.mkdir(parents=True, exist_ok=True)

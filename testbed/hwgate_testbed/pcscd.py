@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
+import os
 import shutil
 import socket
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -30,6 +33,16 @@ PCSCD_PID_NAME = "pcscd.pid"
 PCSCD_COMM_NAME = "pcscd.comm"
 _PROBE_INTERVAL = 0.02  # between readiness probes of a pcscd we just started
 _LIVENESS_INTERVAL = 0.25  # how often a reader wait re-checks its give-up condition
+
+
+# FACTS (Debian 13, pcsc-lite 2.x): Debian builds pcscd 2.x with polkit; every
+# client is checked against org.debian.pcsc-lite.access_pcsc / access_card
+# (allow_active only), and with no polkit authority reachable (no system D-Bus:
+# a container, a CI runner) every client, root included, is refused ("Rejected
+# unauthorized PC/SC client"). pcscd 1.9 (Debian 12) has neither polkit nor the
+# option. `--disable-polkit` exists only when pcscd was built with polkit, so
+# its presence is read from `pcscd --help`, not guessed from the version.
+DISABLE_POLKIT = "--disable-polkit"
 
 
 class PcscError(RuntimeError):
@@ -144,6 +157,58 @@ def wait_for_reader_state(
                 raise PcscError(f"{reader}: timed out waiting for {want}")
 
 
+def pcscd_exe() -> str:
+    """The pcscd binary (PATH first; Debian's /usr/sbin when PATH lacks sbin)."""
+    return shutil.which("pcscd") or "/usr/sbin/pcscd"
+
+
+@functools.cache
+def supports_disable_polkit(exe: str) -> bool:
+    """Whether this pcscd was built with polkit (it then lists --disable-polkit)."""
+    try:
+        out = subprocess.run(
+            [exe, "--help"], capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return help_lists_disable_polkit(out.stdout + out.stderr)
+
+
+def help_lists_disable_polkit(help_text: str) -> bool:
+    """Whether `pcscd --help` output offers --disable-polkit (as its own option word)."""
+    return DISABLE_POLKIT in (word.strip(",") for word in help_text.split())
+
+
+def is_private_run_dir(run_dir: Path = PCSCD_RUN_DIR) -> bool:
+    """Whether `run_dir` is this process's own: a file system mounted right there
+    (testbed/isolated mounts a tmpfs on /run/pcscd in its own mount namespace; a
+    machine's pcscd keeps its directory inside /run) and, where PID 1's mount
+    namespace can be read, not PID 1's. Only then is a pcscd started on it the
+    test bed's alone, reachable by nobody else."""
+    if not os.path.ismount(run_dir):
+        return False
+    try:
+        return os.readlink("/proc/self/ns/mnt") != os.readlink("/proc/1/ns/mnt")
+    except OSError:  # PID 1 is not ours to inspect (not root, or a sandbox's init)
+        return True
+
+
+def command(*args: str, run_dir: Path = PCSCD_RUN_DIR) -> list[str]:
+    """argv for a foreground pcscd of the test bed's own.
+
+    On a private run directory (testbed/isolated) a pcscd built with polkit gets
+    --disable-polkit: nobody but the bed can reach it, and the bed's clients
+    (root, test users, hwgated under test) have no login session polkit would
+    accept, nor, in a container, any polkit authority at all. A pcscd that other
+    users share keeps polkit: the machine's policy decides.
+    """
+    exe = pcscd_exe()
+    polkit = (
+        [DISABLE_POLKIT] if is_private_run_dir(run_dir) and supports_disable_polkit(exe) else []
+    )
+    return [exe, "-f", *polkit, *args]
+
+
 def _our_pid(paths: TestbedPaths) -> int | None:
     pid = procs.read_pid(paths.pcscd_pid)
     return pid if pid is not None and procs.is_running(pid, PCSCD_MARKER) else None
@@ -218,9 +283,8 @@ def ensure_running(
     if vpcd_answers():
         return status(paths)
     stale = clear_stale_run_files(run_dir)
-    exe = shutil.which("pcscd") or "/usr/sbin/pcscd"
     # -i: info level, so the log shows reader start-up and "daemon ready".
-    pid = procs.spawn_detached([exe, "-f", "-i"], paths.pcscd_log)
+    pid = procs.spawn_detached(command("-i", run_dir=run_dir), paths.pcscd_log)
     procs.write_pid(paths.pcscd_pid, pid)
     # pcscd has no readiness notification outside systemd: probe its socket,
     # pausing on the process's pidfd so an early exit ends the wait at once.

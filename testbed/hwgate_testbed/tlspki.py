@@ -3,7 +3,16 @@ certificate per role (kiosk, enrollment, admin).
 
 Client certificates carry both a SAN URI (spiffe://hwgate.test/NAME) and CN NAME
 so the daemon's identity mapping can be tested either way. Existing files are
-kept (idempotent); a leaf is re-issued only if it is missing or not from the CA.
+kept (idempotent); a leaf is re-issued only if it is missing, not from the CA,
+or not in the current profile (below).
+
+Profile (RFC 5280, strict): the CA has basicConstraints CA:TRUE critical,
+keyUsage keyCertSign + cRLSign critical, a subjectKeyIdentifier; every leaf has
+basicConstraints CA:FALSE critical, keyUsage digitalSignature critical (an EC
+key never asserts keyEncipherment, RFC 5480 §3), its own subjectKeyIdentifier
+and an authorityKeyIdentifier equal to the CA's. Python 3.13's default context
+(VERIFY_X509_STRICT) rejects a leaf without the AKI
+(tests/security/test_strict_x509.py checks every certificate the project makes).
 """
 
 from __future__ import annotations
@@ -134,11 +143,22 @@ def _ensure_ca(
 
 
 def _issued_by(cert_path: Path, ca: x509.Certificate) -> bool:
+    """Whether the leaf at `cert_path` comes from `ca` and has the current profile
+    (a bed made before the profile gained the SKI is brought up to date)."""
     try:
-        x509.load_pem_x509_certificate(cert_path.read_bytes()).verify_directly_issued_by(ca)
-    except (FileNotFoundError, ValueError, TypeError, InvalidSignature):
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        cert.verify_directly_issued_by(ca)
+        cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+        cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier)
+    except (FileNotFoundError, ValueError, TypeError, InvalidSignature, x509.ExtensionNotFound):
         return False
     return True
+
+
+def _authority_key_id(ca_cert: x509.Certificate) -> x509.AuthorityKeyIdentifier:
+    """The AKI naming the CA's own SKI (RFC 5280 §4.2.1.1: the two must match)."""
+    ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
 
 
 def _ensure_leaf(
@@ -156,12 +176,11 @@ def _ensure_leaf(
         _builder(_name(cn), ca_cert.subject, key.public_key())
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
-            x509.KeyUsage(True, False, True, False, False, False, False, False, False),
+            x509.KeyUsage(True, False, False, False, False, False, False, False, False),
             critical=True,
         )
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
-        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+        .add_extension(_authority_key_id(ca_cert), False)
     )
     for ext in extensions:
         builder = builder.add_extension(ext, critical=False)

@@ -5,6 +5,13 @@ stops detecting cards when a second CHANNELID is configured next to the first,
 so a new reader is brought in by restarting pcscd with vpcd's reader renamed.
 The daemon must report SERVICE_DOWN, SERVICE_UP, the new reader, and card
 events on it, all without restarting.
+
+FACTS (pcsc-lite 2.3.3, Debian 13): the restarted pcscd must be started like the
+bed's own (``pcscd.command``: --disable-polkit in testbed/isolated). A plain
+``pcscd -f -c DIR`` there asks polkit, which a namespace without a system D-Bus
+cannot reach, so every client is refused: the daemon saw SERVICE_DOWN and then
+nothing for 15 s (issue 26). With a polkit authority reachable, root is allowed
+and the plain command works too.
 """
 
 from __future__ import annotations
@@ -44,7 +51,7 @@ def test_new_reader_and_card_events_after_pcscd_restart(
     try:
         assert pcscd.stop_ours(paths, time.monotonic() + 10)
         watcher.wait_for(is_event("SERVICE_DOWN"))
-        pid = procs.spawn_detached(["pcscd", "-f", "-c", str(confdir)], tmp_path / "pcscd.log")
+        pid = procs.spawn_detached(pcscd.command("-c", str(confdir)), tmp_path / "pcscd.log")
         procs.write_pid(paths.pcscd_pid, pid)
         watcher.wait_for(is_event("SERVICE_UP"), timeout=15)
         added = watcher.wait_for(is_event("READER_ADDED", NEW_READER), timeout=15)

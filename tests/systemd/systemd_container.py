@@ -1,4 +1,4 @@
-"""A booted Debian 12 container with a real systemd as PID 1, driven from outside.
+"""A booted Debian container with a real systemd as PID 1, driven from outside.
 
 ``systemd-nspawn --boot`` on a cached debootstrap tree (tests/systemd/make-rootfs),
 with ``--volatile=overlay`` so every run starts from the pristine tree (changes
@@ -26,6 +26,7 @@ class Container:
         self.process = process
         self.log = log
         self.leader = 0
+        self.suite = ""  # the Debian release (bookworm, trixie), set by the fixture
 
     def find_leader(self, deadline: float) -> int:
         """The container's PID 1 as seen from the host: nspawn's descendant whose

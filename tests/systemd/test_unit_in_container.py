@@ -1,8 +1,10 @@
-"""hwgated.service under a real systemd 252, installed by the steps of docs/install.md.
+"""hwgated.service under a real systemd (252 on Debian 12, 257 on Debian 13),
+installed by the steps of docs/install.md.
 
-One Debian 12 container per session (``systemd_container.booted``): the ``bash`` blocks
-of docs/install.md run in it, in order, from a directory holding ``dist/`` and
-``systemd/``; then each test checks one promise of the unit from outside, by
+One container per Debian release per session (the ``machine`` fixture of
+conftest.py: ``systemd_container.booted``, then the ``bash`` blocks of
+docs/install.md, in order, from a directory holding ``dist/`` and
+``systemd/``); then each test checks one promise of the unit from outside, by
 the container's own view (systemctl show, journalctl, a client as a given
 user). Every test starts from a running daemon and leaves one running.
 """
@@ -10,55 +12,19 @@ user). Every test starts from a running daemon and leaves one running.
 from __future__ import annotations
 
 import json
-import os
 import re
-import secrets
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from systemd_container import Container, booted
+from systemd_container import Container
 
 pytestmark = pytest.mark.systemd
 
-REPO = Path(__file__).resolve().parents[2]
 UNIT = "hwgated.service"
 VENV = "/opt/hwgate/venv"
 KIOSK = "unix:///run/hwgate/hwgate.sock"
 ADMIN = "unix:///run/hwgate/admin.sock"
 WATCHDOG_SEC = 10
 RESTART_SEC = 2
-
-
-def install_blocks(doc: Path) -> list[str]:
-    """The ``bash`` blocks of the install doc, in order (``sh`` blocks are not run)."""
-    return re.findall(r"^```bash\n(.*?)^```$", doc.read_text(), re.M | re.S)
-
-
-@pytest.fixture(scope="session")
-def machine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Container]:
-    rootfs = Path(os.environ["HWGATE_SYSTEMD_ROOTFS"])
-    dist = Path(os.environ.get("HWGATE_DIST", REPO / "dist"))
-    wheelhouse = Path(os.environ.get("HWGATE_WHEELHOUSE", REPO / ".venv" / "wheelhouse"))
-    assert list(dist.glob("hwgated-*.whl")), f"no hwgated wheel in {dist}: make dist"
-    assert list(wheelhouse.glob("systemd_python-*.whl")), f"{wheelhouse}: make wheelhouse"
-    log = tmp_path_factory.mktemp("nspawn") / "console.log"
-    binds = {
-        dist: "/mnt/hwgate/dist",
-        REPO / "systemd": "/mnt/hwgate/systemd",
-        wheelhouse: "/mnt/wheelhouse",
-    }
-    name = f"hwgate-{secrets.token_hex(3)}"
-    with booted(rootfs, binds, log, name) as container:
-        for block in install_blocks(REPO / "docs" / "install.md"):
-            container.run(
-                block,
-                cwd="/mnt/hwgate",
-                env={"PIP_SOURCE": "--no-index --find-links /mnt/wheelhouse"},
-                timeout=600,
-            )
-        container.run("useradd -M -G hwgate-clients kiosk && useradd -M outsider")
-        yield container
 
 
 @pytest.fixture

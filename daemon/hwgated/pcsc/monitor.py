@@ -59,6 +59,7 @@ class ReaderMonitor:
         self._thread = threading.Thread(target=self._run, name="pcsc-monitor", daemon=True)
         self.heartbeat = time.monotonic()  # last time the thread was seen working
         self.service_ok = False
+        self._refusal_logged = False  # pcscd's polkit refusal is logged once
         self._wedged = threading.Event()
 
     def start(self) -> None:
@@ -107,6 +108,16 @@ class ReaderMonitor:
                 backoff = BACKOFF_START
                 self._watch(context)
             except scard.PcscError as exc:
+                if isinstance(exc, scard.AccessRefused) and not self._refusal_logged:
+                    # Not a pcscd that is down: one that says no, until an
+                    # administrator acts. Say so once, in words that lead there.
+                    self._refusal_logged = True
+                    log.error(
+                        "pcscd refused this process (%s): pcsc-lite 2.x asks polkit "
+                        "(org.debian.pcsc-lite.access_pcsc); install the polkit rule "
+                        "50-hwgate-pcscd.rules for the service user (docs/install.md)",
+                        exc,
+                    )
                 if self.service_ok:
                     log.warning("pcscd unavailable: %s", exc)
                     self.service_ok = False
@@ -137,6 +148,14 @@ class ReaderMonitor:
             self.service_ok = True
             log.info("pcscd available")
             self._sink.service_up()
+        # FACTS (pcsc-lite 2.3.3, Debian 13, measured in its container; the card and
+        # PIV suites pass there unchanged): reader names are as in 1.9.9 ("Virtual
+        # PCD 00 00"); the PnP pseudo-reader still answers with the reader count in
+        # its upper 16 bits (0x20000 for vpcd's two) and STATE_CHANGED when readers
+        # come or go; each reader's insert/remove counter is still in the upper 16
+        # bits; a killed pcscd still fails the blocked call, then NO_SERVICE, and a
+        # new context works once it is back. What 2.x adds is polkit: see
+        # scard.AccessRefused.
         while not self._stopping.is_set():
             query = [(scard.PNP_READER, pnp_state)]
             query += [(name, self._current(known.get(name))) for name in readers]

@@ -39,6 +39,10 @@ class ServiceUnavailable(PcscError):
     """pcscd is not running or our context died with it."""
 
 
+class AccessRefused(PcscError):
+    """pcscd refused this process (pcsc-lite 2.x's polkit check)."""
+
+
 class CardGone(PcscError):
     """The card was removed (or reset by someone else) under us."""
 
@@ -73,6 +77,15 @@ _CARD_GONE = {
     scard.SCARD_W_UNPOWERED_CARD,
 }
 _NO_CARD = {scard.SCARD_W_UNRESPONSIVE_CARD, scard.SCARD_E_NO_SMARTCARD}
+# FACTS (Debian 13, pcsc-lite 2.3.3): pcscd built with polkit checks every client
+# against org.debian.pcsc-lite.access_pcsc when it connects and access_card at
+# SCardConnect; a client polkit refuses gets SCARD_W_SECURITY_VIOLATION
+# (0x8010006A, "Access denied.") from SCardEstablishContext, and pcscd logs
+# "Rejected unauthorized PC/SC client". polkitd authorizes root always; a
+# system user without a session (hwgated's User=hwgate) only through a rule
+# (systemd/50-hwgate-pcscd.rules); with no polkit authority reachable everyone
+# is refused. pcsc-lite 1.9 (Debian 12) never returns it for this.
+_REFUSED = {scard.SCARD_W_SECURITY_VIOLATION}
 _READER_GONE = {scard.SCARD_E_UNKNOWN_READER, scard.SCARD_E_READER_UNAVAILABLE}
 
 
@@ -90,6 +103,8 @@ def check(call: str, code: int, *, connecting: bool = False) -> None:
     code &= 0xFFFFFFFF
     if code in _SERVICE:
         raise ServiceUnavailable(call, code)
+    if code in _REFUSED and not connecting:
+        raise AccessRefused(call, code)
     if code == scard.SCARD_E_CANCELLED:
         raise Cancelled(call, code)
     if code == scard.SCARD_E_TIMEOUT:

@@ -4,6 +4,9 @@ A plain contact T=1 ATR with our own historical bytes. OpenSC 0.23 refines the
 card type from ATR tables (``3B 80 80 01 01`` makes it a PIVKey with EC turned
 off; ``3B 8x 80 01`` sets its contactless flag; "Yubikey"/"PIVKEY"/F9+AID in the
 historical bytes switch on vendor paths), so none of those patterns appear here.
+FACTS (OpenSC 0.26.1, Debian 13): the same ATR still matches none of its tables;
+it reads the card as PIV and offers ECDSA (tests/testbed/test_opensc.py passes
+in the Debian 13 container, tests/systemd/test_debian13_suite.py).
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ and the test bed's polkit handling.
 
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
@@ -30,6 +31,9 @@ DEBIAN13_SUBSET = (
     "tests/testbed/test_opensc.py",
     "tests/testbed/test_pcscd_polkit.py",
 )
+# Narrow it while working on one part (HWGATE_DEBIAN13_SUBSET="tests/hsm_service/...");
+# CI leaves it unset and runs the whole subset.
+SUBSET = tuple(os.environ.get("HWGATE_DEBIAN13_SUBSET", "").split()) or DEBIAN13_SUBSET
 
 
 @pytest.mark.timeout(SUBSET_TIMEOUT + 60)
@@ -41,7 +45,7 @@ def test_card_piv_and_hsm_suites_pass_on_debian13(suite_venv: Container) -> None
     assert "(3, 13)" in versions and "pcsc-lite version 2." in versions, versions
     run = suite_venv.run(
         f"testbed/isolated {SUITE_VENV}/bin/python -m pytest -p no:cacheprovider "
-        f"-q -o addopts='-ra --strict-markers --durations=20' {' '.join(DEBIAN13_SUBSET)}",
+        f"-q -o addopts='-ra --strict-markers --durations=20' {' '.join(SUBSET)}",
         cwd=SUITE_SRC,
         check=False,
         timeout=SUBSET_TIMEOUT,

@@ -69,6 +69,12 @@ def cmdline(pid: int) -> list[str] | None:
     return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
 
 
+def forget(pid: int) -> None:
+    """Drop a child of ours from the registry (it exited and was reaped)."""
+    _children.pop(pid, None)
+    _argv.pop(pid, None)
+
+
 def is_running(pid: int, marker: Sequence[str]) -> bool:
     """True if `pid` is alive and each string of `marker` is one of its arguments
     (the program counts by its base name, so "pcscd" matches "/usr/sbin/pcscd").
@@ -78,11 +84,13 @@ def is_running(pid: int, marker: Sequence[str]) -> bool:
     moment long enough for a fresh card process to pass for a dead one (the card
     was then started a second time and the first one leaked into later tests)."""
     child = _children.get(pid)
-    args: list[str] | None
-    if child is not None:
-        args = None if child.poll() is not None else _argv.get(pid)
-    else:
-        args = cmdline(pid)
+    if child is not None and child.poll() is not None:
+        # Ours, exited (poll reaped it): the pid is free for the kernel to hand out
+        # again (pid_max is 32768 here, and a suite run starts thousands of
+        # processes), so from now on /proc says whose it is.
+        forget(pid)
+        child = None
+    args = _argv.get(pid) if child is not None else cmdline(pid)
     if not args:
         return False
     words = {*args, os.path.basename(args[0])}

@@ -88,6 +88,28 @@ def test_live_pcscd_or_live_socket_is_left_alone(tmp_path: Path) -> None:
         server.close()
 
 
+def test_a_pid_of_an_exited_child_reused_by_another_program_is_judged_by_proc(
+    tmp_path: Path,
+) -> None:
+    """pid_max is 32768 here and a suite run starts thousands of processes: the pid of a
+    card or pcscd the bed started and that has exited comes round again. The registry of
+    the bed's own children must not make the new owner of that pid look dead (a stress
+    run failed so: a live "pcscd" judged not running)."""
+    mine = procs.spawn_detached(["true"], tmp_path / "true.log")
+    procs._children[mine].wait()  # exited; the registry still names it
+    other = subprocess.Popen(["pcscd", "300"], executable="/bin/sleep")
+    try:
+        # The kernel handing *mine*'s pid to *other*, without waiting for the wrap.
+        procs._children[other.pid] = procs._children.pop(mine)
+        procs._argv[other.pid] = procs._argv.pop(mine)
+        assert procs.is_running(other.pid, ("pcscd",))
+        assert other.pid not in procs._children  # the exited child is forgotten
+    finally:
+        other.kill()
+        other.wait()
+        procs.forget(other.pid)
+
+
 def _can_unshare() -> bool:
     if os.geteuid() != 0:
         return False

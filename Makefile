@@ -5,10 +5,14 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 TESTBED_DIR ?= $(CURDIR)/.testbed
+# Debian 13's time_t transition renamed swtpm's TCTI library (…t64); the rest of
+# the list has the same names on Debian 12 and 13.
+SWTPM_TCTI := $(shell . /etc/os-release 2>/dev/null; \
+	[ "$${VERSION_ID%%.*}" -ge 13 ] 2>/dev/null && echo libtss2-tcti-swtpm0t64 || echo libtss2-tcti-swtpm0)
 APT_PACKAGES := pcscd vsmartcard-vpcd softhsm2 opensc p11-kit libpcsclite-dev \
 	libsystemd-dev pkg-config swig gcc python3-dev iproute2 util-linux \
 	systemd chromium zbar-tools stress-ng \
-	swtpm tpm2-abrmd libtpm2-pkcs11-1 libtss2-tcti-tabrmd0 libtss2-tcti-swtpm0 \
+	swtpm tpm2-abrmd libtpm2-pkcs11-1 libtss2-tcti-tabrmd0 $(SWTPM_TCTI) \
 	dbus-daemon dbus-bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=

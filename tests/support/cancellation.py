@@ -8,9 +8,20 @@ short. Rounds run in phases: card present, card being inserted (identification
 in progress), card being pulled. Calls that do succeed hand their sessions to
 the harness, which closes them, as a real client would.
 
-Afterwards :func:`check_invariants` asserts what issue #25 asks: a fresh caller
+Afterwards :func:`run_harness` asserts what issue #25 asks: a fresh caller
 gets the reader within a short deadline, no session is held that no caller
 holds, and the daemon's threads and file descriptors are back to baseline.
+
+One race is gRPC's, not the daemon's, and the CardService proto documents it:
+a response the server has already sent when the client's cancel or deadline
+fires is a session the server handed over and the client never saw; it ends at
+its TTL. On a loaded machine (``make test-stress``) the client's handling of a
+received response can lag by tens of milliseconds, and that window was hit
+once in about ten stress runs. So after every phase the harness checks that the
+reader is free again; a session left that no caller holds is counted and waited
+out (its TTL is short: :data:`HARNESS_TTL`), and the run allows at most one.
+The bug this guards against (no session closed when the server saw the cancel)
+leaves one in most phases, as it did on the code before the fix.
 
 Replay a failure with ``HWGATE_CANCEL_SEED=<seed printed by the test>``.
 """
@@ -27,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from google.protobuf import duration_pb2
 
 from hwgate.v1 import card_pb2, card_pb2_grpc, piv_pb2, piv_pb2_grpc
 from support.daemon import DaemonProc, start_daemon, write_config
@@ -36,6 +48,11 @@ R0 = "Virtual PCD 00 00"
 # The daemon's max_session_ttl for the harness: long enough that an orphaned
 # session outlives the fresh caller's deadline.
 SESSION_TTL = 60
+# The ttl the harness asks for: how long a session lost to gRPC's race holds the
+# reader before the daemon ends it (the harness closes the ones it got at once).
+HARNESS_TTL = 4.0
+# Sessions left that no caller holds, allowed per run (the documented race).
+RACED_SESSIONS_ALLOWED = 1
 SELECT_PIV = bytes.fromhex("00A4040009A0000003080000100000")
 
 
@@ -66,6 +83,7 @@ class Harness:
     reader: str = R0
     held: list[str] = field(default_factory=list)  # sessions the harness really got
     outcomes: dict[str, int] = field(default_factory=dict)
+    raced: int = 0  # phases after which a session no caller holds had to be waited out
 
     def __post_init__(self) -> None:
         self.card = card_pb2_grpc.CardServiceStub(self.channel)
@@ -74,7 +92,10 @@ class Harness:
     def _call(self) -> tuple[str, Any]:
         kind = self.rng.choice(["open", "open", "transmit", "info"])
         if kind == "open":
-            return kind, (self.card.OpenSession, card_pb2.OpenSessionRequest(reader=self.reader))
+            ttl = duration_pb2.Duration()
+            ttl.FromMilliseconds(int(HARNESS_TTL * 1000))
+            request = card_pb2.OpenSessionRequest(reader=self.reader, ttl=ttl)
+            return kind, (self.card.OpenSession, request)
         if kind == "transmit":
             req = card_pb2.TransmitRequest(reader=self.reader, apdus=[SELECT_PIV])
             return kind, (self.card.Transmit, req)
@@ -131,6 +152,35 @@ class Harness:
             except grpc.RpcError as err:  # a pulled card ended it already
                 assert err.code() == grpc.StatusCode.NOT_FOUND, err
         self.held.clear()
+        self.check_reader_free()
+
+    def _session_held(self) -> bool:
+        readers = self.card.ListReaders(card_pb2.ListReadersRequest(), timeout=10 * scale())
+        return any(r.session_held for r in readers.readers if r.name == self.reader)
+
+    def check_reader_free(self) -> None:
+        """After a phase the harness holds nothing, so no session may hold the reader.
+
+        The daemon closes a session whose caller cancelled as soon as gRPC tells it
+        the call ended (a done callback on the loop), so that gets a short deadline.
+        A session still held past it is one the server handed over (the race in the
+        module docstring): it must end by its TTL; it is counted.
+        """
+        if not self._wait_free(1.0 * scale()):
+            self.raced += 1
+            if not self._wait_free(HARNESS_TTL + 5.0 * scale()):
+                raise AssertionError(
+                    f"a session no caller holds kept {self.reader!r} past its "
+                    f"{HARNESS_TTL:.0f} s ttl; outcomes {sorted(self.outcomes.items())}"
+                )
+
+    def _wait_free(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while self._session_held():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)  # polling the daemon's own view, with a deadline
+        return True
 
 
 def process_counts(pid: int) -> tuple[int, int]:
@@ -200,7 +250,15 @@ def run_harness(daemon: DaemonProc, cards: object, rounds: int) -> None:
         watcher.wait_for(is_event("CARD_INSERTED", R0), timeout=30 * scale())
     watcher.cancel()
 
-    context = f"seed {seed}, outcomes {sorted(harness.outcomes.items())}"
+    context = (
+        f"seed {seed}, outcomes {sorted(harness.outcomes.items())}, "
+        f"phases that left a session no caller holds: {harness.raced}"
+    )
+    # 0. gRPC's race (module docstring) at most once per run; the bug it would
+    # hide leaves such a session after most phases.
+    assert harness.raced <= RACED_SESSIONS_ALLOWED, context
+    if harness.raced:
+        print(f"cancellation harness: {harness.raced} phase(s) left a session no caller holds")
     # 1. A fresh caller gets the reader at once (not after a TTL, not never).
     try:
         fresh = stub.OpenSession(card_pb2.OpenSessionRequest(reader=R0), timeout=3 * scale())

@@ -147,15 +147,17 @@ def test_token_request_refusals(stack: Stack) -> None:
 
 
 def test_pending_then_slow_down_adds_five_seconds(stack: Stack, service: EnrollmentService) -> None:
+    # A long interval, so that two requests in a row are "too soon" however loaded the host.
+    service.config = dataclasses.replace(service.config, device_poll_interval=30)
     dc = authorize(stack)["device_code"]
     assert token(stack, dc) == (400, "authorization_pending")  # the first poll is never early
     assert token(stack, dc) == (400, "slow_down")  # at once again: too early
-    assert row_of(service, dc).poll_interval == 6
+    assert row_of(service, dc).poll_interval == 35
     assert token(stack, dc) == (400, "slow_down")  # still early for the new interval
-    assert row_of(service, dc).poll_interval == 11
-    age(service, dc, "last_poll_at", "last_poll_at - 11")  # as if it had waited 11 s
+    assert row_of(service, dc).poll_interval == 40
+    age(service, dc, "last_poll_at", "last_poll_at - 40")  # as if it had waited 40 s
     assert token(stack, dc) == (400, "authorization_pending")
-    assert row_of(service, dc).poll_interval == 11  # the interval stays grown
+    assert row_of(service, dc).poll_interval == 40  # the interval stays grown
 
 
 def test_expired_device_code(stack: Stack, service: EnrollmentService) -> None:
@@ -309,7 +311,8 @@ def test_client_honours_slow_down_against_the_server(
     stack: Stack, service: EnrollmentService
 ) -> None:
     """A phone that does not actually wait is slowed down by the server and follows it:
-    every wait it asks for grows by 5 s, and ends with its own expiry check."""
+    every wait it asks for grows by 5 s, and it ends with its own expiry check."""
+    service.config = dataclasses.replace(service.config, device_poll_interval=20)
     got = device_flow.start(stack.enrollment_url, stack.tls_ca)
     waits: list[float] = []
     now = [0.0]
@@ -322,7 +325,7 @@ def test_client_honours_slow_down_against_the_server(
         device_flow.poll(stack.enrollment_url, got, stack.tls_ca, sleep=no_real_wait,
                          clock=lambda: now[0])  # fmt: skip
     assert err.value.error == "expired_token"
-    assert waits[:4] == [1, 1, 6, 11]  # pending, then slow_down after slow_down
+    assert waits[:4] == [20, 20, 25, 30]  # pending, then slow_down after slow_down
     assert all(b - a == 5 for a, b in itertools.pairwise(waits[1:]))
     assert row_of(service, got.device_code).poll_interval == waits[-1]
 

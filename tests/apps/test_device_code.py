@@ -355,3 +355,15 @@ def test_hwgate_phone_cli_from_device_code_to_credential(stack: Stack, cards: ob
     assert phone.returncode == 0, err
     assert "signed in: the cardholder approved this device" in out
     assert "chain verified up to" in out and "subject: CN=alice" in out
+
+
+def test_card_inserted_while_typing_the_code_is_used(stack: Stack, cards: object) -> None:
+    """The card goes in while the code form shows (no screen takes it then); once the
+    code is accepted the kiosk finds it without a new card event and asks for the PIN."""
+    got = authorize(stack)
+    assert kiosk_post(stack, "/api/device/start").json()["screen"] == "code"
+    cards.insert(0, "alice")  # type: ignore[attr-defined]
+    assert wait_screen(stack, on("code"))["screen"] == "code"
+    screen = kiosk_post(stack, "/api/device/code", {"user_code": got["user_code"]}).json()
+    assert screen["screen"] == "pin", screen
+    assert screen["name"].startswith("alice") and screen["device"]["user_code"] == got["user_code"]

@@ -217,8 +217,8 @@ fuzz: setup ## long property-based run of every parser (HYPOTHESIS_PROFILE=fuzz,
 # Reference apps (apps/hwgate_apps): the SP 800-157 derived-credential flow.
 # `demo` drives the kiosk page in headless Chromium (Debian chromium, never a
 # downloaded browser) and saves the QR screen beside the test bed's files
-# (DIR/kiosk-qr.png, ignored by git); `demo-screenshot` refreshes the tracked
-# docs/kiosk-qr.png on purpose. As root both run against a private pcscd like `test`.
+# (DIR/kiosk-*.png, ignored by git); `demo-screenshot` refreshes the tracked
+# docs/kiosk-*.png on purpose. As root both run against a private pcscd like `test`.
 # `kiosk` serves the same stack for a person (http://127.0.0.1:8080; it prints how
 # to insert cards); it exits 1 with the reason when its own hwgated cannot start
 # (e.g. `make run` already serves the same test bed).
@@ -231,7 +231,7 @@ demo: setup ## hwgated + enrollment server + kiosk, driven end to end in headles
 		$(BIN)/python -m hwgate_apps.demo --dir $(TESTBED_DIR) $(if $(DEMO_SCREENSHOT),--screenshot $(DEMO_SCREENSHOT)); \
 	fi
 
-demo-screenshot: ## `make demo`, refreshing the tracked docs/kiosk-qr.png
+demo-screenshot: ## `make demo`, refreshing the tracked docs/kiosk-*.png
 	@$(MAKE) --no-print-directory demo DEMO_SCREENSHOT=$(CURDIR)/docs/kiosk-qr.png
 
 # As root, `kiosk` runs in a private namespace like `demo` (hwgate_apps.kiosk_isolated):

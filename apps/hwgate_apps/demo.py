@@ -1,9 +1,12 @@
 """``make demo`` and ``make kiosk``: the derived-credential flow on the test bed.
 
-demo: test bed + hwgated + enrollment server + kiosk; headless Chromium inserts
-the virtual card, enters the PIN, screenshots the QR screen, zbarimg decodes
-it, the phone simulator redeems it. kiosk (``--interactive``): the same
-services, left running for a person with a browser.
+demo: test bed + hwgated + enrollment server + kiosk. The phone simulator asks
+the enrollment server to sign in (RFC 8628) and shows a code; headless Chromium
+chooses "I have a code" at the kiosk, types it, inserts the virtual card, enters
+the PIN, approves the sign-in, screenshots each of those screens and the QR
+screen; zbarimg decodes the QR code and the signed-in phone redeems it with its
+token. kiosk (``--interactive``): the same services, left running for a person
+with a browser.
 
 Every run starts from a fresh enrollment database: the enrollments of earlier
 runs would count against the server's per-cardholder cap
@@ -23,10 +26,13 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import httpx
 from cryptography import x509
 
 from hwgate.certfmt import serial_hex
 from hwgate_apps import browser
+from hwgate_apps.phone import device_flow
+from hwgate_apps.phone.device_flow import DeviceFlowError
 from hwgate_apps.phone.qr import QrError, decode_png
 from hwgate_apps.phone.wallet import ActivationError, activate, parse_payload
 from hwgate_apps.stack import Stack, start_stack
@@ -52,41 +58,93 @@ def fresh_state(workdir: Path) -> list[Path]:
     return removed
 
 
+SIGN_IN_TIMEOUT = 60.0  # seconds for the phone's token once the kiosk approved
+
+
+class PhoneSignIn:
+    """The phone's RFC 8628 sign-in: its code, and its polling in a thread (as a phone
+    polls in the background while its owner walks to the kiosk)."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.code = device_flow.start(stack.enrollment_url, stack.tls_ca, device_name="demo phone")
+        self.token = ""
+        self.error: Exception | None = None
+        self._thread = threading.Thread(target=self._poll, name="phone-poll", daemon=True)
+        self._thread.start()
+
+    def _poll(self) -> None:
+        try:
+            self.token = device_flow.poll(self.stack.enrollment_url, self.code, self.stack.tls_ca)
+        except (DeviceFlowError, httpx.HTTPError) as exc:
+            self.error = exc
+
+    def wait(self) -> str:
+        """The access token; ActivationError when the sign-in ended without one."""
+        self._thread.join(SIGN_IN_TIMEOUT)
+        if self.error is not None or not self.token:
+            raise ActivationError(f"the phone's sign-in failed: {self.error or 'no token'}")
+        return self.token
+
+
+def shot(page: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(path), full_page=True)
+    step(f"screenshot saved: {path}")
+
+
 def run_demo(stack: Stack, screenshot: Path) -> None:
-    """The flow, start to end; raises browser.PageError when the page goes elsewhere."""
+    """The flow, start to end; raises browser.PageError when the page goes elsewhere.
+
+    Screenshots: *screenshot* is the QR screen; the code entry, the device shown and
+    the approval go beside it as kiosk-code.png, kiosk-device.png, kiosk-approve.png.
+    """
     paths = stack.paths
     with browser.kiosk_page(stack.kiosk_url) as page:
         browser.wait_screen(page, "insert")
         step(f"kiosk page open at {stack.kiosk_url}: 'Insert your card'")
+        phone = PhoneSignIn(stack)
+        step(f"phone: asked {stack.enrollment_url} to sign in; it shows the code "
+             f"{phone.code.user_code} and polls every {phone.code.interval} s")  # fmt: skip
+        page.click("#have-code")
+        browser.wait_screen(page, "code")
+        page.fill("#user-code", phone.code.user_code)
+        shot(page, screenshot.with_name("kiosk-code.png"))
+        page.click("#code-ok")
+        browser.wait_screen(page, "device_insert")
+        shot(page, screenshot.with_name("kiosk-device.png"))
+        step("kiosk: 'I have a code', code typed; it shows which device asks")
         orchestrate.insert(paths, 0, "alice", None)
         try:
-            _with_card(stack, page, screenshot)
+            _with_card(stack, page, screenshot, phone)
         finally:
             orchestrate.remove(paths, 0)  # also when it failed: the next run starts clean
         browser.wait_screen(page, "insert")
         step("card removed: the kiosk is back at 'Insert your card'")
 
 
-def _with_card(stack: Stack, page: Any, screenshot: Path) -> None:
-    """With the card in: PIN, request, QR screen, screenshot, decode, the phone redeems."""
+def _with_card(stack: Stack, page: Any, screenshot: Path, phone: PhoneSignIn) -> None:
+    """With the card in: PIN, approve, QR screen, screenshots, decode, the phone redeems."""
     paths = stack.paths
     browser.wait_screen(page, "pin")
     step(f"card detected: {page.text_content('#s-pin .name')}; entering the PIN on the pad")
     browser.enter_pin(page, PIV_PIN)
-    browser.wait_screen(page, "ready")
-    step("PIN accepted; pressing 'Request mobile credential'")
-    page.click("#request")
+    browser.wait_screen(page, "approve")
+    shot(page, screenshot.with_name("kiosk-approve.png"))
+    step("PIN accepted; the kiosk asks to approve the phone's sign-in: pressing 'Approve'")
+    page.click("#approve")
     browser.wait_screen(page, "qr")
     code = page.text_content("#code")
-    step(f"QR screen shown, activation code {code}")
-    screenshot.parent.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(screenshot), full_page=True)
-    step(f"screenshot saved: {screenshot}")
+    step(f"the card signed the approval; QR screen shown, activation code {code}")
+    shot(page, screenshot)
+    token = phone.wait()
+    step("phone: signed in (its poll got the token)")
     payload = decode_png(screenshot)
     step(f"zbarimg decoded the QR code: {payload.split('code=')[0]}code=…")
     anchor = x509.load_pem_x509_certificate(paths.pki_cert("issuing-ca").read_bytes())
-    cred = activate(parse_payload(payload), anchor, stack.tls_ca)
-    step("phone: P-256 key made on the phone, CSR sent, chain verified up to the HSM CA")
+    cred = activate(parse_payload(payload), anchor, stack.tls_ca, token)
+    step("phone: P-256 key made on the phone, CSR sent with its sign-in token, "
+         "chain verified up to the HSM CA")  # fmt: skip
     print(f"    subject: {cred.certificate.subject.rfc4514_string()}")
     print(f"    serial:  {serial_hex(cred.certificate.serial_number)}")
     print(f"    policy:  {', '.join(cred.policy_oids)}")
@@ -97,7 +155,7 @@ def drive(stack: Stack, screenshot: Path) -> int:
     """run_demo with its expected failures as one line on stderr; the exit code."""
     try:
         run_demo(stack, screenshot)
-    except (browser.PageError, ActivationError, QrError, TestbedError) as exc:
+    except (browser.PageError, ActivationError, QrError, TestbedError, DeviceFlowError) as exc:
         print(f"hwgate-demo: {exc}", file=sys.stderr, flush=True)
         return 1
     return 0
@@ -122,8 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", default=".testbed", help="test bed directory")
     parser.add_argument(
         "--screenshot", type=Path, default=None, metavar="PNG",
-        help="where to save the QR screen (default: DIR/kiosk-qr.png, outside the tracked "
-        "tree; make demo-screenshot refreshes docs/kiosk-qr.png)",
+        help="where to save the QR screen, the other steps' screens beside it (default: "
+        "DIR/kiosk-qr.png, outside the tracked tree; make demo-screenshot refreshes "
+        "docs/kiosk-*.png)",
     )  # fmt: skip
     parser.add_argument(
         "--interactive", action="store_true", help="serve for a person (make kiosk)"

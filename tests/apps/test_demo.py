@@ -34,6 +34,8 @@ def test_driver_reports_the_servers_refusal_in_one_line(
     assert err.startswith("hwgate-demo: the kiosk page did not reach 'qr': it shows screen 'error'")
     assert f"The enrollment server refused: {REFUSAL}" in err
     assert not (tmp_path / "qr.png").exists()
+    # It got as far as the phone's sign-in: code typed, approval screen shot.
+    assert (tmp_path / "kiosk-code.png").is_file() and (tmp_path / "kiosk-approve.png").is_file()
     wait_screen(stack, on("insert"))  # the driver took its card out again
 
 

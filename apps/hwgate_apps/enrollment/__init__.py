@@ -11,4 +11,10 @@ single-use updates with ``UPDATE ... WHERE``.
 The server talks to hwgated over mutual TLS with the ``enrollment`` role
 only: HMAC on ``hmac-key`` for activation codes, ``issuing-ca`` for
 certificates. It never sees a PIN or a card key.
+
+Before the QR step a phone may sign in with the OAuth 2.0 device authorization
+grant (RFC 8628, :mod:`.device_service`): ``POST /device_authorization`` and
+``POST /token`` for the phone, ``GET /device`` where people are sent, and
+``POST /device/claim|approve|deny`` for the kiosk, where the cardholder types
+the phone's code and approves with the card.
 """

@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from hwgate import HwgateError
+from hwgate_apps.enrollment.device_app import device_routes
 from hwgate_apps.enrollment.service import EnrollmentService
 from hwgate_apps.web import ApiError, read_json
 
@@ -54,7 +55,9 @@ def build_app(service: EnrollmentService) -> Starlette:
     async def certificate(request: Request) -> JSONResponse:
         body = await read_json(request)
         eid = request.path_params["eid"]
-        return JSONResponse(await run_in_threadpool(service.issue, eid, body), status_code=201)
+        authorization = request.headers.get("authorization", "")  # a signed-in device's token
+        result = await run_in_threadpool(service.issue, eid, body, authorization)
+        return JSONResponse(result, status_code=201)
 
     async def listing(request: Request) -> JSONResponse:
         fasc_n = request.query_params.get("fasc_n", "")
@@ -71,5 +74,6 @@ def build_app(service: EnrollmentService) -> Starlette:
         Route("/enrollments", guarded(listing), methods=["GET"]),
         Route("/enrollments/{eid}/certificate", guarded(certificate), methods=["POST"]),
         Route("/enrollments/{eid}/revoke", guarded(revoke), methods=["POST"]),
+        *device_routes(service.devices),  # RFC 8628 device sign-in
     ]
     return Starlette(routes=routes)

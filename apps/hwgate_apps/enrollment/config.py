@@ -7,7 +7,7 @@ tests and the demo run the same code with different numbers.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 POLICY_DERIVED_PIV_AUTH = "2.16.840.1.101.3.2.1.3.40"
@@ -50,10 +50,24 @@ class EnrollmentConfig:
     ca_issuers_url: str = ""
     ocsp_url: str = ""
     crl_url: str = ""
+    # RFC 8628 device sign-in: registered public clients (client_id -> name shown at the
+    # kiosk), code lifetime, polling interval (s), where people go (default ORIGIN/device),
+    # and user-code attempts per window: per kiosk address and over all kiosks.
+    device_clients: dict[str, str] = field(default_factory=lambda: {"hwgate-phone": "hwgate phone"})
+    device_code_ttl: float = 600.0
+    device_poll_interval: int = 5
+    device_verification_uri: str = ""
+    user_code_window: int = 300
+    user_code_attempts_per_client: int = 20
+    user_code_attempts_global: int = 200
 
     @property
     def qr_base(self) -> str:
         return (self.public_url or self.origin).rstrip("/")
+
+    @property
+    def verification_uri(self) -> str:
+        return self.device_verification_uri or f"{self.qr_base}/device"
 
 
 def load_config(path: Path) -> EnrollmentConfig:

@@ -20,13 +20,14 @@ from cryptography.hazmat.primitives import serialization
 from hwgate.certfmt import serial_hex
 from hwgate_apps.enrollment import activation
 from hwgate_apps.enrollment.config import EnrollmentConfig
+from hwgate_apps.enrollment.device_service import DeviceFlow
 from hwgate_apps.enrollment.issuer import (
     CsrError,
     DerivedProfile,
     build_derived_certificate,
     check_csr,
 )
-from hwgate_apps.enrollment.proof import ProofError, check_proof
+from hwgate_apps.enrollment.proof import Cardholder, ProofError, check_proof
 from hwgate_apps.enrollment.store import Enrollment, Store
 from hwgate_apps.web import ApiError
 
@@ -59,6 +60,7 @@ class EnrollmentService:
         self.piv_issuer = _load_pem(config.piv_issuer_ca)
         self.issuing_ca = _load_pem(config.issuing_ca_cert)
         self._ca_key: Any = None
+        self.devices = DeviceFlow(self)  # RFC 8628 sign-in (its own tables)
 
     def ca_key(self) -> Any:
         """The issuing CA key as a cryptography key that signs in the HSM (fetched once)."""
@@ -99,6 +101,10 @@ class EnrollmentService:
             log.info("proof of possession refused: %s", err)
             raise ApiError(403, "proof_refused", str(err)) from None
         self._check_cap(holder.fasc_n)
+        return self.new_enrollment(holder, str(body.get("origin", "")))
+
+    def new_enrollment(self, holder: Cardholder, kiosk_origin: str) -> dict[str, Any]:
+        """A pending enrollment for a verified cardholder: its code and QR payload."""
         eid = str(uuid.uuid4())
         expires = time.time() + self.config.code_ttl
         self.store.add_enrollment(
@@ -106,7 +112,7 @@ class EnrollmentService:
                 id=eid, fasc_n=holder.fasc_n, card_uuid=holder.card_uuid,
                 subject=holder.subject,
                 piv_auth_cert=holder.certificate.public_bytes(serialization.Encoding.DER),
-                kiosk_origin=str(body.get("origin", "")), created_at=time.time(),
+                kiosk_origin=kiosk_origin, created_at=time.time(),
                 status="pending", code_issue=1, code_expires_at=expires,
                 attempts_left=self.config.code_attempts, derived_serial=None,
                 derived_cert=None, issued_at=None, revoked_at=None,
@@ -131,7 +137,7 @@ class EnrollmentService:
 
     # --- step 5: the phone redeems the code ---
 
-    def issue(self, eid: str, body: dict[str, Any]) -> dict[str, Any]:
+    def issue(self, eid: str, body: dict[str, Any], authorization: str = "") -> dict[str, Any]:
         row = self.store.get(eid)
         if row is None:
             raise ApiError(404, "not_found", "no such enrollment")
@@ -139,6 +145,7 @@ class EnrollmentService:
             csr = check_csr(str(body.get("csr", "")))
         except CsrError as err:
             raise ApiError(400, "csr_refused", str(err)) from None
+        self.devices.check_grant(eid, authorization)  # the signed-in device, if any
         self._redeem(row, str(body.get("code", "")))
         try:
             self._check_cap(row.fasc_n)

@@ -95,6 +95,22 @@ def build_app(kiosk: Kiosk) -> Starlette:
         screen = await kiosk.request_credential()
         return Response(screen.to_json(), media_type="application/json")
 
+    # --- "I have a code": a phone's RFC 8628 sign-in ---
+
+    def screen_of(action: Any) -> Any:
+        async def handler(_request: Request) -> Response:
+            return Response((await action()).to_json(), media_type="application/json")
+
+        return handler
+
+    async def device_code(request: Request) -> Response:
+        body = await read_json(request)
+        code = body.get("user_code", "")
+        if not isinstance(code, str):
+            raise ApiError(400, "user_code_format", "the code is text")
+        screen = await kiosk.enter_code(code)
+        return Response(screen.to_json(), media_type="application/json")
+
     def guarded(handler: Any) -> Any:
         async def endpoint(request: Request) -> Response:
             try:
@@ -121,5 +137,10 @@ def build_app(kiosk: Kiosk) -> Starlette:
         Route("/api/request", guarded(request_credential), methods=["POST"]),
         Route("/api/change-pin", guarded(change_pin), methods=["POST"]),
         Route("/api/unblock", guarded(unblock), methods=["POST"]),
+        Route("/api/device/start", guarded(screen_of(kiosk.start_code)), methods=["POST"]),
+        Route("/api/device/code", guarded(device_code), methods=["POST"]),
+        Route("/api/device/approve", guarded(screen_of(kiosk.approve_device)), methods=["POST"]),
+        Route("/api/device/deny", guarded(screen_of(kiosk.deny_device)), methods=["POST"]),
+        Route("/api/device/cancel", guarded(screen_of(kiosk.cancel_code)), methods=["POST"]),
     ]
     return Starlette(routes=routes, lifespan=lifespan)

@@ -22,6 +22,7 @@ from cryptography.x509.oid import NameOID
 import hwgate
 from hwgate.v1 import card_pb2
 from hwgate_apps.kiosk import state as s
+from hwgate_apps.kiosk.device import DeviceClaim, DeviceSignIn
 from hwgate_apps.kiosk.enroll_client import EnrollmentClient, EnrollmentRefused
 from hwgate_apps.web import ApiError
 
@@ -47,7 +48,7 @@ def qr_svg(payload: str) -> str:
     return svg
 
 
-class Kiosk:
+class Kiosk(DeviceSignIn):
     """One kiosk: one reader pattern, one cardholder at a time."""
 
     def __init__(
@@ -63,6 +64,7 @@ class Kiosk:
         self._keepalive: asyncio.Task[None] | None = None
         self._stream: Any = None
         self._thread: threading.Thread | None = None
+        self._device: DeviceClaim | None = None  # a phone's sign-in being decided here
 
     # --- card events ---
 
@@ -91,7 +93,7 @@ class Kiosk:
             present = event.state == card_pb2.READER_STATE_PRESENT
             arrived = event.type in (card_pb2.EVENT_TYPE_CARD_INSERTED,
                                      card_pb2.EVENT_TYPE_READER_STATE)  # fmt: skip
-            idle = self.screens.current.screen == s.INSERT
+            idle = self.screens.current.screen in (s.INSERT, s.DEVICE_INSERT)
             if arrived and present and event.card.is_piv and idle:
                 await self._card_in(event.reader, event.card)
             ours = event.reader == self.screens.current.reader
@@ -103,12 +105,14 @@ class Kiosk:
     async def _card_in(self, reader: str, identity: card_pb2.CardIdentity) -> None:
         self._kiosk_session = secrets.token_urlsafe(16)
         retries = await self._retries(reader)
+        device = self._device_fields()
         if retries == 0:  # straight to the unblock form
             self.screens.publish(screen=s.BLOCKED, reader=reader, name=cardholder_name(identity),
-                                 retries_left=0, message="This card's PIN is blocked.")  # fmt: skip
+                                 retries_left=0, message="This card's PIN is blocked.",
+                                 **device)  # fmt: skip
             return
         self.screens.publish(screen=s.PIN, reader=reader, name=cardholder_name(identity),
-                             retries_left=retries, last_attempt=retries == 1)  # fmt: skip
+                             retries_left=retries, last_attempt=retries == 1, **device)  # fmt: skip
 
     async def _retries(self, reader: str) -> int | None:
         try:
@@ -120,6 +124,7 @@ class Kiosk:
     async def _reset(self) -> None:
         """Back to "Insert your card": the session ends, nothing of the cardholder stays."""
         await self._end_session()
+        await self._drop_device()
         self._kiosk_session = ""
         self.screens.publish(screen=s.INSERT)
 
@@ -145,7 +150,8 @@ class Kiosk:
                     allow_last_attempt=allow_last_attempt,
                 )  # fmt: skip
                 self._keepalive = asyncio.create_task(self._keep_session())
-                return self.screens.update(screen=s.READY, message="", last_attempt=False)
+                after = s.APPROVE if self._device else s.READY  # a phone's sign-in, or the QR
+                return self.screens.update(screen=after, message="", last_attempt=False)
         except hwgate.HwgateError as err:
             return await self._pin_failed(err)
         finally:

@@ -58,5 +58,26 @@ class EnrollmentClient:
             "origin": self.origin,
         })  # fmt: skip
 
+    # --- RFC 8628 device sign-in ---
+
+    async def claim_device(self, kiosk_session: str, user_code: str) -> dict[str, Any]:
+        """Take the phone's user code for this kiosk session: the device to show."""
+        body = {"kiosk_session": kiosk_session, "user_code": user_code}
+        return await self._post("/device/claim", body)
+
+    async def approve_device(self, kiosk_session: str, daid: str, proof: Any) -> dict[str, Any]:
+        """Send the card's proof over the device authorization; the enrollment (QR) back."""
+        return await self._post("/device/approve", {
+            "kiosk_session": kiosk_session,
+            "device_authorization_id": daid,
+            "signature": base64.b64encode(proof.signature).decode(),
+            "certificate": base64.b64encode(proof.certificate).decode(),
+            "origin": self.origin,
+        })  # fmt: skip
+
+    async def deny_device(self, kiosk_session: str, daid: str) -> dict[str, Any]:
+        body = {"kiosk_session": kiosk_session, "device_authorization_id": daid}
+        return await self._post("/device/deny", body)
+
     async def close(self) -> None:
         await self._http.aclose()

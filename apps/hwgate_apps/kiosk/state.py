@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 # Screens, in the order of the flow.
 INSERT, PIN, READY, WORKING, QR, BLOCKED, ERROR = (
     "insert", "pin", "ready", "working", "qr", "blocked", "error",
 )  # fmt: skip
+# Device sign-in (RFC 8628): type the phone's code, insert the card, PIN, approve or deny.
+CODE, DEVICE_INSERT, APPROVE = "code", "device_insert", "approve"
 
 
 @dataclass
@@ -30,6 +32,8 @@ class Screen:
     qr_payload: str = ""
     code: str = ""
     expires_at: float = 0.0
+    # The device asking to sign in (client, name, user code, when): shown until decided.
+    device: dict[str, Any] = field(default_factory=dict)
     version: int = 0
 
     def to_json(self) -> str:

@@ -1,7 +1,12 @@
-"""``hwgate-phone (--payload URL | --qr-png FILE) --anchor issuing-ca.pem [--tls-ca ca.pem]``.
+"""``hwgate-phone [--server URL] [--payload URL | --qr-png FILE] --anchor issuing-ca.pem``.
 
-Redeems a kiosk QR code and prints the derived certificate's subject, serial
-and policy OID. ``--out DIR`` keeps the key (PKCS#8, 0600) and the chain.
+With ``--server``, the phone first signs in (RFC 8628): it prints a code to type
+at a smart-card kiosk ("I have a code") and polls until the cardholder approves
+there; then it redeems the kiosk's QR code with that sign-in (the QR text from
+``--payload``/``--qr-png``, or one line read from standard input once signed in).
+Without it, it redeems a QR code alone, as before. It prints the derived
+certificate's subject, serial and policy OID. ``--out DIR`` keeps the key
+(PKCS#8, 0600) and the chain.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from hwgate.certfmt import serial_hex
+from hwgate_apps.phone.device_flow import DeviceFlowError, poll, same_origin, start
 from hwgate_apps.phone.qr import QrError, decode_png
 from hwgate_apps.phone.wallet import ActivationError, Credential, activate, parse_payload
 
@@ -30,20 +36,58 @@ def _save(cred: Credential, out: Path) -> None:
     (out / "derived-chain.pem").write_bytes(pem)
 
 
+def _sign_in(server: str, tls_ca: str | None, device_name: str) -> str:
+    """RFC 8628: show the code, poll until a kiosk approves; the access token."""
+    code = start(server, tls_ca, device_name=device_name)
+    print(f"To sign in, choose 'I have a code' at a smart-card kiosk ({code.verification_uri})",
+          flush=True)  # fmt: skip
+    print(f"user code: {code.user_code}", flush=True)
+    print(f"  (link: {code.verification_uri_complete}; valid {code.expires_in} s)", flush=True)
+
+    def waiting(error: str, interval: int) -> None:
+        if error == "slow_down":
+            print(f"server asked to slow down: polling every {interval} s", flush=True)
+
+    token = poll(server, code, tls_ca, on_answer=waiting)
+    print("signed in: the cardholder approved this device at the kiosk", flush=True)
+    return token
+
+
+def _qr_text(args: argparse.Namespace) -> str:
+    if args.payload:
+        return str(args.payload)
+    if args.qr_png:
+        return decode_png(args.qr_png)
+    print("scan the kiosk's QR code (its text, one line):", flush=True)
+    line = sys.stdin.readline()
+    if not line.strip():
+        raise ActivationError("no QR code text on standard input")
+    return line.strip()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hwgate-phone", description=__doc__)
-    source = parser.add_mutually_exclusive_group(required=True)
+    parser.add_argument("--server", help="sign in at this enrollment server first (RFC 8628)")
+    parser.add_argument("--device-name", default="hwgate phone simulator",
+                        help="what the kiosk shows as this device")  # fmt: skip
+    source = parser.add_mutually_exclusive_group()
     source.add_argument("--payload", help="the QR code's text")
     source.add_argument("--qr-png", type=Path, help="an image of the QR code (zbarimg)")
     parser.add_argument("--anchor", type=Path, required=True, help="issuing CA certificate")
     parser.add_argument("--tls-ca", default=None, help="CA file for the server's TLS")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
+    if not (args.server or args.payload or args.qr_png):
+        parser.error("give --server, --payload or --qr-png")
     try:
-        text = args.payload or decode_png(args.qr_png)
         anchor = x509.load_pem_x509_certificate(args.anchor.read_bytes())
-        cred = activate(parse_payload(text), anchor, args.tls_ca)
-    except (QrError, ActivationError, OSError, ValueError) as err:
+        token = _sign_in(args.server, args.tls_ca, args.device_name) if args.server else ""
+        text = _qr_text(args)
+        payload = parse_payload(text)
+        if args.server and not same_origin(payload.base_url, args.server):
+            raise ActivationError(f"the QR code is for {payload.base_url}, not {args.server}")
+        cred = activate(payload, anchor, args.tls_ca, token)
+    except (QrError, ActivationError, DeviceFlowError, OSError, ValueError) as err:
         print(f"hwgate-phone: {err}", file=sys.stderr)
         return 1
     print("chain verified up to", anchor.subject.rfc4514_string())

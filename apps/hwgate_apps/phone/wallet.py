@@ -84,13 +84,18 @@ def verify_chain(
             raise ActivationError(f"{cert.subject.rfc4514_string()} is not valid now")
 
 
-def activate(payload: Payload, anchor: x509.Certificate, tls_ca: str | None) -> Credential:
-    """Generate the key, redeem the code, verify what comes back."""
+def activate(
+    payload: Payload, anchor: x509.Certificate, tls_ca: str | None, token: str = ""
+) -> Credential:
+    """Generate the key, redeem the code (with the device's sign-in *token*, if it has one),
+    verify what comes back."""
     key = ec.generate_private_key(ec.SECP256R1())
     url = f"{payload.base_url}/enrollments/{payload.enrollment_id}/certificate"
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     response = httpx.post(
         url,
         json={"csr": make_csr(key), "code": payload.code},
+        headers=headers,
         verify=tls_context(tls_ca),
         timeout=30,
     )

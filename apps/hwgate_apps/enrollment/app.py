@@ -16,6 +16,7 @@ from starlette.routing import Route
 
 from hwgate import HwgateError
 from hwgate_apps.enrollment.service import EnrollmentService
+from hwgate_apps.enrollment.smime_app import smime_routes
 from hwgate_apps.web import ApiError, read_json
 
 
@@ -71,5 +72,6 @@ def build_app(service: EnrollmentService) -> Starlette:
         Route("/enrollments", guarded(listing), methods=["GET"]),
         Route("/enrollments/{eid}/certificate", guarded(certificate), methods=["POST"]),
         Route("/enrollments/{eid}/revoke", guarded(revoke), methods=["POST"]),
+        *smime_routes(service.smime, guarded),
     ]
     return Starlette(routes=routes)

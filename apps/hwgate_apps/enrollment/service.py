@@ -27,6 +27,8 @@ from hwgate_apps.enrollment.issuer import (
     check_csr,
 )
 from hwgate_apps.enrollment.proof import ProofError, check_proof
+from hwgate_apps.enrollment.recovery import KeyRecovery
+from hwgate_apps.enrollment.smime_service import SmimeService
 from hwgate_apps.enrollment.store import Enrollment, Store
 from hwgate_apps.web import ApiError
 
@@ -59,6 +61,8 @@ class EnrollmentService:
         self.piv_issuer = _load_pem(config.piv_issuer_ca)
         self.issuing_ca = _load_pem(config.issuing_ca_cert)
         self._ca_key: Any = None
+        self.recovery: KeyRecovery | None = None  # set when key escrow is configured
+        self.smime = SmimeService(self)
 
     def ca_key(self) -> Any:
         """The issuing CA key as a cryptography key that signs in the HSM (fetched once)."""
@@ -99,6 +103,7 @@ class EnrollmentService:
             log.info("proof of possession refused: %s", err)
             raise ApiError(403, "proof_refused", str(err)) from None
         self._check_cap(holder.fasc_n)
+        card_certs = self.smime.check_card_certificates(body, holder)
         eid = str(uuid.uuid4())
         expires = time.time() + self.config.code_ttl
         self.store.add_enrollment(
@@ -112,6 +117,7 @@ class EnrollmentService:
                 derived_cert=None, issued_at=None, revoked_at=None,
             )
         )  # fmt: skip
+        self.smime.record(eid, card_certs)
         code = activation.activation_code(self.hsm, self.config.activation_key, eid, 1)
         log.info("enrollment %s created for FASC-N %s", eid, holder.fasc_n)
         return {

@@ -48,15 +48,26 @@ class EnrollmentClient:
         data = await self._post("/enrollments/challenge", {"kiosk_session": kiosk_session})
         return data["challenge_id"], base64.b64decode(data["challenge"])
 
-    async def enroll(self, kiosk_session: str, challenge_id: str, proof: Any) -> dict[str, Any]:
-        """Send the card's Authenticate reply; the enrollment (code, QR payload) back."""
-        return await self._post("/enrollments", {
+    async def enroll(
+        self, kiosk_session: str, challenge_id: str, proof: Any,
+        card_certificates: dict[str, bytes] | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        """Send the card's Authenticate reply; the enrollment (code, QR payload) back.
+
+        *card_certificates*: the card's e-mail certificates by slot ("9c", "9d"),
+        DER, for the S/MIME credentials (the server checks they are this card's)."""
+        body: dict[str, Any] = {
             "kiosk_session": kiosk_session,
             "challenge_id": challenge_id,
             "signature": base64.b64encode(proof.signature).decode(),
             "certificate": base64.b64encode(proof.certificate).decode(),
             "origin": self.origin,
-        })  # fmt: skip
+        }
+        if card_certificates:
+            body["card_certificates"] = {
+                slot: base64.b64encode(der).decode() for slot, der in card_certificates.items()
+            }
+        return await self._post("/enrollments", body)
 
     async def close(self) -> None:
         await self._http.aclose()

@@ -9,7 +9,6 @@ CMS EnvelopedData decryption against messages ``openssl cms -encrypt`` made
 from __future__ import annotations
 
 import datetime as dt
-import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import NameOID
+from smime_support import assert_signing_profile, openssl_encrypt, openssl_verify_smimesign
 
 from hwgate_apps.enrollment.issuer import CsrError
 from hwgate_apps.enrollment.proof import ProofError
@@ -184,38 +184,6 @@ def test_signing_certificate_profile(issuing_ca: Any, tmp_path: Path) -> None:
                                   issuing_ca[0], issuing_ca[1], NOW)  # fmt: skip
 
 
-def assert_signing_profile(cert: x509.Certificate, emails: list[str], policy: str) -> None:
-    """FPKI worksheet 7 + RFC 8550: what a derived S/MIME signing certificate must say."""
-    ku = cert.extensions.get_extension_for_class(x509.KeyUsage)
-    assert ku.critical and ku.value.digital_signature and ku.value.content_commitment
-    assert not (ku.value.key_encipherment or ku.value.key_agreement or ku.value.key_cert_sign)
-    eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
-    assert not eku.critical and ExtendedKeyUsageOID.EMAIL_PROTECTION in eku.value
-    assert ExtendedKeyUsageOID.CLIENT_AUTH not in eku.value
-    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert san.get_values_for_type(x509.RFC822Name) == emails
-    assert san.get_values_for_type(x509.UniformResourceIdentifier) == []
-    policies = cert.extensions.get_extension_for_class(x509.CertificatePolicies).value
-    assert [p.policy_identifier.dotted_string for p in policies] == [policy]
-    bc = cert.extensions.get_extension_for_class(x509.BasicConstraints)
-    assert bc.critical and not bc.value.ca
-    ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    assert ski == x509.SubjectKeyIdentifier.from_public_key(cert.public_key())  # type: ignore[arg-type]
-    assert cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
-    assert cert.not_valid_after_utc - cert.not_valid_before_utc <= dt.timedelta(days=3 * 365 + 1)
-
-
-def openssl_verify_smimesign(ca: Path, leaf: Path) -> None:
-    """``openssl verify -purpose smimesign`` accepts *leaf* under *ca*; smimeencrypt does not
-    (a signing certificate must not be an encryption one)."""
-    ok = subprocess.run(["openssl", "verify", "-purpose", "smimesign", "-CAfile", str(ca),
-                         str(leaf)], capture_output=True, text=True, timeout=60)  # fmt: skip
-    assert ok.returncode == 0 and ": OK" in ok.stdout, ok.stdout + ok.stderr
-    no = subprocess.run(["openssl", "verify", "-purpose", "smimeencrypt", "-CAfile", str(ca),
-                         str(leaf)], capture_output=True, text=True, timeout=60)  # fmt: skip
-    assert no.returncode != 0, no.stdout
-
-
 def test_phone_and_server_sign_the_same_request_digest() -> None:
     args = ("https://127.0.0.1:1", b"c" * 32, b"csr", b"peer")
     assert phone_digest(*args) == server_digest(*args)
@@ -236,18 +204,6 @@ def _self_signed(key: Any, tmp: Path, name: str) -> tuple[x509.Certificate, Path
     path = tmp / f"{name}.pem"
     path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return cert, path
-
-
-def openssl_encrypt(recipient: Path, message: bytes, tmp: Path, *options: str) -> bytes:
-    """``openssl cms -encrypt`` of *message* to the certificate file *recipient*
-    (*options* follow ``-recip``, where ``-keyopt`` must be)."""
-    (tmp / "mail.txt").write_bytes(message)
-    out = tmp / "mail.p7m"
-    done = subprocess.run(["openssl", "cms", "-encrypt", "-in", str(tmp / "mail.txt"),
-                           "-out", str(out), "-recip", str(recipient), *options],
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    return out.read_bytes()
 
 
 MAIL = b"Subject: derived key test\r\n\r\nOnly the Key Management key opens this.\r\n"

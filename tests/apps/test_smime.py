@@ -21,11 +21,17 @@ import pytest
 from apps_support import PIN, enroll_post, kiosk_client, kiosk_post, on, proof_for, wait_screen
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from smime_support import assert_signing_profile, openssl_sign_and_verify, openssl_verify_smimesign
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from smime_support import (
+    assert_signing_profile,
+    openssl_encrypt,
+    openssl_sign_and_verify,
+    openssl_verify_smimesign,
+)
 
 from hwgate.v1 import piv_pb2
 from hwgate_apps.enrollment.smime import POLICY_COMMON_POLICY
+from hwgate_apps.phone.cms import decrypt
 from hwgate_apps.phone.smime import SmimeCredential, get_smime, smime_request
 from hwgate_apps.phone.wallet import ActivationError, Credential, activate, make_csr, parse_payload
 from hwgate_apps.stack import Stack
@@ -125,9 +131,9 @@ def test_kiosk_journey_gives_a_signing_certificate_for_the_cards_email(
     derived = activate(payload, anchor, stack.tls_ca)
     register_key(derived.key)
 
-    smime = get_smime(payload.base_url, payload.enrollment_id, derived, anchor, stack.tls_ca,
-                      recover=False)  # fmt: skip
+    smime = get_smime(payload.base_url, payload.enrollment_id, derived, anchor, stack.tls_ca)
     register_key(smime.signing_key)
+    register_key(smime.km_key)
     cert = smime.certificate
     assert smime.emails == emails
     assert cert.subject == derived.certificate.subject  # the cardholder's, from the card
@@ -145,9 +151,71 @@ def test_kiosk_journey_gives_a_signing_certificate_for_the_cards_email(
     openssl_verify_smimesign(ca, leaf)
     openssl_sign_and_verify(leaf, key, ca, tmp_path)
 
+    # The card's own Key Management key (get_smime checked it is the 9D certificate's key)
+    # opens mail that openssl encrypted to the 9D certificate read from the card.
+    assert_opens_mail_for_the_card(stack, "alice", smime, tmp_path)
+
     # Once per enrollment.
     _refused(lambda: get_smime(payload.base_url, payload.enrollment_id, derived, anchor,
-                               stack.tls_ca, recover=False), 409, "smime_used")  # fmt: skip
+                               stack.tls_ca), 409, "smime_used")  # fmt: skip
+
+
+def assert_opens_mail_for_the_card(
+    stack: Stack, name: str, smime: SmimeCredential, tmp: Path
+) -> None:
+    """openssl cms -encrypt to the 9D certificate as the card holds it (read through
+    hwgated), then the phone decrypts with the key it recovered."""
+    certs, _ = _card_emails(stack, R0)
+    card_km = x509.load_der_x509_certificate(certs["9d"])
+    assert smime.km_certificate == card_km
+    card_key = CardProfile.load(stack.paths.card_dir(name)).slots[Slot.KEY_MANAGEMENT].key
+    register_key(card_key)  # the escrowed key itself: never in a log
+    assert _public(smime.km_key) == _public(card_key)
+    recipient = tmp / "card-9d.pem"
+    recipient.write_bytes(card_km.public_bytes(serialization.Encoding.PEM))
+    for options in ((), ("-aes256",)):  # openssl's default cipher (3DES), and AES
+        message = openssl_encrypt(recipient, MAIL, tmp, *options)
+        assert decrypt(message, smime.km_key, smime.km_certificate) == MAIL
+
+
+MAIL = b"Subject: for the card\r\n\r\nMail encrypted to the PIV card's 9D certificate.\r\n"
+
+
+def _public(key: Any) -> bytes:
+    return bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+
+
+def test_rsa_card_key_is_recovered_too(stack: Stack, cards: Any, tmp_path: Path) -> None:
+    """bob's card has RSA-2048 keys: key transport (ktri) instead of key agreement."""
+    cards.insert(0, "bob")
+    eid, derived = _activated(stack)
+    smime = get_smime(stack.enrollment_url, eid, derived, _anchor(stack), stack.tls_ca)
+    register_key(smime.signing_key)
+    register_key(smime.km_key)
+    assert isinstance(smime.km_key, rsa.RSAPrivateKey) and smime.km_key.key_size == 2048
+    assert smime.emails == ["bob@hwgate.example"]
+    assert_opens_mail_for_the_card(stack, "bob", smime, tmp_path)
+
+
+def test_recovery_is_refused_without_an_escrow_record(
+    stack: Stack, service: Any, cards: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """No record for the card's 9D certificate: no key, no certificate, the request stays
+    open (the S/MIME claim is released)."""
+    cards.insert(0, "alice")
+    eid, derived = _activated(stack)
+    assert service.recovery is not None
+    monkeypatch.setattr(service.recovery.escrow, "directory", tmp_path)  # an empty escrow
+    _refused(lambda: get_smime(stack.enrollment_url, eid, derived, _anchor(stack), stack.tls_ca),
+             409, "key_recovery_refused")  # fmt: skip
+    monkeypatch.undo()
+    smime = get_smime(stack.enrollment_url, eid, derived, _anchor(stack), stack.tls_ca)
+    register_key(smime.km_key)
+    assert smime.km_key is not None
 
 
 def _save(smime: SmimeCredential, tmp: Path) -> tuple[Path, Path]:

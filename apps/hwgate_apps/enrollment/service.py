@@ -12,6 +12,7 @@ import logging
 import secrets
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 from cryptography import x509
@@ -27,7 +28,7 @@ from hwgate_apps.enrollment.issuer import (
     check_csr,
 )
 from hwgate_apps.enrollment.proof import ProofError, check_proof
-from hwgate_apps.enrollment.recovery import KeyRecovery
+from hwgate_apps.enrollment.recovery import EscrowDirectory, KeyRecovery
 from hwgate_apps.enrollment.smime_service import SmimeService
 from hwgate_apps.enrollment.store import Enrollment, Store
 from hwgate_apps.web import ApiError
@@ -61,7 +62,10 @@ class EnrollmentService:
         self.piv_issuer = _load_pem(config.piv_issuer_ca)
         self.issuing_ca = _load_pem(config.issuing_ca_cert)
         self._ca_key: Any = None
-        self.recovery: KeyRecovery | None = None  # set when key escrow is configured
+        self.recovery: KeyRecovery | None = None  # key recovery, when escrow is configured
+        if config.escrow_dir:
+            escrow = EscrowDirectory(Path(config.escrow_dir))
+            self.recovery = KeyRecovery(hsm, escrow, config.escrow_wrapping_key)
         self.smime = SmimeService(self)
 
     def ca_key(self) -> Any:

@@ -16,6 +16,7 @@ with our ephemeral key and its public half equals the 9D certificate's.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
+from hwgate import recovery
+from hwgate.v1 import hsm_pb2
 from hwgate_apps.phone.wallet import ActivationError, Credential, make_csr, verify_chain
 from hwgate_apps.web import tls_context
 
@@ -114,14 +117,29 @@ def _check_signing_certificate(cert: x509.Certificate) -> list[str]:
     return emails
 
 
+def _rewrap_result(delivered: dict[str, Any]) -> hsm_pb2.RewrapForPeerResponse:
+    """The server's ``key_management`` JSON as the RewrapForPeerResponse hwgated gave it."""
+    try:
+        return hsm_pb2.RewrapForPeerResponse(
+            wrapped_key=base64.b64decode(delivered["wrapped_key"], validate=True),
+            hsm_public_key=base64.b64decode(delivered["hsm_public_key"], validate=True),
+            kdf=str(delivered["kdf"]),  # enum names; an unknown one is a ValueError
+            mechanism=str(delivered["mechanism"]),
+        )
+    except (KeyError, ValueError, TypeError, binascii.Error):
+        raise ActivationError("the key-management answer is malformed") from None
+
+
 def recover_km_key(
     delivered: dict[str, Any], peer: ec.EllipticCurvePrivateKey
 ) -> tuple[Any, x509.Certificate]:
-    """Unwrap the re-wrapped 9D key with our ephemeral key; check it is the 9D cert's key."""
-    from hwgate_apps.phone.recover import unwrap_delivered
-
-    km_cert = x509.load_pem_x509_certificate(str(delivered["certificate"]).encode())
-    key = unwrap_delivered(delivered, peer)
+    """Unwrap the re-wrapped 9D key with our ephemeral key (:mod:`hwgate.recovery`) and
+    check it is the key of the 9D certificate that came with it."""
+    try:
+        km_cert = x509.load_pem_x509_certificate(str(delivered["certificate"]).encode())
+        key = recovery.recover_private_key(peer, _rewrap_result(delivered))
+    except (KeyError, ValueError) as err:  # RecoveryError is a ValueError
+        raise ActivationError(f"the Key Management key cannot be recovered: {err}") from None
     if _public_der(key.public_key()) != _public_der(km_cert.public_key()):
         raise ActivationError("the recovered key does not match the Key Management certificate")
     return key, km_cert
@@ -138,8 +156,8 @@ def get_smime(
 ) -> SmimeCredential:
     """New signing key + CSR, a new ephemeral key (if *recover*), the request, the checks."""
     signing_key = ec.generate_private_key(ec.SECP256R1())
-    peer = ec.generate_private_key(ec.SECP256R1()) if recover else None
-    peer_der = _public_der(peer.public_key()) if peer else b""
+    peer = recovery.new_ephemeral_key() if recover else None
+    peer_der = recovery.public_key_der(peer) if peer else b""
     data = smime_request(base_url, enrollment_id, derived, make_csr(signing_key), peer_der, tls_ca)
     chain = [x509.load_pem_x509_certificate(pem.encode()) for pem in data["chain"]]
     verify_chain(chain, anchor, signing_key)

@@ -299,6 +299,17 @@ def test_no_smime_without_the_cards_certificates_or_before_activation(
     assert (got.status_code, got.json()["error"]) == (409, "not_issued")
 
 
+def test_a_revoked_enrollment_gets_no_smime(stack: Stack, cards: Any) -> None:
+    cards.insert(0, "alice")
+    eid, derived = _activated(stack)
+    revoked = httpx.post(f"{stack.enrollment_url}/enrollments/{eid}/revoke",
+                         verify=tls_context(stack.tls_ca), timeout=30)  # fmt: skip
+    assert revoked.status_code == 200, revoked.text
+    key = ec.generate_private_key(ec.SECP256R1())
+    _refused(lambda: smime_request(stack.enrollment_url, eid, derived, make_csr(key), b"",
+                                   stack.tls_ca), 409, "not_issued")  # fmt: skip
+
+
 def test_kiosk_cannot_forward_another_cards_certificates(stack: Stack, cards: Any) -> None:
     cards.insert(0, "alice")
     bob = CardProfile.load(ensure_card(stack.paths, "bob"))  # provisioned, not inserted

@@ -8,7 +8,9 @@ CMS EnvelopedData decryption against messages ``openssl cms -encrypt`` made
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
 import uuid
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from smime_support import assert_signing_profile, openssl_encrypt, openssl_verif
 
 from hwgate_apps.enrollment.issuer import CsrError
 from hwgate_apps.enrollment.proof import ProofError
+from hwgate_apps.enrollment.recovery import EscrowDirectory, KeyRecovery, RecoveryError
 from hwgate_apps.enrollment.smime import (
     POLICY_COMMON_POLICY,
     SmimeProfile,
@@ -241,3 +244,47 @@ def test_phone_refuses_mail_for_another_recipient(tmp_path: Path) -> None:
         decrypt(message, mine, my_cert)
     with pytest.raises(CmsError):
         decrypt(b"not a message at all", mine, my_cert)
+
+
+# --- the escrow records the server hands to RewrapForPeer -------------------------------
+
+
+def _record(cert: x509.Certificate, **over: Any) -> str:
+    record = {
+        "slot": "9d",
+        "key_algorithm": "KEY_ALGORITHM_EC_P256",
+        "wrapping_key": "escrow-kek",
+        "wrapped_key": base64.b64encode(b"\x01" * 40).decode(),
+        "certificate": cert.public_bytes(serialization.Encoding.PEM).decode(),
+    }
+    return json.dumps({**record, **over})
+
+
+def test_escrow_record_counts_only_for_the_certificate_it_names(
+    card: Any, piv_ca: Any, tmp_path: Path
+) -> None:
+    escrow = EscrowDirectory(tmp_path)
+    assert escrow.find(card["9d"]) is None  # no record
+    (tmp_path / f"{CARD_UUID}.json").write_text(_record(card["9d"]))
+    found = escrow.find(card["9d"])
+    assert found is not None and found.wrapped_key == b"\x01" * 40
+    assert (found.key_algorithm, found.wrapping_key) == ("KEY_ALGORITHM_EC_P256", "escrow-kek")
+    # The same card re-keyed: a new 9D certificate does not get the old key, nor does a
+    # certificate of the same card for another slot.
+    rekeyed = _card_cert(piv_ca, _p256(), {"key_agreement": True},
+                         [x509.UniformResourceIdentifier(CARD_UUID.urn)])  # fmt: skip
+    assert escrow.find(rekeyed) is None
+    (tmp_path / f"{CARD_UUID}.json").write_text(_record(card["9d"], slot="9c"))
+    assert escrow.find(card["9d"]) is None
+    (tmp_path / f"{CARD_UUID}.json").write_text(_record(card["9d"], wrapped_key="not base64!"))
+    with pytest.raises(RecoveryError, match="damaged"):
+        escrow.find(card["9d"])
+
+
+def test_key_recovery_refuses_a_record_under_another_wrapping_key(
+    card: Any, tmp_path: Path
+) -> None:
+    (tmp_path / f"{CARD_UUID}.json").write_text(_record(card["9d"], wrapping_key="old-kek"))
+    recovery = KeyRecovery(hsm=None, escrow=EscrowDirectory(tmp_path), wrapping_key="escrow-kek")
+    with pytest.raises(RecoveryError, match="another wrapping key"):
+        recovery.rewrap_for_peer(card["9d"], b"")

@@ -10,5 +10,7 @@ single-use updates with ``UPDATE ... WHERE``.
 
 The server talks to hwgated over mutual TLS with the ``enrollment`` role
 only: HMAC on ``hmac-key`` for activation codes, ``issuing-ca`` for
-certificates. It never sees a PIN or a card key.
+certificates, RewrapForPeer with ``escrow-kek`` for key recovery (the
+cardholder's escrowed 9D key re-wrapped for the phone, :mod:`.smime_service`).
+It never sees a PIN or a card key.
 """

@@ -48,7 +48,8 @@ EMAIL_SLOTS = {piv_pb2.SLOT_DIGITAL_SIGNATURE: "9c", piv_pb2.SLOT_KEY_MANAGEMENT
 
 @pytest.fixture(scope="module", autouse=True)
 def server_log(stack: Stack) -> Iterator[Path]:
-    """The apps' own log lines in a file the end-of-session secret scan reads."""
+    """The apps' own log lines in a file the end-of-session secret scan reads (with the
+    daemon's log and audit file, which lie where the scan would not look by itself)."""
     path = stack.workdir / "apps.log"
     handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
@@ -58,6 +59,7 @@ def server_log(stack: Stack) -> Iterator[Path]:
     logger.setLevel(logging.DEBUG)
     register_log(path)
     register_log(stack.workdir / "hwgated.log")
+    register_log(stack.paths.audit_log)  # RewrapForPeer is audited: no key bytes there either
     try:
         yield path
     finally:

@@ -13,6 +13,7 @@ checks what only the token knows: key types, usage flags, CKA_EXTRACTABLE.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import os
 from collections.abc import Iterator
@@ -106,7 +107,7 @@ def unwrap_key(
     template = _template(spec, usages, extractable, token_object)
     obj = _unwrap(wrapping, mechanism, blob, spec, template, key_id or os.urandom(16), label)
     store.invalidate()
-    return key_info(obj)
+    return secret_size_bits(key_info(obj), spec)
 
 
 def rewrap_for_peer(
@@ -195,7 +196,12 @@ def _template(
         # python-pkcs11 writes FALSE for every usage flag a template leaves out, and a
         # module refuses flags of the other class (CKA_ENCRYPT on a private key):
         # DEFAULT leaves a flag out, FALSE is set only on the class's own flags.
-        flags = (Attribute.SIGN, Attribute.DECRYPT, Attribute.DERIVE, Attribute.UNWRAP)
+        flags: tuple[Attribute, ...] = (
+            Attribute.SIGN,
+            Attribute.DECRYPT,
+            Attribute.DERIVE,
+            Attribute.UNWRAP,
+        )
         if not private:
             flags += (Attribute.ENCRYPT, Attribute.VERIFY, Attribute.WRAP)
         template: dict[Attribute, Any] = {**usage_template(()), **dict.fromkeys(flags, False)}
@@ -232,6 +238,7 @@ def _unwrap(
 ) -> Any:
     """C_UnwrapKey; a blob that is no key of ``spec`` under this key is WRAPPED_KEY_INVALID
     (and whatever the module made of it is destroyed)."""
+    _check_blob_length(blob, spec, mechanism)
     if isinstance(spec, KeyPairSpec):
         object_class = ObjectClass.PRIVATE_KEY
         key_type = KeyType.RSA if spec in _RSA_BITS else KeyType.EC
@@ -260,6 +267,21 @@ def _unwrap(
     return obj
 
 
+def _check_blob_length(blob: bytes, spec: Spec, mechanism: WrapMechanism) -> None:
+    """An AES key of n bytes (a multiple of 8) wraps to exactly 8 + n bytes (RFC 5649)."""
+    length = _SECRETS[spec][1] if isinstance(spec, SecretKeySpec) else None
+    if mechanism is WrapMechanism.AES_KEY_WRAP_PAD and length and len(blob) != 8 + length:
+        raise _bad_blob(f"(not a {spec.value} key: {len(blob)} bytes)")
+
+
+def secret_size_bits(info: KeyInfo, spec: Spec) -> KeyInfo:
+    """*info* with the size of the secret key *spec* when the module reported none."""
+    length = _SECRETS[spec][1] if isinstance(spec, SecretKeySpec) else None
+    if info.size_bits or not length:
+        return info
+    return dataclasses.replace(info, size_bits=length * 8)
+
+
 def _check_spec(obj: Any, spec: Spec) -> None:
     """The unwrapped key is what the caller said it is (curve, modulus size, length)."""
     if spec in _EC_CURVES:
@@ -269,9 +291,11 @@ def _check_spec(obj: Any, spec: Spec) -> None:
         modulus = obj.get_attributes([Attribute.MODULUS]).get(Attribute.MODULUS)
         ok = modulus is not None and len(modulus) * 8 == _RSA_BITS[spec]  # type: ignore[index]
     else:
+        # SoftHSM2 2.6.1 reports CKA_VALUE_LEN 0 for an unwrapped secret key (and refuses
+        # it in the template): 0 means unknown here, and _check_blob_length checked it.
         length = _SECRETS[spec][1]  # type: ignore[index]
         value_len = obj.get_attributes([Attribute.VALUE_LEN]).get(Attribute.VALUE_LEN)
-        ok = length is None or value_len == length
+        ok = length is None or not value_len or value_len == length
     if not ok:
         raise _bad_blob(f"(not a {spec.value} key)")
 

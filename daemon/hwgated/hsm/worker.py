@@ -163,9 +163,7 @@ class WorkerServer:
             "delete_key": lambda ref: p11manage.delete_key(self._store, ref),
             "wrap_key": lambda *a: p11wrap.wrap_key(self._store, *a),
             "unwrap_key": lambda *a, **k: p11wrap.unwrap_key(self._store, *a, **k),
-            "rewrap_for_peer": lambda *a: p11wrap.rewrap_for_peer(
-                self._session, self._store, *a
-            ),
+            "rewrap_for_peer": lambda *a: p11wrap.rewrap_for_peer(self._session, self._store, *a),
             "invalidate": self._store.invalidate,
             "ping": lambda: os.getpid(),
         }

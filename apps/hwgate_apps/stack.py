@@ -95,6 +95,7 @@ def enrollment_config(
         hwgate_cacert=paths.pki_cert("ca"),
         hwgate_cert=paths.pki_cert("enrollment"),
         hwgate_key=paths.pki_key("enrollment"),
+        escrow_dir=str(paths.escrow),  # the bed escrows every card's 9D key
     )
     return replace(config, **over)
 

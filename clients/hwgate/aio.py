@@ -222,6 +222,9 @@ class AsyncClient:
     derive = _unary(rq.derive)
     generate_key = _unary(rq.generate_key)
     delete_key = _unary(rq.delete_key)
+    wrap_key = _unary(rq.wrap_key)
+    unwrap_key = _unary(rq.unwrap_key)
+    rewrap_for_peer = _unary(rq.rewrap_for_peer)
 
     async def sign_many(
         self,

@@ -304,6 +304,65 @@ def delete_key(key: names.KeyRefLike) -> Call[int]:
     return Call("hsm", "DeleteKey", request, lambda r: int(r.deleted_objects))
 
 
+def wrap_key(
+    key: names.KeyRefLike, wrapping_key: names.KeyRefLike
+) -> Call[hsm_pb2.WrapKeyResponse]:
+    """Wrap a key marked for escrow under a wrapping key (AES key wrap with padding,
+    RFC 5649); the response's ``wrapped_key`` is the blob, ``key`` describes the key."""
+    request = hsm_pb2.WrapKeyRequest(
+        key=names.key_ref(key), wrapping_key=names.key_ref(wrapping_key)
+    )
+    return Call("hsm", "WrapKey", request, _same)
+
+
+def unwrap_key(
+    wrapping_key: names.KeyRefLike,
+    wrapped_key: bytes,
+    label: str,
+    algorithm: str | int,
+    *,
+    usages: Sequence[int] = (),
+    extractable: bool = False,
+    ephemeral: bool = False,
+    id: bytes = b"",  # the PKCS#11 attribute name
+) -> Call[hsm_pb2.KeyInfo]:
+    """Unwrap *wrapped_key* into a new HSM key called *label* of *algorithm* ("ec-p256",
+    "rsa-2048", "aes-256", ...); its description. The value never leaves the HSM."""
+    template = hsm_pb2.UnwrappedKeyTemplate(
+        label=label,
+        id=id,
+        algorithm=names.key_algorithm(algorithm),  # type: ignore[arg-type]
+        usages=list(usages),  # type: ignore[arg-type]
+        extractable=extractable,
+        ephemeral=ephemeral,
+    )
+    request = hsm_pb2.UnwrapKeyRequest(
+        wrapping_key=names.key_ref(wrapping_key), wrapped_key=wrapped_key, template=template
+    )
+    return Call("hsm", "UnwrapKey", request, lambda r: r.key)
+
+
+def rewrap_for_peer(
+    wrapping_key: names.KeyRefLike,
+    wrapped_key: bytes,
+    key_algorithm: str | int,
+    peer_public_key: bytes,
+) -> Call[hsm_pb2.RewrapForPeerResponse]:
+    """Re-wrap an escrowed key (wrapped under *wrapping_key*) for the peer whose ephemeral
+    P-256 public key (DER SPKI or uncompressed point) is given, in one HSM operation.
+
+    The peer recovers the key with :func:`hwgate.recovery.recover_private_key` (or
+    ``recover_secret``) from its private key and this response.
+    """
+    request = hsm_pb2.RewrapForPeerRequest(
+        wrapping_key=names.key_ref(wrapping_key),
+        wrapped_key=wrapped_key,
+        key_algorithm=names.key_algorithm(key_algorithm),  # type: ignore[arg-type]
+        peer_public_key=peer_public_key,
+    )
+    return Call("hsm", "RewrapForPeer", request, _same)
+
+
 # --- the same calls inside a card session (the session id comes first) ---
 
 

@@ -97,6 +97,25 @@ class ResourceRule:
     create: tuple[str, ...] = ()
 
 
+WRAP_OPERATIONS = ("wrap", "unwrap", "rewrap")
+
+
+@dataclass(frozen=True)
+class WrapRule:
+    """Which roles may wrap which keys under which wrapping keys ([[policy.wrap]]).
+
+    ``keys`` (fnmatch on labels) are the keys the rule marks for escrow: wrapped
+    out by WrapKey, or made by UnwrapKey; ``wrapping_keys`` the keys they may be
+    wrapped under; ``operations`` some of ``wrap``, ``unwrap``, ``rewrap``
+    (RewrapForPeer, which consults no ``keys``: the escrowed key is only a blob).
+    """
+
+    keys: tuple[str, ...]
+    wrapping_keys: tuple[str, ...]
+    roles: tuple[str, ...]
+    operations: tuple[str, ...]
+
+
 @dataclass(frozen=True)
 class PolicyConfig:
     roles: Mapping[str, RoleConfig] = field(default_factory=dict)
@@ -105,6 +124,8 @@ class PolicyConfig:
     readers: tuple[ResourceRule, ...] = ()
     # Roles that may send security APDUs (VERIFY, GENERAL AUTHENTICATE, ...) via Transmit.
     transmit_security: tuple[str, ...] = ()
+    # Key wrapping and escrow; no rule = nothing is ever wrapped.
+    wrap: tuple[WrapRule, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -533,9 +554,30 @@ def _policy(t: _Table) -> PolicyConfig:
         keys=tuple(_resource_rule(r, creatable=True) for r in t.take_tables("keys")),
         readers=tuple(_resource_rule(r) for r in t.take_tables("readers")),
         transmit_security=t.take_strings("transmit_security"),
+        wrap=tuple(_wrap_rule(r) for r in t.take_tables("wrap")),
     )
     t.done()
     return policy
+
+
+def _wrap_rule(t: _Table) -> WrapRule:
+    rule = WrapRule(
+        keys=t.take_strings("keys"),
+        wrapping_keys=t.take_strings("wrapping_keys"),
+        roles=t.take_strings("roles"),
+        operations=t.take_strings("operations"),
+    )
+    t.done()
+    if not rule.operations:
+        raise t.error("operations", f"required: some of {list(WRAP_OPERATIONS)}")
+    unknown = [op for op in rule.operations if op not in WRAP_OPERATIONS]
+    if unknown:
+        raise t.error("operations", f"unknown operation {unknown[0]!r}")
+    if not rule.wrapping_keys:
+        raise t.error("wrapping_keys", "required")
+    if not rule.keys and set(rule.operations) != {"rewrap"}:
+        raise t.error("keys", "required (only a rewrap-only rule names no keys)")
+    return rule
 
 
 def _resource_rule(t: _Table, creatable: bool = False) -> ResourceRule:
@@ -598,6 +640,7 @@ def _check_roles(listeners: tuple[ListenerConfig, ...], policy: PolicyConfig, to
     named += [("policy.transmit_security", role) for role in policy.transmit_security]
     for rule in (*policy.keys, *policy.readers):
         named += [(f"policy rule {rule.pattern!r}", role) for role in (*rule.roles, *rule.create)]
+    named += [("policy.wrap", role) for wrap in policy.wrap for role in wrap.roles]
     for where, role in named:
         if role not in policy.roles:
             raise ConfigError(

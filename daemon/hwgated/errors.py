@@ -260,6 +260,18 @@ class KeyUsageNotAllowed(HwgateError):
     reason = "KEY_USAGE_NOT_ALLOWED"
 
 
+class KeyNotEscrowable(HwgateError):
+    """The key is not marked for escrow (no wrap rule names it, or it is not extractable)."""
+
+    reason = "KEY_NOT_ESCROWABLE"
+
+
+class WrappedKeyInvalid(InvalidArgument):
+    """A wrapped key that does not unwrap under the named key, or is not of the stated type."""
+
+    reason = "WRAPPED_KEY_INVALID"
+
+
 # --- access control and limits ---------------------------------------------------
 
 

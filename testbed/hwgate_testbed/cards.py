@@ -1,7 +1,9 @@
 """Provisioning of virtual PIV cards (profiles on disk), via the vcard package.
 
 A card is provisioned once into DIR/cards/NAME and then inserted as often as
-needed; the PIV test CA that signs every card lives in DIR/pki.
+needed; the PIV test CA that signs every card lives in DIR/pki. Its Key
+Management (9D) key is escrowed in the bed's token (DIR/escrow/GUID.json, see
+``hwgate_testbed.escrow``).
 """
 
 from __future__ import annotations
@@ -69,10 +71,20 @@ def ensure_card(paths: TestbedPaths, name: str, key_type: str | None = None) -> 
     if existing is not None:
         if key_type is not None and existing != key_type:
             raise CardError(f"card {name!r} exists with key type {existing}, not {key_type}")
-        return paths.card_dir(name)
-    provision_card = _vcard_function("provision_card", "profile", "provision")
-    provision_card(paths.card_dir(name), name, wanted, ensure_piv_ca(paths))
+    else:
+        provision_card = _vcard_function("provision_card", "profile", "provision")
+        provision_card(paths.card_dir(name), name, wanted, ensure_piv_ca(paths))
+    _escrow(paths, name)
     return paths.card_dir(name)
+
+
+def _escrow(paths: TestbedPaths, name: str) -> None:
+    """Escrow the card's key-management key in the bed's token (once; see
+    ``hwgate_testbed.escrow``), when the bed has a token."""
+    from hwgate_testbed import escrow
+
+    if escrow.token_ready(paths):
+        escrow.ensure_escrowed(paths, paths.card_dir(name))
 
 
 def list_cards(paths: TestbedPaths) -> list[str]:

@@ -27,6 +27,7 @@ ROLE_ALLOW: dict[str, list[str]] = {
         "hwgate.v1.HsmService/GetPublicKey",
         "hwgate.v1.HsmService/Derive",
         "hwgate.v1.HsmService/ListKeys",
+        "hwgate.v1.HsmService/RewrapForPeer",
         HEALTH,
     ],
     "admin": ["*"],
@@ -37,7 +38,14 @@ KEY_RULES: list[tuple[str, list[str]]] = [
     ("hmac-key", ["enrollment", "admin"]),
     ("activation-master", ["enrollment", "admin"]),
     ("ecdh-p256", ["enrollment", "admin"]),
+    ("escrow-kek", ["enrollment", "admin"]),
     ("*", ["admin"]),
+]
+# [[policy.wrap]]: the enrollment server may re-wrap keys escrowed under escrow-kek for a
+# user's device (key recovery, RewrapForPeer); nothing in the token is marked for escrow
+# (no rule with "wrap"), so no key of the token can be wrapped out.
+WRAP_RULES: list[dict[str, list[str]]] = [
+    {"wrapping_keys": ["escrow-kek"], "roles": ["enrollment", "admin"], "operations": ["rewrap"]},
 ]
 # Which roles may create new persistent keys under each KEY_RULES pattern (the
 # `create` grant): only the administrator; the enrollment server uses keys.
@@ -88,6 +96,8 @@ def render(paths: TestbedPaths, pki: TlsPki) -> str:
         create = KEY_CREATE.get(pattern, [])
         lines += _table("[[policy.keys]]", [("pattern", pattern), ("roles", roles),
                                             *([("create", create)] if create else [])])  # fmt: skip
+    for rule in WRAP_RULES:
+        lines += _table("[[policy.wrap]]", rule.items())
     for pattern, roles in READER_RULES:
         lines += _table("[[policy.readers]]", [("pattern", pattern), ("roles", roles)])
     lines += _table("[limits]", [("verify_pin_per_minute", 10), ("max_sessions_per_identity", 4),

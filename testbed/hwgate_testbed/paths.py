@@ -103,6 +103,15 @@ class TestbedPaths:
     def slot_log(self, slot: int) -> Path:
         return self.slots / f"{slot}.log"
 
+    # key escrow: each card's Key Management (9D) key wrapped under the token's escrow-kek
+    @property
+    def escrow(self) -> Path:
+        return self.root / "escrow"
+
+    def escrow_file(self, guid: str) -> Path:
+        """The escrow record of the card whose CHUID GUID (card UUID) is *guid*."""
+        return self.escrow / f"{guid}.json"
+
     # daemon-facing files
     @property
     def env_file(self) -> Path:

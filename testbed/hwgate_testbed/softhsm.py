@@ -1,5 +1,6 @@
 """The test bed's SoftHSM2 token: a private token directory and the keys the
-derived-credential flow needs (issuing CA, signers, ECDH, activation master, HMAC).
+derived-credential flow needs (issuing CA, signers, ECDH, activation master, HMAC,
+the escrow key that wraps the cards' key-management keys).
 
 Provisioning is idempotent: an existing token with the label is reused and only
 missing objects are created, so `up` can run again without changing any key.
@@ -51,6 +52,7 @@ KEYS: tuple[KeySpec, ...] = (
     KeySpec("ecdh-p256", b"\x04", "EC P-256 derive"),
     KeySpec("activation-master", b"\x05", "AES-256 derive, sensitive, not extractable"),
     KeySpec("hmac-key", b"\x06", "generic secret 32 bytes, SHA256-HMAC sign/verify"),
+    KeySpec("escrow-kek", b"\x07", "AES-256 wrap/unwrap only, sensitive: the escrow key"),
 )
 
 
@@ -224,6 +226,9 @@ _GENERATORS = {
     "ecdh-p256": _p256(MechanismFlag.DERIVE),
     "activation-master": _secret(KeyType.AES, 256, MechanismFlag.DERIVE),
     "hmac-key": _secret(KeyType.GENERIC_SECRET, 256, _SIGN),
+    # The escrow key-encryption key: it only wraps and unwraps (the cards' key-management
+    # keys, hwgate_testbed.escrow), never encrypts data, never leaves the token.
+    "escrow-kek": _secret(KeyType.AES, 256, MechanismFlag.WRAP | MechanismFlag.UNWRAP),
 }
 
 

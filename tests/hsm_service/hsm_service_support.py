@@ -28,6 +28,13 @@ KEY_RULES: list[tuple[str, list[str]]] = [
     ("svc-act-*", ["admin", "enrollment"]),
     ("*", ["admin", "enrollment"]),
 ]
+# [[policy.wrap]] (keys, wrapping_keys, roles, operations): only wrap-esc-* keys are marked
+# for escrow, wrapped out and in by the administrator under wrap-kek-* or escrow-kek keys;
+# escrowed blobs are re-wrapped for peers by both roles.
+WRAP_RULES: list[tuple[list[str], list[str], list[str], list[str]]] = [
+    (["wrap-esc-*"], ["wrap-kek-*", "escrow-kek"], ["admin"], ["wrap", "unwrap"]),
+    ([], ["wrap-kek-*", "escrow-kek"], ["admin", "enrollment"], ["rewrap"]),
+]
 # The `create` grant: the administrator mints any persistent key, the enrollment
 # role only activation keys (``svc-act-*``, derived from activation-master).
 KEY_CREATE: dict[str, list[str]] = {
@@ -101,6 +108,11 @@ def render_config(
     for pattern, roles in KEY_RULES:
         create = f"create = {q(KEY_CREATE[pattern])}\n" if pattern in KEY_CREATE else ""
         lines.append(f"[[policy.keys]]\npattern = {q(pattern)}\nroles = {q(roles)}\n{create}")
+    for keys, wrapping, roles, operations in WRAP_RULES:
+        lines.append(
+            f"[[policy.wrap]]\n{f'keys = {q(keys)}' if keys else ''}\n"
+            f"wrapping_keys = {q(wrapping)}\nroles = {q(roles)}\noperations = {q(operations)}\n"
+        )
     config = directory / "hwgated.toml"
     config.write_text("\n".join(lines))
     return config

@@ -78,3 +78,36 @@ def test_scan_collects_logs_but_not_test_bed_internals(tmp_path: Path) -> None:
         assert [(f.file.name, f.form) for f in findings] == [("hwgated.log", "text")]
     finally:
         shutil.rmtree(tmp_path)  # planted evidence must not fail the session-end scan
+
+
+def test_scan_looks_for_the_escrowed_keys(tmp_path: Path) -> None:
+    """The bed's escrowed key-management keys (DIR/escrow/*.json names the card) are
+    secrets of the session-end scan: PKCS#8 DER and private numbers, in every form."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    bed = tmp_path / "bed"
+    (bed / "escrow").mkdir(parents=True)
+    (bed / "cards" / "carol").mkdir(parents=True)
+    (bed / "token-user.pin").write_text("87654321\n")
+    (bed / "escrow" / "guid.json").write_text('{"card": "carol"}')
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    (bed / "cards" / "carol" / "slot-9d.key.pem").write_bytes(pem)
+    scalar = key.private_numbers().private_value.to_bytes(32, "big")
+    der = key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    planted = tmp_path / "planted.txt"
+    planted.write_text(
+        f"recovered {scalar.hex()}\nder {base64.b64encode(der).decode()}\nclean line\n"
+    )
+    try:
+        secrets = logscan.escrowed_keys(tmp_path)
+        assert {scalar, der} <= secrets
+        findings = logscan.scan_files([planted], secrets)
+        assert sorted({(f.line, f.form) for f in findings}) == [(1, "hex"), (2, "base64")]
+    finally:
+        shutil.rmtree(tmp_path)  # planted evidence must not fail the session-end scan

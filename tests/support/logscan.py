@@ -12,7 +12,9 @@ outside test-bed directories (the virtual card's own debug log legitimately
 shows the VERIFY it received).
 
 What is looked for: the PINs the tests use (``KNOWN_PINS``), the test bed's
-token user PIN (``token-user.pin`` files), and any value passed to
+token user PIN (``token-user.pin`` files), the private keys the bed escrows
+(each card's Key Management key, listed in ``escrow/*.json``: its PKCS#8 DER
+and its private numbers, see :func:`escrowed_keys`), and any value passed to
 :func:`register_secret` — as text (delimited, so ``1234567`` does not match
 ``123456``), as hex (a logged APDU) and as base64 (a logged protobuf as JSON).
 
@@ -114,6 +116,44 @@ def token_pins(base: Path) -> set[bytes]:
     return pins
 
 
+def escrowed_keys(base: Path) -> set[bytes]:
+    """The bytes of every private key the test beds under *base* escrowed: the card's
+    9D key as PKCS#8 DER and its secret numbers (EC scalar; RSA d, p, q), so a log
+    line holding a recovered key in any of those forms is found."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    found: set[bytes] = set()
+    for root in _testbed_roots(base):
+        for record in (root / "escrow").glob("*.json"):
+            key_file = root / "cards" / _record_card(record) / "slot-9d.key.pem"
+            try:
+                key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
+            except (OSError, ValueError):
+                continue
+            found.add(key.private_bytes(serialization.Encoding.DER,
+                      serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))  # fmt: skip
+            if isinstance(key, ec.EllipticCurvePrivateKey):
+                numbers = [key.private_numbers().private_value]
+            elif isinstance(key, rsa.RSAPrivateKey):
+                n = key.private_numbers()
+                numbers = [n.d, n.p, n.q]
+            else:
+                numbers = []
+            found.update(v.to_bytes((v.bit_length() + 7) // 8, "big") for v in numbers)
+    return found
+
+
+def _record_card(record: Path) -> str:
+    """The card name an escrow record belongs to ("" when unreadable)."""
+    import json
+
+    try:
+        return str(json.loads(record.read_text()).get("card", ""))
+    except (OSError, ValueError):
+        return ""
+
+
 def candidate_logs(base: Path) -> set[Path]:
     """Log-like files under *base*, outside test bed roots, plus the registered ones."""
     skip = [root.resolve() for root in _testbed_roots(base)]
@@ -153,7 +193,7 @@ class LogScanPlugin:
             return
         base = factory.getbasetemp()
         files = candidate_logs(base)
-        secrets = {*KNOWN_PINS, *token_pins(base), *_secrets}
+        secrets = {*KNOWN_PINS, *token_pins(base), *escrowed_keys(base), *_secrets}
         self.scanned = len(files)
         self.findings = [str(f) for f in scan_files(files, secrets)]
 

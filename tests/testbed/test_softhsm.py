@@ -1,4 +1,4 @@
-"""The test bed's SoftHSM2 token holds the six keys hwgate's flows need, with the
+"""The test bed's SoftHSM2 token holds the seven keys hwgate's flows need, with the
 types and attributes the daemon and its policy rely on."""
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def _labels(session: pkcs11.Session, cls: ObjectClass) -> dict[str, bytes]:
     return {o[Attribute.LABEL]: bytes(o[Attribute.ID]) for o in objs}
 
 
-def test_token_holds_exactly_the_six_keys_with_ids(session: pkcs11.Session) -> None:
+def test_token_holds_exactly_the_seven_keys_with_ids(session: pkcs11.Session) -> None:
     private = _labels(session, ObjectClass.PRIVATE_KEY)
     public = _labels(session, ObjectClass.PUBLIC_KEY)
     secret = _labels(session, ObjectClass.SECRET_KEY)
@@ -55,7 +55,7 @@ def test_token_holds_exactly_the_six_keys_with_ids(session: pkcs11.Session) -> N
              "ecdh-p256": b"\x04"}  # fmt: skip
     assert private == pairs
     assert public == pairs  # each pair shares CKA_ID and CKA_LABEL
-    assert secret == {"activation-master": b"\x05", "hmac-key": b"\x06"}
+    assert secret == {"activation-master": b"\x05", "hmac-key": b"\x06", "escrow-kek": b"\x07"}
 
 
 @pytest.mark.parametrize(
@@ -73,6 +73,10 @@ def test_token_holds_exactly_the_six_keys_with_ids(session: pkcs11.Session) -> N
         ("hmac-key", ObjectClass.SECRET_KEY, KeyType.GENERIC_SECRET,
          {Attribute.VALUE_LEN: 32, Attribute.SIGN: True, Attribute.VERIFY: True,
           Attribute.DERIVE: False}),
+        ("escrow-kek", ObjectClass.SECRET_KEY, KeyType.AES,
+         {Attribute.VALUE_LEN: 32, Attribute.WRAP: True, Attribute.UNWRAP: True,
+          Attribute.ENCRYPT: False, Attribute.DECRYPT: False, Attribute.DERIVE: False,
+          Attribute.SIGN: False, Attribute.EXTRACTABLE: False, Attribute.SENSITIVE: True}),
     ],
 )  # fmt: skip
 def test_key_type_and_attributes(

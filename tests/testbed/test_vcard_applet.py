@@ -648,6 +648,21 @@ def test_card_auth_certificate(rsa_profile: CardProfile) -> None:
     assert isinstance(public, rsa.RSAPublicKey) and public.key_size == 2048
 
 
+def test_only_signature_and_key_management_certificates_carry_the_email(
+    ecc_profile: CardProfile,
+) -> None:
+    """S/MIME issuance reads the cardholder's e-mail from the 9C/9D certificates."""
+    for slot in Slot:
+        cert = ecc_profile.slots[slot].certificate
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        emails = san.get_values_for_type(x509.RFC822Name)
+        wanted = (
+            ["erin.ecc@hwgate.example"] if slot in (Slot.SIGNATURE, Slot.KEY_MANAGEMENT) else []
+        )
+        assert emails == wanted, slot
+        assert san.get_values_for_type(x509.UniformResourceIdentifier) == [ecc_profile.guid.urn]
+
+
 # -- ATR and the vpcd client --------------------------------------------------------------
 
 

@@ -10,7 +10,9 @@ single-use updates with ``UPDATE ... WHERE``.
 
 The server talks to hwgated over mutual TLS with the ``enrollment`` role
 only: HMAC on ``hmac-key`` for activation codes, ``issuing-ca`` for
-certificates. It never sees a PIN or a card key.
+certificates, RewrapForPeer with ``escrow-kek`` for key recovery (the
+cardholder's escrowed 9D key re-wrapped for the phone, :mod:`.smime_service`).
+It never sees a PIN or a card key.
 
 Before the QR step a phone may sign in with the OAuth 2.0 device authorization
 grant (RFC 8628, :mod:`.device_service`): ``POST /device_authorization`` and

@@ -17,6 +17,7 @@ from starlette.routing import Route
 from hwgate import HwgateError
 from hwgate_apps.enrollment.device_app import device_routes
 from hwgate_apps.enrollment.service import EnrollmentService
+from hwgate_apps.enrollment.smime_app import smime_routes
 from hwgate_apps.web import ApiError, read_json
 
 
@@ -75,5 +76,6 @@ def build_app(service: EnrollmentService) -> Starlette:
         Route("/enrollments/{eid}/certificate", guarded(certificate), methods=["POST"]),
         Route("/enrollments/{eid}/revoke", guarded(revoke), methods=["POST"]),
         *device_routes(service.devices),  # RFC 8628 device sign-in
+        *smime_routes(service.smime, guarded),
     ]
     return Starlette(routes=routes)

@@ -60,6 +60,13 @@ class EnrollmentConfig:
     user_code_window: int = 300
     user_code_attempts_per_client: int = 20
     user_code_attempts_global: int = 200
+    # S/MIME signing certificates (see smime.py for the sources): id-fpki-common-policy
+    # for a software key (the phone simulator's); id-fpki-common-hardware (.7) for hardware.
+    smime_policy_oid: str = "2.16.840.1.101.3.2.1.3.6"
+    # Key recovery: the escrow records of the cards' 9D keys (empty: no recovery) and
+    # the HSM key they are wrapped under.
+    escrow_dir: str = ""
+    escrow_wrapping_key: str = "escrow-kek"
 
     @property
     def qr_base(self) -> str:

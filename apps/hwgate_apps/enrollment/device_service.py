@@ -260,7 +260,7 @@ class DeviceFlow:
             log.info("device approval refused: %s", err)
             raise ApiError(403, "proof_refused", str(err)) from None
         self.service._check_cap(holder.fasc_n)
-        result = self.service.new_enrollment(holder, str(body.get("origin", "")))
+        result = self.service.new_enrollment(holder, body)
         eid = result["enrollment_id"]
         if not self.store.approve(row.id, kiosk_session, eid, holder.subject):
             self.service.store.revoke(eid)  # lost a race with deny/expiry: nothing stays usable

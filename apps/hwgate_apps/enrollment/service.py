@@ -12,6 +12,7 @@ import logging
 import secrets
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 from cryptography import x509
@@ -28,6 +29,8 @@ from hwgate_apps.enrollment.issuer import (
     check_csr,
 )
 from hwgate_apps.enrollment.proof import Cardholder, ProofError, check_proof
+from hwgate_apps.enrollment.recovery import EscrowDirectory, KeyRecovery
+from hwgate_apps.enrollment.smime_service import SmimeService
 from hwgate_apps.enrollment.store import Enrollment, Store
 from hwgate_apps.web import ApiError
 
@@ -61,6 +64,11 @@ class EnrollmentService:
         self.issuing_ca = _load_pem(config.issuing_ca_cert)
         self._ca_key: Any = None
         self.devices = DeviceFlow(self)  # RFC 8628 sign-in (its own tables)
+        self.recovery: KeyRecovery | None = None  # key recovery, when escrow is configured
+        if config.escrow_dir:
+            escrow = EscrowDirectory(Path(config.escrow_dir))
+            self.recovery = KeyRecovery(hsm, escrow, config.escrow_wrapping_key)
+        self.smime = SmimeService(self)
 
     def ca_key(self) -> Any:
         """The issuing CA key as a cryptography key that signs in the HSM (fetched once)."""
@@ -101,10 +109,16 @@ class EnrollmentService:
             log.info("proof of possession refused: %s", err)
             raise ApiError(403, "proof_refused", str(err)) from None
         self._check_cap(holder.fasc_n)
-        return self.new_enrollment(holder, str(body.get("origin", "")))
+        return self.new_enrollment(holder, body)
 
-    def new_enrollment(self, holder: Cardholder, kiosk_origin: str) -> dict[str, Any]:
-        """A pending enrollment for a verified cardholder: its code and QR payload."""
+    def new_enrollment(self, holder: Cardholder, body: dict[str, Any]) -> dict[str, Any]:
+        """A pending enrollment for a verified cardholder: its code and QR payload.
+
+        *body* is the kiosk's request: its ``origin`` and the card's other
+        certificates (``card_certificates``, checked against *holder*'s card).
+        """
+        kiosk_origin = str(body.get("origin", ""))
+        card_certs = self.smime.check_card_certificates(body, holder)
         eid = str(uuid.uuid4())
         expires = time.time() + self.config.code_ttl
         self.store.add_enrollment(
@@ -118,6 +132,7 @@ class EnrollmentService:
                 derived_cert=None, issued_at=None, revoked_at=None,
             )
         )  # fmt: skip
+        self.smime.record(eid, card_certs)
         code = activation.activation_code(self.hsm, self.config.activation_key, eid, 1)
         log.info("enrollment %s created for FASC-N %s", eid, holder.fasc_n)
         return {

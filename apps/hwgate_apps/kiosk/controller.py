@@ -20,7 +20,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 import hwgate
-from hwgate.v1 import card_pb2
+from hwgate.v1 import card_pb2, piv_pb2
 from hwgate_apps.kiosk import state as s
 from hwgate_apps.kiosk.device import DeviceClaim, DeviceSignIn
 from hwgate_apps.kiosk.enroll_client import EnrollmentClient, EnrollmentRefused
@@ -281,8 +281,9 @@ class Kiosk(DeviceSignIn):
                 proof = await asyncio.to_thread(
                     self.client.authenticate, str(session), self.enrollment.origin, challenge
                 )
+                email_certs = await self._email_certificates(str(session))
                 await self._end_session()  # the card is not needed any more
-                result = await self.enrollment.enroll(kiosk_session, cid, proof)
+                result = await self.enrollment.enroll(kiosk_session, cid, proof, email_certs)
             except (hwgate.HwgateError, EnrollmentRefused) as err:
                 return await self._failed(err)
             return self.screens.update(
@@ -290,6 +291,11 @@ class Kiosk(DeviceSignIn):
                 qr_payload=result["qr_payload"],
                 code=result["code"], expires_at=float(result["expires_at"]),
             )  # fmt: skip
+
+    async def _email_certificates(self, session: str) -> dict[str, bytes]:
+        """The card's 9C/9D certificates (DER) for S/MIME issuance; those it has."""
+        info = await asyncio.to_thread(self.client.get_card_info, session_id=session)
+        return {_EMAIL_SLOTS[c.slot]: c.der for c in info.certificates if c.slot in _EMAIL_SLOTS}
 
     async def _failed(self, err: Exception) -> s.Screen:
         if isinstance(err, hwgate.CardRemoved | hwgate.CardNotPresent | hwgate.ReaderNotFound):
@@ -302,6 +308,9 @@ class Kiosk(DeviceSignIn):
     def _expect(self, screen: str) -> None:
         if self.screens.current.screen != screen:
             raise ApiError(409, "wrong_screen", f"not on the {screen} screen")
+
+
+_EMAIL_SLOTS = {piv_pb2.SLOT_DIGITAL_SIGNATURE: "9c", piv_pb2.SLOT_KEY_MANAGEMENT: "9d"}
 
 
 def _explain(err: Exception) -> str:

@@ -85,6 +85,7 @@ class DeviceSignIn:
         async def _end_session(self) -> None: ...
         async def _reset(self) -> None: ...
         async def _failed(self, err: Exception) -> s.Screen: ...
+        async def _email_certificates(self, session: str) -> dict[str, bytes]: ...
 
     def _device_fields(self) -> dict[str, Any]:
         return {"device": self._device.view} if self._device else {}
@@ -140,9 +141,11 @@ class DeviceSignIn:
                     self.client.authenticate, str(session), self.enrollment.origin,
                     approval_challenge(device.id, device.nonce),
                 )  # fmt: skip
+                email_certs = await self._email_certificates(str(session))
                 await self._end_session()  # the card is not needed any more
-                result = await self.enrollment.approve_device(device.kiosk_session, device.id,
-                                                              proof)  # fmt: skip
+                result = await self.enrollment.approve_device(
+                    device.kiosk_session, device.id, proof, email_certs
+                )
             except (hwgate.HwgateError, EnrollmentRefused) as err:
                 return await self._failed(err)
             self._device = None  # decided: nothing to withdraw when the card leaves

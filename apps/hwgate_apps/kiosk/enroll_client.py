@@ -48,15 +48,22 @@ class EnrollmentClient:
         data = await self._post("/enrollments/challenge", {"kiosk_session": kiosk_session})
         return data["challenge_id"], base64.b64decode(data["challenge"])
 
-    async def enroll(self, kiosk_session: str, challenge_id: str, proof: Any) -> dict[str, Any]:
-        """Send the card's Authenticate reply; the enrollment (code, QR payload) back."""
-        return await self._post("/enrollments", {
+    async def enroll(
+        self, kiosk_session: str, challenge_id: str, proof: Any,
+        card_certificates: dict[str, bytes] | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        """Send the card's Authenticate reply; the enrollment (code, QR payload) back.
+
+        *card_certificates*: the card's e-mail certificates by slot ("9c", "9d"),
+        DER, for the S/MIME credentials (the server checks they are this card's)."""
+        body: dict[str, Any] = {
             "kiosk_session": kiosk_session,
             "challenge_id": challenge_id,
             "signature": base64.b64encode(proof.signature).decode(),
             "certificate": base64.b64encode(proof.certificate).decode(),
             "origin": self.origin,
-        })  # fmt: skip
+        }
+        return await self._post("/enrollments", _with_certificates(body, card_certificates))
 
     # --- RFC 8628 device sign-in ---
 
@@ -65,15 +72,21 @@ class EnrollmentClient:
         body = {"kiosk_session": kiosk_session, "user_code": user_code}
         return await self._post("/device/claim", body)
 
-    async def approve_device(self, kiosk_session: str, daid: str, proof: Any) -> dict[str, Any]:
-        """Send the card's proof over the device authorization; the enrollment (QR) back."""
-        return await self._post("/device/approve", {
+    async def approve_device(
+        self, kiosk_session: str, daid: str, proof: Any,
+        card_certificates: dict[str, bytes] | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        """Send the card's proof over the device authorization; the enrollment (QR) back.
+
+        *card_certificates* as for :meth:`enroll`."""
+        body: dict[str, Any] = {
             "kiosk_session": kiosk_session,
             "device_authorization_id": daid,
             "signature": base64.b64encode(proof.signature).decode(),
             "certificate": base64.b64encode(proof.certificate).decode(),
             "origin": self.origin,
-        })  # fmt: skip
+        }
+        return await self._post("/device/approve", _with_certificates(body, card_certificates))
 
     async def deny_device(self, kiosk_session: str, daid: str) -> dict[str, Any]:
         body = {"kiosk_session": kiosk_session, "device_authorization_id": daid}
@@ -81,3 +94,14 @@ class EnrollmentClient:
 
     async def close(self) -> None:
         await self._http.aclose()
+
+
+def _with_certificates(
+    body: dict[str, Any], card_certificates: dict[str, bytes] | None
+) -> dict[str, Any]:
+    """*body* plus the card's e-mail certificates (base64 DER by slot), if any."""
+    if card_certificates:
+        body["card_certificates"] = {
+            slot: base64.b64encode(der).decode() for slot, der in card_certificates.items()
+        }
+    return body

@@ -42,6 +42,8 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     HSM_WORKER_LOST: _ClassVar[ErrorReason]
     HSM_ERROR: _ClassVar[ErrorReason]
     KEY_USAGE_NOT_ALLOWED: _ClassVar[ErrorReason]
+    KEY_NOT_ESCROWABLE: _ClassVar[ErrorReason]
+    WRAPPED_KEY_INVALID: _ClassVar[ErrorReason]
     POLICY_DENIED: _ClassVar[ErrorReason]
     UNAUTHENTICATED_PEER: _ClassVar[ErrorReason]
     RATE_LIMITED: _ClassVar[ErrorReason]
@@ -87,6 +89,8 @@ HSM_LOGIN_FAILED: ErrorReason
 HSM_WORKER_LOST: ErrorReason
 HSM_ERROR: ErrorReason
 KEY_USAGE_NOT_ALLOWED: ErrorReason
+KEY_NOT_ESCROWABLE: ErrorReason
+WRAPPED_KEY_INVALID: ErrorReason
 POLICY_DENIED: ErrorReason
 UNAUTHENTICATED_PEER: ErrorReason
 RATE_LIMITED: ErrorReason

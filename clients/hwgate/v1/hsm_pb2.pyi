@@ -26,6 +26,16 @@ class KeyUsage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     KEY_USAGE_DECRYPT: _ClassVar[KeyUsage]
     KEY_USAGE_WRAP: _ClassVar[KeyUsage]
     KEY_USAGE_UNWRAP: _ClassVar[KeyUsage]
+
+class WrapMechanism(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    WRAP_MECHANISM_UNSPECIFIED: _ClassVar[WrapMechanism]
+    WRAP_MECHANISM_AES_KEY_WRAP_PAD: _ClassVar[WrapMechanism]
+
+class TransportKdf(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TRANSPORT_KDF_UNSPECIFIED: _ClassVar[TransportKdf]
+    TRANSPORT_KDF_ECDH_NULL_AES_ECB_SHA256: _ClassVar[TransportKdf]
 KEY_CLASS_UNSPECIFIED: KeyClass
 KEY_CLASS_KEY_PAIR: KeyClass
 KEY_CLASS_SECRET_KEY: KeyClass
@@ -38,6 +48,10 @@ KEY_USAGE_ENCRYPT: KeyUsage
 KEY_USAGE_DECRYPT: KeyUsage
 KEY_USAGE_WRAP: KeyUsage
 KEY_USAGE_UNWRAP: KeyUsage
+WRAP_MECHANISM_UNSPECIFIED: WrapMechanism
+WRAP_MECHANISM_AES_KEY_WRAP_PAD: WrapMechanism
+TRANSPORT_KDF_UNSPECIFIED: TransportKdf
+TRANSPORT_KDF_ECDH_NULL_AES_ECB_SHA256: TransportKdf
 
 class KeyRef(_message.Message):
     __slots__ = ("token", "label", "id", "uri")
@@ -270,3 +284,87 @@ class DeleteKeyResponse(_message.Message):
     DELETED_OBJECTS_FIELD_NUMBER: _ClassVar[int]
     deleted_objects: int
     def __init__(self, deleted_objects: _Optional[int] = ...) -> None: ...
+
+class WrapKeyRequest(_message.Message):
+    __slots__ = ("key", "wrapping_key", "mechanism")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    WRAPPING_KEY_FIELD_NUMBER: _ClassVar[int]
+    MECHANISM_FIELD_NUMBER: _ClassVar[int]
+    key: KeyRef
+    wrapping_key: KeyRef
+    mechanism: WrapMechanism
+    def __init__(self, key: _Optional[_Union[KeyRef, _Mapping]] = ..., wrapping_key: _Optional[_Union[KeyRef, _Mapping]] = ..., mechanism: _Optional[_Union[WrapMechanism, str]] = ...) -> None: ...
+
+class WrapKeyResponse(_message.Message):
+    __slots__ = ("wrapped_key", "key", "wrapping_key_uri", "mechanism")
+    WRAPPED_KEY_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    WRAPPING_KEY_URI_FIELD_NUMBER: _ClassVar[int]
+    MECHANISM_FIELD_NUMBER: _ClassVar[int]
+    wrapped_key: bytes
+    key: KeyInfo
+    wrapping_key_uri: str
+    mechanism: WrapMechanism
+    def __init__(self, wrapped_key: _Optional[bytes] = ..., key: _Optional[_Union[KeyInfo, _Mapping]] = ..., wrapping_key_uri: _Optional[str] = ..., mechanism: _Optional[_Union[WrapMechanism, str]] = ...) -> None: ...
+
+class UnwrappedKeyTemplate(_message.Message):
+    __slots__ = ("label", "id", "algorithm", "usages", "extractable", "ephemeral")
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    USAGES_FIELD_NUMBER: _ClassVar[int]
+    EXTRACTABLE_FIELD_NUMBER: _ClassVar[int]
+    EPHEMERAL_FIELD_NUMBER: _ClassVar[int]
+    label: str
+    id: bytes
+    algorithm: _common_pb2.KeyAlgorithm
+    usages: _containers.RepeatedScalarFieldContainer[KeyUsage]
+    extractable: bool
+    ephemeral: bool
+    def __init__(self, label: _Optional[str] = ..., id: _Optional[bytes] = ..., algorithm: _Optional[_Union[_common_pb2.KeyAlgorithm, str]] = ..., usages: _Optional[_Iterable[_Union[KeyUsage, str]]] = ..., extractable: _Optional[bool] = ..., ephemeral: _Optional[bool] = ...) -> None: ...
+
+class UnwrapKeyRequest(_message.Message):
+    __slots__ = ("wrapping_key", "mechanism", "wrapped_key", "template")
+    WRAPPING_KEY_FIELD_NUMBER: _ClassVar[int]
+    MECHANISM_FIELD_NUMBER: _ClassVar[int]
+    WRAPPED_KEY_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    wrapping_key: KeyRef
+    mechanism: WrapMechanism
+    wrapped_key: bytes
+    template: UnwrappedKeyTemplate
+    def __init__(self, wrapping_key: _Optional[_Union[KeyRef, _Mapping]] = ..., mechanism: _Optional[_Union[WrapMechanism, str]] = ..., wrapped_key: _Optional[bytes] = ..., template: _Optional[_Union[UnwrappedKeyTemplate, _Mapping]] = ...) -> None: ...
+
+class UnwrapKeyResponse(_message.Message):
+    __slots__ = ("key",)
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    key: KeyInfo
+    def __init__(self, key: _Optional[_Union[KeyInfo, _Mapping]] = ...) -> None: ...
+
+class RewrapForPeerRequest(_message.Message):
+    __slots__ = ("wrapping_key", "mechanism", "wrapped_key", "key_algorithm", "peer_public_key")
+    WRAPPING_KEY_FIELD_NUMBER: _ClassVar[int]
+    MECHANISM_FIELD_NUMBER: _ClassVar[int]
+    WRAPPED_KEY_FIELD_NUMBER: _ClassVar[int]
+    KEY_ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    PEER_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    wrapping_key: KeyRef
+    mechanism: WrapMechanism
+    wrapped_key: bytes
+    key_algorithm: _common_pb2.KeyAlgorithm
+    peer_public_key: bytes
+    def __init__(self, wrapping_key: _Optional[_Union[KeyRef, _Mapping]] = ..., mechanism: _Optional[_Union[WrapMechanism, str]] = ..., wrapped_key: _Optional[bytes] = ..., key_algorithm: _Optional[_Union[_common_pb2.KeyAlgorithm, str]] = ..., peer_public_key: _Optional[bytes] = ...) -> None: ...
+
+class RewrapForPeerResponse(_message.Message):
+    __slots__ = ("wrapped_key", "hsm_public_key", "kdf", "mechanism", "key_algorithm")
+    WRAPPED_KEY_FIELD_NUMBER: _ClassVar[int]
+    HSM_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    KDF_FIELD_NUMBER: _ClassVar[int]
+    MECHANISM_FIELD_NUMBER: _ClassVar[int]
+    KEY_ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    wrapped_key: bytes
+    hsm_public_key: bytes
+    kdf: TransportKdf
+    mechanism: WrapMechanism
+    key_algorithm: _common_pb2.KeyAlgorithm
+    def __init__(self, wrapped_key: _Optional[bytes] = ..., hsm_public_key: _Optional[bytes] = ..., kdf: _Optional[_Union[TransportKdf, str]] = ..., mechanism: _Optional[_Union[WrapMechanism, str]] = ..., key_algorithm: _Optional[_Union[_common_pb2.KeyAlgorithm, str]] = ...) -> None: ...

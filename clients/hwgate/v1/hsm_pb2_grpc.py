@@ -79,6 +79,21 @@ class HsmServiceStub:
                 request_serializer=hwgate_dot_v1_dot_hsm__pb2.DeleteKeyRequest.SerializeToString,
                 response_deserializer=hwgate_dot_v1_dot_hsm__pb2.DeleteKeyResponse.FromString,
                 _registered_method=True)
+        self.WrapKey = channel.unary_unary(
+                '/hwgate.v1.HsmService/WrapKey',
+                request_serializer=hwgate_dot_v1_dot_hsm__pb2.WrapKeyRequest.SerializeToString,
+                response_deserializer=hwgate_dot_v1_dot_hsm__pb2.WrapKeyResponse.FromString,
+                _registered_method=True)
+        self.UnwrapKey = channel.unary_unary(
+                '/hwgate.v1.HsmService/UnwrapKey',
+                request_serializer=hwgate_dot_v1_dot_hsm__pb2.UnwrapKeyRequest.SerializeToString,
+                response_deserializer=hwgate_dot_v1_dot_hsm__pb2.UnwrapKeyResponse.FromString,
+                _registered_method=True)
+        self.RewrapForPeer = channel.unary_unary(
+                '/hwgate.v1.HsmService/RewrapForPeer',
+                request_serializer=hwgate_dot_v1_dot_hsm__pb2.RewrapForPeerRequest.SerializeToString,
+                response_deserializer=hwgate_dot_v1_dot_hsm__pb2.RewrapForPeerResponse.FromString,
+                _registered_method=True)
 
 
 class HsmServiceServicer:
@@ -168,6 +183,80 @@ class HsmServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WrapKey(self, request, context):
+        """WrapKey wraps a key of the token under a wrapping key of the same token
+        (PKCS#11 C_WrapKey, done inside one HSM worker) and returns the wrapped
+        blob; the plaintext key never leaves the HSM. Only keys marked for escrow
+        can be wrapped out: a [[policy.wrap]] rule with operation "wrap" must name
+        the key's label in its `keys`, and the token must hold the key as
+        extractable (CKA_EXTRACTABLE), else FAILED_PRECONDITION
+        KEY_NOT_ESCROWABLE (metadata key), whatever the caller's role. A rule
+        naming the key but not the caller's role: POLICY_DENIED (rule=wrap); one
+        naming key and role but not this wrapping key: POLICY_DENIED
+        (rule=wrapping_key). Both keys must also be usable by the role
+        ([[policy.keys]]; else KEY_NOT_FOUND, see KeyRef). The wrapping key must
+        be an AES key with CKA_WRAP (else ALGORITHM_MISMATCH or
+        KEY_USAGE_NOT_ALLOWED). Audited as hsm.wrap.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnwrapKey(self, request, context):
+        """UnwrapKey unwraps a blob made by WrapKey (or any RFC 5649 wrap of a
+        PKCS#8 PrivateKeyInfo or a secret key value under that wrapping key) into
+        a new key object in the token (C_UnwrapKey); the key's value is never
+        returned. Needs a [[policy.wrap]] rule with operation "unwrap" naming the
+        new label in `keys`, the wrapping key in `wrapping_keys` and the caller's
+        role (POLICY_DENIED rule=wrap / rule=wrapping_key), and, for a persistent
+        key, the create grant for the label (POLICY_DENIED rule=create). A blob
+        that does not unwrap (tampered, truncated, wrapped under another key, or
+        not a key of template.algorithm) is INVALID_ARGUMENT WRAPPED_KEY_INVALID.
+        Audited as hsm.unwrap.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RewrapForPeer(self, request, context):
+        """RewrapForPeer re-wraps an escrowed key for one peer (key recovery: the
+        issuer hands a user's escrowed key-management key to the user's new
+        device, readable by that device alone), as ONE operation inside ONE HSM
+        worker process:
+
+        1. C_UnwrapKey the escrowed blob with the escrow wrapping key into a
+        session object (never a token object; CKA_SENSITIVE, so its value can
+        never be read, only wrapped; no usage flags).
+        2. Generate an ephemeral P-256 key pair (session objects).
+        3. Agree the transport key with the peer's ephemeral P-256 public key:
+        Z = CKM_ECDH1_DERIVE with CKD_NULL (the shared point's 32-byte
+        x-coordinate, as an AES-256 key), then
+        T = CKM_AES_ECB_ENCRYPT_DATA(Z, SHA-256(info)), an AES-256 key, where
+        info = "hwgate.v1.RewrapForPeer" || 0x00 || Q_hsm || Q_peer (both
+        public keys as uncompressed X9.62 points 04||X||Y). See TransportKdf
+        for why.
+        4. C_WrapKey the escrowed key under T with CKM_AES_KEY_WRAP_PAD.
+        5. Destroy every session object made (the escrowed key, Z, T and the
+        ephemeral pair), also when a step fails.
+
+        No plaintext key, shared secret or object handle ever leaves that
+        worker process. The peer recomputes T from its private key and
+        hsm_public_key and unwraps (hwgate.recovery in the client distribution
+        does this with `cryptography` only).
+
+        Needs a [[policy.wrap]] rule with operation "rewrap" naming the wrapping
+        key in `wrapping_keys` and the caller's role (POLICY_DENIED rule=wrap /
+        rule=wrapping_key; `keys` is not consulted: the escrowed key exists only
+        as the blob). A peer key that is not a valid P-256 point is
+        INVALID_ARGUMENT (field peer_public_key). A blob that
+        does not unwrap under the wrapping key, or is not a key of
+        key_algorithm: INVALID_ARGUMENT WRAPPED_KEY_INVALID. Audited as
+        hsm.rewrap_for_peer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_HsmServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -205,6 +294,21 @@ def add_HsmServiceServicer_to_server(servicer, server):
                     servicer.DeleteKey,
                     request_deserializer=hwgate_dot_v1_dot_hsm__pb2.DeleteKeyRequest.FromString,
                     response_serializer=hwgate_dot_v1_dot_hsm__pb2.DeleteKeyResponse.SerializeToString,
+            ),
+            'WrapKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.WrapKey,
+                    request_deserializer=hwgate_dot_v1_dot_hsm__pb2.WrapKeyRequest.FromString,
+                    response_serializer=hwgate_dot_v1_dot_hsm__pb2.WrapKeyResponse.SerializeToString,
+            ),
+            'UnwrapKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnwrapKey,
+                    request_deserializer=hwgate_dot_v1_dot_hsm__pb2.UnwrapKeyRequest.FromString,
+                    response_serializer=hwgate_dot_v1_dot_hsm__pb2.UnwrapKeyResponse.SerializeToString,
+            ),
+            'RewrapForPeer': grpc.unary_unary_rpc_method_handler(
+                    servicer.RewrapForPeer,
+                    request_deserializer=hwgate_dot_v1_dot_hsm__pb2.RewrapForPeerRequest.FromString,
+                    response_serializer=hwgate_dot_v1_dot_hsm__pb2.RewrapForPeerResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -406,6 +510,87 @@ class HsmService:
             '/hwgate.v1.HsmService/DeleteKey',
             hwgate_dot_v1_dot_hsm__pb2.DeleteKeyRequest.SerializeToString,
             hwgate_dot_v1_dot_hsm__pb2.DeleteKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WrapKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hwgate.v1.HsmService/WrapKey',
+            hwgate_dot_v1_dot_hsm__pb2.WrapKeyRequest.SerializeToString,
+            hwgate_dot_v1_dot_hsm__pb2.WrapKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnwrapKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hwgate.v1.HsmService/UnwrapKey',
+            hwgate_dot_v1_dot_hsm__pb2.UnwrapKeyRequest.SerializeToString,
+            hwgate_dot_v1_dot_hsm__pb2.UnwrapKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RewrapForPeer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hwgate.v1.HsmService/RewrapForPeer',
+            hwgate_dot_v1_dot_hsm__pb2.RewrapForPeerRequest.SerializeToString,
+            hwgate_dot_v1_dot_hsm__pb2.RewrapForPeerResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -23,6 +23,7 @@ from hwgated.api.hsm_access import (
 )
 from hwgated.api.hsm_signing import audit_sign, check_key_type, sign_input
 from hwgated.api.hsm_stream import StreamSigner
+from hwgated.api.hsm_wrap import KeyWrapping
 from hwgated.auth.identity import current_caller
 from hwgated.auth.policy import PolicyHolder
 from hwgated.edge.audited import audited, outcome
@@ -53,6 +54,7 @@ class HsmServicer(hsm_pb2_grpc.HsmServiceServicer):
         self._policy = policy
         self._pools = pools
         self._access = KeyAccess(pools, policy)
+        self._wrapping = KeyWrapping(self._access, policy)
 
     @unary
     async def ListKeys(
@@ -263,6 +265,24 @@ class HsmServicer(hsm_pb2_grpc.HsmServiceServicer):
             count = await key.pool.delete_key(ref)
             extra["deleted_objects"] = count
         return hsm_pb2.DeleteKeyResponse(deleted_objects=count)
+
+    @unary
+    async def WrapKey(
+        self, request: hsm_pb2.WrapKeyRequest, context: Context
+    ) -> hsm_pb2.WrapKeyResponse:
+        return await self._wrapping.wrap(request)
+
+    @unary
+    async def UnwrapKey(
+        self, request: hsm_pb2.UnwrapKeyRequest, context: Context
+    ) -> hsm_pb2.UnwrapKeyResponse:
+        return await self._wrapping.unwrap(request)
+
+    @unary
+    async def RewrapForPeer(
+        self, request: hsm_pb2.RewrapForPeerRequest, context: Context
+    ) -> hsm_pb2.RewrapForPeerResponse:
+        return await self._wrapping.rewrap_for_peer(request)
 
 
 def _check_parameters(request: hsm_pb2.DeriveRequest, case: str) -> None:

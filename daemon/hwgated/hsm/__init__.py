@@ -29,6 +29,7 @@ from hwgated.hsm.types import (
     KeyUsage,
     SecretKeySpec,
     SignAlgorithm,
+    WrapMechanism,
 )
 
 __all__ = [
@@ -56,5 +57,6 @@ __all__ = [
     "SecretKeySpec",
     "SignAlgorithm",
     "TokenConfig",
+    "WrapMechanism",
     "read_pin",
 ]

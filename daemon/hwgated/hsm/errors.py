@@ -26,9 +26,11 @@ from hwgated.errors import (
     InvalidArgument,
     InvalidDigest,
     KeyExists,
+    KeyNotEscrowable,
     KeyNotFound,
     KeyUsageNotAllowed,
     MechanismNotSupported,
+    WrappedKeyInvalid,
     error_class,
 )
 
@@ -43,9 +45,11 @@ __all__ = [
     "InvalidArgument",
     "InvalidDigest",
     "KeyExists",
+    "KeyNotEscrowable",
     "KeyNotFound",
     "KeyUsageNotAllowed",
     "MechanismNotSupported",
+    "WrappedKeyInvalid",
     "error_from_reason",
     "error_from_wire",
     "error_to_wire",
@@ -65,6 +69,8 @@ WORKER_REASONS: frozenset[str] = frozenset(
         AlgorithmMismatch,
         KeyExists,
         KeyUsageNotAllowed,
+        KeyNotEscrowable,
+        WrappedKeyInvalid,
     )
 )
 

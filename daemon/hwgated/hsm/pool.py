@@ -36,6 +36,7 @@ from hwgated.hsm.types import (
     KeyUsage,
     SecretKeySpec,
     SignAlgorithm,
+    WrapMechanism,
 )
 
 __all__ = ["BATCH_UNIT", "BULK_DEPTH", "DESCRIBE_CLASSES", "SMALL_BATCH", "HsmPool", "PoolState"]
@@ -284,6 +285,68 @@ class HsmPool:
             finally:
                 self._broadcast_invalidate()
         return count
+
+    async def wrap_key(
+        self,
+        ref: KeyRef | str,
+        wrapping_ref: KeyRef | str,
+        mechanism: WrapMechanism = WrapMechanism.AES_KEY_WRAP_PAD,
+    ) -> bytes:
+        """C_WrapKey of a private or secret key under an AES wrapping key: the blob.
+
+        KEY_NOT_ESCROWABLE when the token holds the key as not extractable."""
+        args = (self._ref(ref), self._ref(wrapping_ref), WrapMechanism(mechanism))
+        result: bytes = await self._call("wrap_key", args, retry=True)
+        return result
+
+    async def unwrap_key(
+        self,
+        wrapping_ref: KeyRef | str,
+        wrapped: bytes,
+        spec: KeyPairSpec | SecretKeySpec,
+        *,
+        label: str,
+        id: bytes | None = None,  # the PKCS#11 attribute name
+        usage: Iterable[KeyUsage | str] = (),
+        extractable: bool = False,
+        token_object: bool = True,
+        mechanism: WrapMechanism = WrapMechanism.AES_KEY_WRAP_PAD,
+    ) -> KeyInfo:
+        """C_UnwrapKey into a new (sensitive) key; WRAPPED_KEY_INVALID for a blob that is
+        no ``spec`` key under the wrapping key, KeyExists if the label is taken."""
+        usages = tuple(_enum(KeyUsage, u, "usage") for u in usage)
+        args = (self._ref(wrapping_ref), WrapMechanism(mechanism), bytes(wrapped), spec)
+        kwargs = dict(
+            label=label, key_id=id, usages=usages, extractable=extractable,
+            token_object=token_object,
+        )  # fmt: skip
+        async with self._admin_lock:
+            try:
+                info: KeyInfo = await self._call("unwrap_key", args, kwargs)
+            finally:
+                self._broadcast_invalidate()
+        return info
+
+    async def rewrap_for_peer(
+        self,
+        wrapping_ref: KeyRef | str,
+        wrapped: bytes,
+        spec: KeyPairSpec | SecretKeySpec,
+        peer_public: bytes,
+        *,
+        mechanism: WrapMechanism = WrapMechanism.AES_KEY_WRAP_PAD,
+    ) -> tuple[bytes, bytes]:
+        """Re-wrap an escrowed key for a peer in one worker operation (p11wrap.rewrap_for_peer):
+        (the key wrapped under the transport key, the HSM's ephemeral public key DER).
+
+        Only session objects are made, all destroyed before the reply (or with the
+        worker's session if it dies), so a resend after a crash is safe."""
+        args = (
+            self._ref(wrapping_ref), WrapMechanism(mechanism), bytes(wrapped), spec,
+            bytes(peer_public),
+        )  # fmt: skip
+        wrapped_out, public = await self._call("rewrap_for_peer", args, retry=True)
+        return bytes(wrapped_out), bytes(public)
 
     async def _derive(
         self, op: str, args: tuple[Any, ...], kwargs: dict[str, Any], token_object: bool

@@ -22,6 +22,7 @@ __all__ = [
     "KeyUsage",
     "SecretKeySpec",
     "SignAlgorithm",
+    "WrapMechanism",
 ]
 
 
@@ -84,6 +85,12 @@ class DiversifyMechanism(StrEnum):
 
     AES_ECB = "AES_ECB"  # CKM_AES_ECB_ENCRYPT_DATA
     AES_CBC = "AES_CBC"  # CKM_AES_CBC_ENCRYPT_DATA
+
+
+class WrapMechanism(StrEnum):
+    """How a key is wrapped under another (C_WrapKey / C_UnwrapKey)."""
+
+    AES_KEY_WRAP_PAD = "AES_KEY_WRAP_PAD"  # CKM_AES_KEY_WRAP_PAD, RFC 5649
 
 
 @dataclass(frozen=True)

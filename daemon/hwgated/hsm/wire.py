@@ -42,6 +42,7 @@ from hwgated.hsm.types import (
     KeyUsage,
     SecretKeySpec,
     SignAlgorithm,
+    WrapMechanism,
 )
 from hwgated.hsm.worker_init import WorkerInit
 
@@ -74,6 +75,7 @@ _ENUMS: dict[str, type[enum.Enum]] = {
         KeyPairSpec,
         SecretKeySpec,
         DiversifyMechanism,
+        WrapMechanism,
     )
 }
 

@@ -23,7 +23,7 @@ from typing import Any
 import pkcs11
 from pkcs11 import exceptions as p11
 
-from hwgated.hsm import p11derive, p11manage
+from hwgated.hsm import p11derive, p11manage, p11wrap
 from hwgated.hsm.errors import (
     HsmError,
     HsmUnavailable,
@@ -161,6 +161,9 @@ class WorkerServer:
                 self._session, self._store, *a
             ),
             "delete_key": lambda ref: p11manage.delete_key(self._store, ref),
+            "wrap_key": lambda *a: p11wrap.wrap_key(self._store, *a),
+            "unwrap_key": lambda *a, **k: p11wrap.unwrap_key(self._store, *a, **k),
+            "rewrap_for_peer": lambda *a: p11wrap.rewrap_for_peer(self._session, self._store, *a),
             "invalidate": self._store.invalidate,
             "ping": lambda: os.getpid(),
         }

@@ -32,6 +32,7 @@ CARD_LIFETIME = dt.timedelta(days=5 * 365)
 CERT_BACKDATE = dt.timedelta(minutes=5)  # tolerate a verifier's clock a little behind
 AGENCY_CODE = "9999"  # non-federal issuer
 SYSTEM_CODE = "0042"
+EMAIL_DOMAIN = "hwgate.example"
 
 _SLOT_LABELS = {
     Slot.AUTHENTICATION: "",
@@ -120,12 +121,23 @@ def _key_usage(slot: Slot, key: PrivateKey) -> x509.KeyUsage:
     )
 
 
+def email_address(name: str) -> str:
+    """The cardholder's test e-mail address: "Erin Ecc" -> erin.ecc@hwgate.example
+    (RFC 2606 reserves .example)."""
+    local = ".".join("".join(c for c in word if c.isalnum()) for word in name.lower().split())
+    return f"{local or 'cardholder'}@{EMAIL_DOMAIN}"
+
+
 def _san(profile: CardProfile, slot: Slot) -> x509.SubjectAlternativeName:
-    """FASC-N otherName (PIV Auth and Card Auth only) and the card UUID URI."""
+    """FASC-N otherName (PIV Auth and Card Auth only), the cardholder's e-mail address
+    (Digital Signature and Key Management only: the S/MIME certificates, as PIV issuers
+    put rfc822Name there) and the card UUID URI."""
     names: list[x509.GeneralName] = []
     if slot in (Slot.AUTHENTICATION, Slot.CARD_AUTH):
         fascn = profile.fascn.encode()
         names.append(x509.OtherName(OID_PIV_FASCN, b"\x04" + bytes([len(fascn)]) + fascn))
+    if slot in (Slot.SIGNATURE, Slot.KEY_MANAGEMENT):
+        names.append(x509.RFC822Name(email_address(profile.name)))
     names.append(x509.UniformResourceIdentifier(profile.guid.urn))
     return x509.SubjectAlternativeName(names)
 

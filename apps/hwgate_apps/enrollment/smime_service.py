@@ -210,10 +210,17 @@ class SmimeService:
     def _sign(self, row: Any, record: Any, csr: Any) -> x509.Certificate:
         config = self.service.config
         piv_auth = x509.load_der_x509_certificate(row.piv_auth_cert)
+        # Never past the PIV Auth certificate, nor past the derived PIV Auth
+        # credential this request is signed with (issued moments earlier with
+        # the same configured validity: "now + validity" alone ends a second later).
+        not_after = piv_auth.not_valid_after_utc
+        if row.derived_cert is not None:
+            derived = x509.load_der_x509_certificate(row.derived_cert)
+            not_after = min(not_after, derived.not_valid_after_utc)
         profile = SmimeProfile(
             subject=piv_auth.subject,
             emails=record.emails,
-            piv_auth_not_after=piv_auth.not_valid_after_utc,
+            piv_auth_not_after=not_after,
             policy_oid=config.smime_policy_oid,
             validity=dt.timedelta(days=config.derived_validity_days),
             ca_issuers_url=config.ca_issuers_url,

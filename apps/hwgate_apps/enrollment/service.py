@@ -26,6 +26,7 @@ from hwgate_apps.enrollment.issuer import (
     build_derived_certificate,
     check_csr,
 )
+from hwgate_apps.enrollment.lifecycle import REASON_ADMIN, Lifecycle
 from hwgate_apps.enrollment.proof import ProofError, check_proof
 from hwgate_apps.enrollment.store import Enrollment, Store
 from hwgate_apps.web import ApiError
@@ -59,6 +60,8 @@ class EnrollmentService:
         self.piv_issuer = _load_pem(config.piv_issuer_ca)
         self.issuing_ca = _load_pem(config.issuing_ca_cert)
         self._ca_key: Any = None
+        anchors = x509.load_pem_x509_certificates(config.piv_issuer_ca.read_bytes())
+        self.lifecycle = Lifecycle(self, anchors)
 
     def ca_key(self) -> Any:
         """The issuing CA key as a cryptography key that signs in the HSM (fetched once)."""
@@ -86,6 +89,8 @@ class EnrollmentService:
         )
         if challenge is None:
             raise ApiError(403, "challenge_invalid", "unknown, used or expired challenge")
+        # Valid, chained and not revoked, with the precise reason if not (piv_cert_*).
+        self.lifecycle.check_card(_unb64(body.get("certificate"), "certificate"))
         try:
             holder = check_proof(
                 certificate_der=_unb64(body.get("certificate"), "certificate"),
@@ -112,6 +117,7 @@ class EnrollmentService:
                 derived_cert=None, issued_at=None, revoked_at=None,
             )
         )  # fmt: skip
+        self.lifecycle.remember_contact(eid, holder.certificate, body.get("email"))
         code = activation.activation_code(self.hsm, self.config.activation_key, eid, 1)
         log.info("enrollment %s created for FASC-N %s", eid, holder.fasc_n)
         return {
@@ -142,13 +148,13 @@ class EnrollmentService:
         self._redeem(row, str(body.get("code", "")))
         try:
             self._check_cap(row.fasc_n)
+            self.lifecycle.check_card(row.piv_auth_cert)  # still good at issuance?
             cert = self._sign(row, csr)
         except BaseException:
             self.store.set_status(eid, "pending", old="issuing")
             raise
         serial = serial_hex(cert.serial_number)  # as OpenSSL prints it
-        self.store.record_issued(eid, serial, cert.public_bytes(
-            serialization.Encoding.DER))  # fmt: skip
+        self.lifecycle.record_issued(row, serial, cert)  # with its notice, in one transaction
         log.info("enrollment %s: derived certificate %s issued", eid, serial)
         pem = [c.public_bytes(serialization.Encoding.PEM).decode() for c in (cert, self.issuing_ca)]
         return {"certificate": pem[0], "chain": pem, "serial": serial}
@@ -194,7 +200,7 @@ class EnrollmentService:
     def revoke(self, eid: str) -> dict[str, Any]:
         if self.store.get(eid) is None:
             raise ApiError(404, "not_found", "no such enrollment")
-        self.store.revoke(eid)
+        self.lifecycle.revoke(eid, REASON_ADMIN, "revoked by an administrator")
         row = self.store.get(eid)
         assert row is not None
         return self.describe(row)

@@ -2,6 +2,10 @@
 
 Redeems a kiosk QR code and prints the derived certificate's subject, serial
 and policy OID. ``--out DIR`` keeps the key (PKCS#8, 0600) and the chain.
+
+``hwgate-phone status --cert DIR/derived-chain.pem --anchor issuing-ca.pem``
+checks the saved credential against the issuing CA's CRL: exit 0 good,
+3 revoked, 1 when it cannot tell.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from cryptography.hazmat.primitives import serialization
 
 from hwgate.certfmt import serial_hex
 from hwgate_apps.phone.qr import QrError, decode_png
+from hwgate_apps.phone.status import check_status
 from hwgate_apps.phone.wallet import ActivationError, Credential, activate, parse_payload
 
 
@@ -30,7 +35,34 @@ def _save(cred: Credential, out: Path) -> None:
     (out / "derived-chain.pem").write_bytes(pem)
 
 
+def status_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="hwgate-phone status")
+    parser.add_argument("--cert", type=Path, required=True, help="the derived certificate (PEM)")
+    parser.add_argument("--anchor", type=Path, required=True, help="issuing CA certificate")
+    parser.add_argument("--tls-ca", default=None, help="CA file for the server's TLS")
+    parser.add_argument("--crl-url", default="", help="instead of the certificate's CRL DP")
+    args = parser.parse_args(argv)
+    try:
+        cert = x509.load_pem_x509_certificate(args.cert.read_bytes())
+        anchor = x509.load_pem_x509_certificate(args.anchor.read_bytes())
+        st = check_status(cert, anchor, args.tls_ca, args.crl_url)
+    except (ActivationError, OSError, ValueError) as err:
+        print(f"hwgate-phone status: {err}", file=sys.stderr)
+        return 1
+    serial = serial_hex(cert.serial_number)
+    if st.status == "revoked":
+        assert st.revoked_at is not None
+        print(f"serial {serial}: revoked on {st.revoked_at:%Y-%m-%d %H:%M:%S} UTC "
+              f"({st.reason}), CRL number {st.crl_number}")  # fmt: skip
+        return 3
+    print(f"serial {serial}: good (CRL number {st.crl_number})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["status"]:
+        return status_main(argv[1:])
     parser = argparse.ArgumentParser(prog="hwgate-phone", description=__doc__)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--payload", help="the QR code's text")

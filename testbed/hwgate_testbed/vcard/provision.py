@@ -48,8 +48,14 @@ _POLICIES = {
 COMPRESSED_SLOTS = frozenset({Slot.KEY_MANAGEMENT})
 
 
-def provision_card(card_dir: Path, name: str, key_type: str, ca: PivCa) -> CardProfile:
-    """Create a card profile for cardholder *name* and save it into *card_dir*."""
+def provision_card(
+    card_dir: Path, name: str, key_type: str, ca: PivCa, email: str | None = None
+) -> CardProfile:
+    """Create a card profile for cardholder *name* and save it into *card_dir*.
+
+    *email*: an rfc822Name in the PIV Authentication and Signature certificates'
+    SAN (the enrollment server's notices go there); none by default.
+    """
     if key_type not in ("rsa", "ecc"):
         raise ValueError(f"key_type must be 'rsa' or 'ecc', not {key_type!r}")
     kt: KeyType = "rsa" if key_type == "rsa" else "ecc"
@@ -68,7 +74,9 @@ def provision_card(card_dir: Path, name: str, key_type: str, ca: PivCa) -> CardP
     )
     for slot in Slot:
         key = _new_key(kt)
-        cert = issue_certificate(profile, slot, key, ca, now - CERT_BACKDATE, not_after)
+        cert = issue_certificate(
+            profile, slot, key, ca, now - CERT_BACKDATE, not_after, email=email
+        )
         profile.slots[slot] = SlotCredential(key, cert)
     profile.chuid_signature = sign_chuid(chuid_content(profile), ca, now)
     profile.save(card_dir)
@@ -120,13 +128,15 @@ def _key_usage(slot: Slot, key: PrivateKey) -> x509.KeyUsage:
     )
 
 
-def _san(profile: CardProfile, slot: Slot) -> x509.SubjectAlternativeName:
-    """FASC-N otherName (PIV Auth and Card Auth only) and the card UUID URI."""
+def _san(profile: CardProfile, slot: Slot, email: str | None) -> x509.SubjectAlternativeName:
+    """FASC-N otherName (PIV Auth and Card Auth only), the card UUID URI, the e-mail."""
     names: list[x509.GeneralName] = []
     if slot in (Slot.AUTHENTICATION, Slot.CARD_AUTH):
         fascn = profile.fascn.encode()
         names.append(x509.OtherName(OID_PIV_FASCN, b"\x04" + bytes([len(fascn)]) + fascn))
     names.append(x509.UniformResourceIdentifier(profile.guid.urn))
+    if email and slot in (Slot.AUTHENTICATION, Slot.SIGNATURE):
+        names.append(x509.RFC822Name(email))
     return x509.SubjectAlternativeName(names)
 
 
@@ -137,6 +147,7 @@ def issue_certificate(
     ca: PivCa,
     not_before: dt.datetime,
     not_after: dt.datetime,
+    email: str | None = None,
 ) -> x509.Certificate:
     """The slot's certificate for *key* (subject, SAN, policies as a PIV issuer sets them)."""
     builder = (
@@ -149,7 +160,7 @@ def issue_certificate(
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_key_usage(slot, key), critical=True)
-        .add_extension(_san(profile, slot), critical=False)
+        .add_extension(_san(profile, slot, email), critical=False)
         .add_extension(
             x509.CertificatePolicies([x509.PolicyInformation(_POLICIES[slot], None)]),
             critical=False,

@@ -8,18 +8,25 @@ card on it. Each test that revokes uses a card made for it (undone after).
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import functools
 import http.server
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from apps_support import PIN, enroll, enroll_post, kiosk_post, on, proof_for, wait_screen
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from life_support import life_stack, made_card, service_of
 
+from hwgate_apps.enrollment.revocation import CardRefused, PivValidator
 from hwgate_apps.phone.wallet import make_csr
 from hwgate_apps.stack import Stack
 from hwgate_testbed.paths import vpcd_reader
@@ -123,3 +130,86 @@ def test_unreachable_crl_refuses_and_the_crl_over_http_is_read(stack: Stack, car
             service.config = before
             httpd.shutdown()
             thread.join(timeout=10)
+
+
+# --- the validator alone (no bed): CRL sources and what makes a CRL unusable ---
+
+
+def _ca(name: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=9))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False),
+                       critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    return cert, key
+
+
+def _leaf(ca: x509.Certificate, key: ec.EllipticCurvePrivateKey, cdp: str) -> x509.Certificate:
+    own = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "holder")]))
+        .issuer_name(ca.subject).public_key(own.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), False)
+        .add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier(
+            "urn:uuid:00000000-0000-4000-8000-000000000000")]), False)
+    )  # fmt: skip
+    if cdp:
+        point = x509.DistributionPoint([x509.UniformResourceIdentifier(cdp)], None, None, None)
+        builder = builder.add_extension(x509.CRLDistributionPoints([point]), False)
+    return builder.sign(key, hashes.SHA256())
+
+
+def _crl(ca: x509.Certificate, key: Any, revoked: list[int], *, age: int = 0) -> bytes:
+    now = dt.datetime.now(dt.UTC) - dt.timedelta(days=age)
+    builder = (
+        x509.CertificateRevocationListBuilder().issuer_name(ca.subject)
+        .last_update(now - dt.timedelta(hours=1)).next_update(now + dt.timedelta(days=1))
+    )  # fmt: skip
+    for serial in revoked:
+        entry = x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(now)
+        builder = builder.add_revoked_certificate(entry.build())
+    return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+
+
+def test_validator_reads_the_certificates_crl_distribution_point(tmp_path: Path) -> None:
+    ca, key = _ca("unit PIV CA")
+    crl_file = tmp_path / "ca.crl"
+    leaf = _leaf(ca, key, crl_file.as_uri())
+    crl_file.write_bytes(_crl(ca, key, []))
+    validator = PivValidator([ca], cache_seconds=0)
+    assert validator.check(leaf).revocation == "good"
+    crl_file.write_bytes(_crl(ca, key, [leaf.serial_number]))
+    with pytest.raises(CardRefused) as refused:
+        validator.check(leaf)
+    assert refused.value.error == "piv_cert_revoked"
+
+
+def test_validator_fails_closed_on_a_stale_forged_or_missing_crl(tmp_path: Path) -> None:
+    ca, key = _ca("unit PIV CA")
+    crl_file = tmp_path / "ca.crl"
+    leaf = _leaf(ca, key, "")
+    validator = PivValidator([ca], crl_url=str(crl_file), cache_seconds=0)
+    _, other_key = _ca("unit PIV CA")  # same name, another key
+    for content, why in ((None, "No such file"), (_crl(ca, key, [], age=3), "window"),
+                         (_crl(ca, other_key, []), "signature")):  # fmt: skip
+        if content is not None:
+            crl_file.write_bytes(content)
+        with pytest.raises(CardRefused) as refused:
+            validator.check(leaf)
+        assert refused.value.error == "piv_revocation_unknown" and not refused.value.definite
+        assert why in refused.value.message
+    relaxed = PivValidator([ca], crl_url=str(crl_file), require_status=False, cache_seconds=0)
+    assert relaxed.check(leaf).revocation == "unchecked"

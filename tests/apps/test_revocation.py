@@ -23,14 +23,16 @@ from apps_support import PIN, enroll, enroll_post, kiosk_post, on, proof_for, wa
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 from life_support import life_stack, made_card, service_of
 
 from hwgate_apps.enrollment.revocation import CardRefused, PivValidator
 from hwgate_apps.phone.wallet import make_csr
 from hwgate_apps.stack import Stack
 from hwgate_testbed.paths import vpcd_reader
-from hwgate_testbed.vcard.piv_ca import ensure_piv_ca
+from hwgate_testbed.vcard import piv_crl
+from hwgate_testbed.vcard.piv_ca import PivCa, ensure_piv_ca
+from hwgate_testbed.vcard.piv_ocsp import OcspServer
 
 pytestmark = pytest.mark.testbed
 R0 = vpcd_reader(0)
@@ -152,7 +154,9 @@ def _ca(name: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     return cert, key
 
 
-def _leaf(ca: x509.Certificate, key: ec.EllipticCurvePrivateKey, cdp: str) -> x509.Certificate:
+def _leaf(
+    ca: x509.Certificate, key: ec.EllipticCurvePrivateKey, cdp: str, ocsp_url: str = ""
+) -> x509.Certificate:
     own = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
     builder = (
@@ -169,6 +173,12 @@ def _leaf(ca: x509.Certificate, key: ec.EllipticCurvePrivateKey, cdp: str) -> x5
     if cdp:
         point = x509.DistributionPoint([x509.UniformResourceIdentifier(cdp)], None, None, None)
         builder = builder.add_extension(x509.CRLDistributionPoints([point]), False)
+    if ocsp_url:
+        where = x509.UniformResourceIdentifier(ocsp_url)
+        aia = x509.AuthorityInformationAccess(
+            [x509.AccessDescription(AuthorityInformationAccessOID.OCSP, where)]
+        )
+        builder = builder.add_extension(aia, False)
     return builder.sign(key, hashes.SHA256())
 
 
@@ -213,3 +223,69 @@ def test_validator_fails_closed_on_a_stale_forged_or_missing_crl(tmp_path: Path)
         assert why in refused.value.message
     relaxed = PivValidator([ca], crl_url=str(crl_file), require_status=False, cache_seconds=0)
     assert relaxed.check(leaf).revocation == "unchecked"
+
+
+def test_validator_asks_the_aia_ocsp_responder_first(tmp_path: Path) -> None:
+    ca, key = _ca("unit PIV CA")
+    with OcspServer(tmp_path, PivCa(ca, key)) as responder:
+        leaf = _leaf(ca, key, "", responder.url)  # no CRL at all: OCSP alone decides
+        validator = PivValidator([ca], cache_seconds=0)
+        status = validator.check(leaf)
+        assert (status.revocation, status.source) == ("good", responder.url)
+        piv_crl.revoke(tmp_path, PivCa(ca, key), [leaf.serial_number], "affiliation_changed")
+        with pytest.raises(CardRefused) as refused:
+            validator.check(leaf)
+        assert refused.value.error == "piv_cert_revoked"
+        assert "affiliation changed" in refused.value.message
+        assert responder.requests == 2
+    # A delegated responder (issued by the CA for OCSP signing) is believed ...
+    delegate = _responder(ca, key, "unit OCSP responder", ca_key_signs=True)
+    with OcspServer(tmp_path, PivCa(ca, key), signer=delegate) as responder:
+        leaf = _leaf(ca, key, "", responder.url)
+        assert PivValidator([ca], cache_seconds=0).check(leaf).revocation == "good"
+    # ... one with the CA's very name but its own key is not.
+    forger = _responder(ca, key, "unit PIV CA", ca_key_signs=False)
+    with OcspServer(tmp_path, PivCa(ca, key), signer=forger) as responder:
+        leaf = _leaf(ca, key, "", responder.url)
+        with pytest.raises(CardRefused) as refused:
+            PivValidator([ca], cache_seconds=0).check(leaf)
+        assert refused.value.error == "piv_revocation_unknown"
+        assert "signature does not verify" in refused.value.message
+
+
+def _responder(ca: x509.Certificate, key: Any, name: str, *, ca_key_signs: bool) -> PivCa:
+    """An OCSP-signing certificate: issued by the CA, or self-made under the CA's name."""
+    own = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(ca.subject).public_key(own.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), False)
+        .sign(key if ca_key_signs else own, hashes.SHA256())
+    )  # fmt: skip
+    return PivCa(cert, own)
+
+
+def test_bed_ocsp_responder_answers_for_a_revoked_card(stack: Stack, cards: object) -> None:
+    service = service_of(stack)
+    before = service.config
+    ca = ensure_piv_ca(stack.paths.pki)
+    with made_card(stack.paths, cards, "lc-ocsp") as card, OcspServer(stack.paths.pki, ca) as r:
+        _revoke_cli(stack, card.name, "--reason", "superseded")
+        # No CRL to be had: only the responder can tell good from revoked.
+        missing = str(stack.paths.pki / "no-such.crl")
+        service.config = dataclasses.replace(before, piv_ocsp_url=r.url, piv_crl_url=missing)
+        try:
+            cards.insert(0, card.name)  # type: ignore[attr-defined]
+            status, error, message = _refusal(stack)
+            assert (status, error) == (403, "piv_cert_revoked") and "superseded" in message
+            cards.remove(0)  # type: ignore[attr-defined]
+            cards.insert(0, "alice")  # type: ignore[attr-defined]
+            response = enroll_post(stack, "/enrollments", proof_for(stack, R0))
+            assert response.status_code == 201, response.text
+            assert r.requests == 2
+        finally:
+            service.config = before

@@ -54,6 +54,8 @@ class EnrollmentConfig:
     # The PIV issuer's CRL (http(s)://, file:// or a path); empty: the card certificate's
     # own CRL distribution points.
     piv_crl_url: str = ""
+    # The PIV issuer's OCSP responder (asked before the CRL); empty: the certificate's AIA.
+    piv_ocsp_url: str = ""
     # Refuse a card whose revocation status cannot be established (fail closed).
     require_revocation_status: bool = True
     crl_cache_seconds: float = 60.0

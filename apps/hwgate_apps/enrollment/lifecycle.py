@@ -65,11 +65,11 @@ class Lifecycle:
     def validator(self) -> PivValidator:
         """Made from the current config (tests change it on a running service)."""
         c = self.service.config
-        key = (c.piv_crl_url, c.require_revocation_status, c.crl_cache_seconds)
+        key = (c.piv_crl_url, c.piv_ocsp_url, c.require_revocation_status, c.crl_cache_seconds)
         if self._validator is None or self._validator[0] != key:
             self._validator = (key, PivValidator(
-                self.anchors, crl_url=c.piv_crl_url, require_status=c.require_revocation_status,
-                cache_seconds=c.crl_cache_seconds,
+                self.anchors, crl_url=c.piv_crl_url, ocsp_url=c.piv_ocsp_url,
+                require_status=c.require_revocation_status, cache_seconds=c.crl_cache_seconds,
             ))  # fmt: skip
         return self._validator[1]
 

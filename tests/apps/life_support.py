@@ -15,6 +15,7 @@ import re
 import secrets
 import shutil
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -50,6 +51,8 @@ class SmtpSink:
     port: int = field(default_factory=free_port)
     messages: list[EmailMessage] = field(default_factory=list)
     _cond: threading.Condition = field(default_factory=threading.Condition)
+    # STARTTLS offered with this server context, and required before MAIL.
+    tls: ssl.SSLContext | None = None
     _controller: Controller | None = None
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
@@ -60,7 +63,8 @@ class SmtpSink:
         return "250 OK"
 
     def start(self) -> None:
-        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        tls = {"tls_context": self.tls, "require_starttls": True} if self.tls else {}
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port, **tls)
         self._controller.start()
 
     def stop(self) -> None:

@@ -8,15 +8,20 @@ arrives once the server is back, exactly once per Message-ID.
 
 from __future__ import annotations
 
+import dataclasses
+import ssl
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from apps_support import enroll_post, proof_for
 from cryptography.hazmat.primitives.asymmetric import ec
 from life_support import SmtpSink, life_stack, made_card, service_of
 
+from hwgate_apps.devpki import web_certificate
 from hwgate_apps.enrollment import lifestore
+from hwgate_apps.enrollment.store import Store
 from hwgate_apps.phone.wallet import make_csr
 from hwgate_apps.stack import Stack
 from hwgate_testbed.paths import vpcd_reader
@@ -87,6 +92,42 @@ def test_address_from_the_enrollment_record_when_the_card_has_none(
     _, serial = _issue(stack, email=address)
     smtp.wait_for(lambda _: len(smtp.to(address)) == 1)
     assert serial in smtp.to(address)[0].get_content()
+
+
+def test_starttls_is_used_when_configured(stack: Stack, cards: object, tmp_path: Path) -> None:
+    cert, key = web_certificate(stack.paths.pki, tmp_path / "smtp-tls")  # for 127.0.0.1
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    secure = SmtpSink(tls=context)  # refuses MAIL before STARTTLS
+    secure.start()
+    service = service_of(stack)
+    before = service.config
+    try:
+        service.config = dataclasses.replace(
+            before, smtp_port=secure.port, smtp_starttls=True, smtp_cafile=stack.tls_ca
+        )
+        cards.insert(0, "alice")  # type: ignore[attr-defined]
+        address = f"alice-tls-{time.monotonic_ns()}@hwgate.test"
+        _, serial = _issue(stack, email=address)
+        secure.wait_for(lambda _: len(secure.to(address)) == 1)
+        assert serial in secure.to(address)[0].get_content()
+    finally:
+        service.config = before
+        secure.stop()
+
+
+def test_outbox_row_is_claimed_by_one_worker_only(tmp_path: Path) -> None:
+    store = Store(tmp_path / "outbox.sqlite3")
+    row = lifestore.OutboxRow("o1", "<m1@x>", "k", "e1", "a@x", b"msg", 1.0, 0, 5.0, None, None)
+    with store.transaction() as run:
+        lifestore.add_outbox(run, row)
+    [due] = lifestore.due_outbox(store, now=10.0)
+    assert lifestore.claim_outbox(store, due, lease_until=70.0)
+    assert not lifestore.claim_outbox(store, due, lease_until=70.0)  # the other instance
+    assert lifestore.due_outbox(store, now=10.0) == []  # leased: not due until 70
+    [again] = lifestore.due_outbox(store, now=71.0)  # lease ran out unsent: retried
+    assert again.attempts == 1 and again.message_id == "<m1@x>"
+    store.close()
 
 
 def _wait_outbox(stack: Stack, eid: str, ready: object, what: str) -> lifestore.OutboxRow:

@@ -8,6 +8,7 @@ checked with OpenSSL; the phone sees its own status; the cardholder gets mail.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 import sys
@@ -27,6 +28,9 @@ from hwgate_apps.phone.wallet import Credential, activate, parse_payload
 from hwgate_apps.stack import Stack
 from hwgate_apps.web import tls_context
 from hwgate_testbed.paths import vpcd_reader
+from hwgate_testbed.vcard.piv_ca import ensure_piv_ca
+from hwgate_testbed.vcard.profile import CardProfile, Slot
+from hwgate_testbed.vcard.provision import issue_certificate
 
 pytestmark = pytest.mark.testbed
 R0 = vpcd_reader(0)
@@ -136,3 +140,33 @@ def test_revoked_card_revokes_its_derived_credential_and_the_crl_lists_it(
         # A second run finds nothing more to do.
         again = subprocess.run(job.args, capture_output=True, text=True, timeout=120, check=False)
         assert json.loads(again.stdout)["revoked"] == []
+
+
+def test_expired_card_certificate_revokes_with_cessation_of_operation(
+    stack: Stack, cards: object
+) -> None:
+    service = service_of(stack)
+    cards.insert(0, "alice")  # type: ignore[attr-defined]
+    cred = _issue(stack)
+    serial = serial_hex(cred.certificate.serial_number)
+    [row] = [r for r in service.store.issued() if r.derived_serial == serial]
+    # Time passes: the card's PIV Authentication certificate (the one on record) expires.
+    profile = CardProfile.load(stack.paths.card_dir("alice"))
+    ca = ensure_piv_ca(stack.paths.pki)
+    end = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
+    expired = issue_certificate(profile, Slot.AUTHENTICATION,
+                                profile.slots[Slot.AUTHENTICATION].key, ca,
+                                end - dt.timedelta(days=365), end)  # fmt: skip
+    service.store._run(
+        "UPDATE enrollments SET piv_auth_cert = ? WHERE id = ?",
+        (expired.public_bytes(serialization.Encoding.DER), row.id),
+    )
+    summary = service.lifecycle.run_once()  # the server's own periodic job, run once here
+    assert [(r["serial"], r["reason"]) for r in summary["revoked"]] == [
+        (serial, "cessation_of_operation")
+    ]
+    crl = x509.load_der_x509_crl(service.lifecycle.crl.current())
+    entry = crl.get_revoked_certificate_by_serial_number(cred.certificate.serial_number)
+    assert entry is not None
+    reason = entry.extensions.get_extension_for_class(x509.CRLReason).value.reason
+    assert reason == x509.ReasonFlags.cessation_of_operation

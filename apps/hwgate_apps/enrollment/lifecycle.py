@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from hwgate_apps.enrollment import lifestore, notify, outbox
 from hwgate_apps.enrollment.crl import CrlPublisher
@@ -92,7 +93,7 @@ class Lifecycle:
         if address:
             lifestore.set_contact(self.service.store, eid, address)
 
-    def _notice(self, eid: str, subject: str, body: str) -> Any:
+    def _notice(self, eid: str, kind: str, subject: str, body: str) -> Any:
         """A ``then`` for the store that queues the notice (None if nobody to tell)."""
         config = self.service.config
         recipient = lifestore.contact(self.service.store, eid)
@@ -100,20 +101,20 @@ class Lifecycle:
             return None
 
         def then(run: Run) -> None:
-            outbox.queue(run, config, kind=subject, eid=eid, recipient=recipient,
+            outbox.queue(run, config, kind=kind, eid=eid, recipient=recipient,
                          subject=subject, body=body)  # fmt: skip
 
         return then
 
     def record_issued(self, row: Enrollment, serial: str, cert: x509.Certificate) -> None:
         """Mark issued and queue the notice, in one transaction."""
-        from cryptography.hazmat.primitives import serialization
-
         subject, body = notify.issued_text(
             row.subject, serial, f"{cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC"
         )
         der = cert.public_bytes(serialization.Encoding.DER)
-        self.service.store.record_issued(row.id, serial, der, self._notice(row.id, subject, body))
+        self.service.store.record_issued(
+            row.id, serial, der, self._notice(row.id, "issued", subject, body)
+        )
         self.worker.kick()
 
     def revoke(self, eid: str, reason: str, why: str, *, publish: bool = True) -> bool:
@@ -123,7 +124,8 @@ class Lifecycle:
             return False
         notice = None
         if row.derived_serial:
-            notice = self._notice(eid, *notify.revoked_text(row.subject, row.derived_serial, why))
+            text = notify.revoked_text(row.subject, row.derived_serial, why)
+            notice = self._notice(eid, "revoked", *text)
 
         def then(run: Run) -> None:
             lifestore.add_revocation(run, eid, row.derived_serial or "", reason)

@@ -96,6 +96,10 @@ def enrollment_config(
         hwgate_cert=paths.pki_cert("enrollment"),
         hwgate_key=paths.pki_key("enrollment"),
         escrow_dir=str(paths.escrow),  # the bed escrows every card's 9D key
+        # The bed's PIV CA publishes its CRL as a file (hwgate-testbed revoke updates it);
+        # derived certificates point at the server's own CRL.
+        piv_crl_url=str(paths.pki / "piv-ca.crl"),
+        crl_url=f"https://127.0.0.1:{port}/crl/issuing-ca.crl",
     )
     return replace(config, **over)
 
@@ -121,6 +125,8 @@ class Stack:
         for served in (self.kiosk, self.enrollment):
             if served is not None:
                 served.stop()
+        if "enrollment_app" in self.extra:  # its outbox worker and lifecycle threads
+            self.extra["enrollment_app"].state.service.lifecycle.stop()
         if self.hwgated is not None and self.hwgated.poll() is None:
             self.hwgated.send_signal(signal.SIGTERM)
             try:

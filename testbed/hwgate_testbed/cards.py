@@ -56,6 +56,29 @@ def ensure_piv_ca(paths: TestbedPaths) -> Any:
     return _vcard_function("ensure_piv_ca", "profile", "piv_ca")(paths.pki)
 
 
+def ensure_piv_crl(paths: TestbedPaths) -> Path:
+    """The PIV test CA's CRL, DIR/pki/piv-ca.crl (signed now if missing or due soon)."""
+    from hwgate_testbed.vcard.piv_crl import ensure_crl
+
+    return ensure_crl(paths.pki, ensure_piv_ca(paths))
+
+
+def revoke_card(paths: TestbedPaths, name: str, reason: str, *, undo: bool = False) -> Path:
+    """Put every certificate of card *name* on the PIV CA's CRL (or, *undo*, take it off)."""
+    from hwgate_testbed.vcard import piv_crl
+
+    if not is_provisioned(paths, name):
+        raise CardError(f"no card {name!r} in {paths.cards}")
+    serials = piv_crl.card_serials(paths.card_dir(name))
+    ca = ensure_piv_ca(paths)
+    if undo:
+        return piv_crl.unrevoke(paths.pki, ca, serials)
+    try:
+        return piv_crl.revoke(paths.pki, ca, serials, reason)
+    except ValueError as exc:
+        raise CardError(str(exc)) from None
+
+
 def ensure_card(paths: TestbedPaths, name: str, key_type: str | None = None) -> Path:
     """Provision card `name` unless it exists; return its directory.
 

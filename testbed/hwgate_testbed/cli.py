@@ -1,4 +1,4 @@
-"""`hwgate-testbed up|down|insert|remove|status|run`: parse, one library call, print.
+"""`hwgate-testbed up|down|insert|remove|revoke|status|run`: parse, one library call, print.
 
 Errors from the layers below are turned into a one-line message and exit
 status 1 here and only here.
@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from hwgate_testbed import envfile, orchestrate, rundaemon, tpm2token
+from hwgate_testbed import cards, envfile, orchestrate, rundaemon, tpm2token
 from hwgate_testbed.cards import CardError
 from hwgate_testbed.paths import DEFAULT_DIR, PIV_PIN, PIV_PUK, TestbedPaths
 from hwgate_testbed.pcscd import PcscError
@@ -56,6 +56,11 @@ def _parser() -> argparse.ArgumentParser:
                      help="for a new card (default ecc; bob is rsa)")  # fmt: skip
     rm = verb("remove", "remove the card from a slot")
     rm.add_argument("--slot", type=int, default=0)
+    rv = verb("revoke", "put a card's certificates on the PIV test CA's CRL (DIR/pki/piv-ca.crl)")
+    rv.add_argument("--card", required=True)
+    rv.add_argument("--reason", default="key_compromise",
+                    help="x509 CRLReason, e.g. key_compromise, affiliation_changed")  # fmt: skip
+    rv.add_argument("--undo", action="store_true", help="take the card off the CRL again")
     st = verb("status", "readers, cards, token and processes of this test bed")
     st.add_argument("--json", action="store_true")
     verb("down", "stop the card processes and the pcscd that up started; keep files")
@@ -120,6 +125,10 @@ def _run(args: argparse.Namespace) -> int:
     elif args.verb == "remove":
         gone = orchestrate.remove(paths, args.slot)
         print(f"removed {gone.name} from slot {gone.slot}" if gone else f"slot {args.slot}: empty")
+    elif args.verb == "revoke":
+        crl = cards.revoke_card(paths, args.card, args.reason, undo=args.undo)
+        what = "taken off" if args.undo else f"put on ({args.reason})"
+        print(f"card {args.card}: certificates {what} the CRL {crl}")
     elif args.verb == "status":
         st = orchestrate.status(paths)
         print(json.dumps(st, indent=2)) if args.json else _print_status(st)

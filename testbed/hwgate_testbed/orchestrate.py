@@ -52,6 +52,7 @@ def up(paths: TestbedPaths, insert_card: bool = True) -> UpResult:
     pcsc = pcscd.ensure_running(paths, time.monotonic() + PCSCD_START_TIMEOUT)
     token = softhsm.provision_token(paths)
     cards.ensure_piv_ca(paths)
+    cards.ensure_piv_crl(paths)
     for name, key_type in DEFAULT_CARDS.items():
         cards.ensure_card(paths, name, key_type)
     pki = tlspki.ensure_pki(paths)

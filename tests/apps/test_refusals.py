@@ -130,8 +130,9 @@ def test_card_certificate_that_does_not_chain_is_refused(stack: Stack, cards: ob
     rogue = _rogue_certificate(base64.b64decode(body["certificate"]))
     body["certificate"] = base64.b64encode(rogue).decode()
     response = enroll_post(stack, "/enrollments", body)
-    assert (response.status_code, response.json()["error"]) == (403, "proof_refused")
-    assert "chain" in response.json()["message"]
+    # Checked before the proof itself (issue #23): the precise reason, not proof_refused.
+    assert (response.status_code, response.json()["error"]) == (403, "piv_issuer_unknown")
+    assert "not a trusted PIV issuer" in response.json()["message"]
 
 
 def test_rsa_card_enrolls(stack: Stack, cards: object) -> None:

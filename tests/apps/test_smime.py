@@ -312,6 +312,29 @@ def test_a_revoked_enrollment_gets_no_smime(stack: Stack, cards: Any) -> None:
                                    stack.tls_ca), 409, "not_issued")  # fmt: skip
 
 
+def test_revoking_the_enrollment_puts_the_signing_certificate_on_the_crl(
+    stack: Stack, cards: Any
+) -> None:
+    """A revoked enrollment (a revoked card, an administrator) ends every derived
+    certificate it gave: the S/MIME signing one is on the issuing CA's CRL beside the
+    PIV Authentication one."""
+    cards.insert(0, "alice")
+    eid, derived = _activated(stack)
+    smime = get_smime(stack.enrollment_url, eid, derived, _anchor(stack), stack.tls_ca)
+    register_key(smime.signing_key)
+    register_key(smime.km_key)
+    revoked = httpx.post(f"{stack.enrollment_url}/enrollments/{eid}/revoke",
+                         verify=tls_context(stack.tls_ca), timeout=30)  # fmt: skip
+    assert revoked.status_code == 200, revoked.text
+    got = httpx.get(f"{stack.enrollment_url}/crl/issuing-ca.crl",
+                    verify=tls_context(stack.tls_ca), timeout=30)  # fmt: skip
+    assert got.status_code == 200, got.text
+    crl = x509.load_der_x509_crl(got.content)
+    assert crl.is_signature_valid(_anchor(stack).public_key())
+    for cert in (smime.certificate, derived.certificate):
+        assert crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None
+
+
 def test_kiosk_cannot_forward_another_cards_certificates(stack: Stack, cards: Any) -> None:
     cards.insert(0, "alice")
     bob = CardProfile.load(ensure_card(stack.paths, "bob"))  # provisioned, not inserted

@@ -11,7 +11,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from hwgate import HwgateError
@@ -69,7 +69,12 @@ def build_app(service: EnrollmentService) -> Starlette:
         result = await run_in_threadpool(service.revoke, request.path_params["eid"])
         return JSONResponse(result)
 
+    async def crl(request: Request) -> Response:
+        der = await run_in_threadpool(service.lifecycle.crl.current)
+        return Response(der, media_type="application/pkix-crl")
+
     routes = [
+        Route("/crl/issuing-ca.crl", guarded(crl), methods=["GET"]),
         Route("/enrollments/challenge", guarded(challenge), methods=["POST"]),
         Route("/enrollments", guarded(enroll), methods=["POST"]),
         Route("/enrollments", guarded(listing), methods=["GET"]),

@@ -67,6 +67,30 @@ class EnrollmentConfig:
     # the HSM key they are wrapped under.
     escrow_dir: str = ""
     escrow_wrapping_key: str = "escrow-kek"
+    # --- lifecycle: revocation, CRL, notices (see revocation.py, lifecycle.py, outbox.py) ---
+    # The PIV issuer's CRL (http(s)://, file:// or a path); empty: the card certificate's
+    # own CRL distribution points.
+    piv_crl_url: str = ""
+    # The PIV issuer's OCSP responder (asked before the CRL); empty: the certificate's AIA.
+    piv_ocsp_url: str = ""
+    # Refuse a card whose revocation status cannot be established (fail closed).
+    require_revocation_status: bool = True
+    crl_cache_seconds: float = 60.0
+    # nextUpdate of the issuing CA's CRL (GET /crl/issuing-ca.crl), from its thisUpdate.
+    issuing_crl_hours: float = 24.0
+    # Seconds between lifecycle runs inside the server; 0: only `hwgate-enrollment lifecycle`.
+    lifecycle_interval: float = 0.0
+    # E-mail notices: none unless smtp_host is set.
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_starttls: bool = False
+    smtp_cafile: str = ""
+    smtp_username: str = ""
+    smtp_password_file: str = ""
+    mail_from: str = "hwgate enrollment <enrollment@localhost>"
+    # Outbox worker: polling interval, and the first retry delay (doubles per attempt).
+    outbox_interval: float = 5.0
+    outbox_retry: float = 30.0
 
     @property
     def qr_base(self) -> str:

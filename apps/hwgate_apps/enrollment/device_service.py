@@ -247,6 +247,8 @@ class DeviceFlow:
         if row.expires_at <= time.time():
             raise ApiError(410, "expired", "the sign-in request has expired")
         assert row.nonce is not None
+        # Valid, chained and not revoked, with the precise reason if not (piv_cert_*).
+        self.service.lifecycle.check_card(_unb64(body.get("certificate"), "certificate"))
         try:
             holder = check_proof(
                 certificate_der=_unb64(body.get("certificate"), "certificate"),

@@ -8,7 +8,7 @@ Profile: policy id-fpki-common-derived-pivAuth(-hardware); SAN ``urn:uuid:``
 of the card's UUID; KU digitalSignature only, critical; SKI and AKI; EKU
 clientAuth (optional, non-critical); piv-interim; validity at most the PIV
 Authentication certificate's, 3 years and the issuing CA's. AIA and CRL DP
-are added when configured (the reference setup publishes neither).
+are added when configured (the reference setup names its CRL, GET /crl/issuing-ca.crl).
 """
 
 from __future__ import annotations

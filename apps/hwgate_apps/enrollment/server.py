@@ -25,4 +25,5 @@ def make_app(config: EnrollmentConfig) -> Starlette:
     service = EnrollmentService(config, connect_hwgate(config))
     app = build_app(service)
     app.state.service = service
+    service.lifecycle.start()  # outbox worker (+ periodic lifecycle job if configured)
     return app

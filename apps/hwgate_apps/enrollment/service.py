@@ -28,6 +28,7 @@ from hwgate_apps.enrollment.issuer import (
     build_derived_certificate,
     check_csr,
 )
+from hwgate_apps.enrollment.lifecycle import REASON_ADMIN, Lifecycle
 from hwgate_apps.enrollment.proof import Cardholder, ProofError, check_proof
 from hwgate_apps.enrollment.recovery import EscrowDirectory, KeyRecovery
 from hwgate_apps.enrollment.smime_service import SmimeService
@@ -63,6 +64,8 @@ class EnrollmentService:
         self.piv_issuer = _load_pem(config.piv_issuer_ca)
         self.issuing_ca = _load_pem(config.issuing_ca_cert)
         self._ca_key: Any = None
+        anchors = x509.load_pem_x509_certificates(config.piv_issuer_ca.read_bytes())
+        self.lifecycle = Lifecycle(self, anchors)
         self.devices = DeviceFlow(self)  # RFC 8628 sign-in (its own tables)
         self.recovery: KeyRecovery | None = None  # key recovery, when escrow is configured
         if config.escrow_dir:
@@ -96,6 +99,8 @@ class EnrollmentService:
         )
         if challenge is None:
             raise ApiError(403, "challenge_invalid", "unknown, used or expired challenge")
+        # Valid, chained and not revoked, with the precise reason if not (piv_cert_*).
+        self.lifecycle.check_card(_unb64(body.get("certificate"), "certificate"))
         try:
             holder = check_proof(
                 certificate_der=_unb64(body.get("certificate"), "certificate"),
@@ -133,6 +138,7 @@ class EnrollmentService:
             )
         )  # fmt: skip
         self.smime.record(eid, card_certs)
+        self.lifecycle.remember_contact(eid, holder.certificate, body.get("email"))
         code = activation.activation_code(self.hsm, self.config.activation_key, eid, 1)
         log.info("enrollment %s created for FASC-N %s", eid, holder.fasc_n)
         return {
@@ -164,13 +170,13 @@ class EnrollmentService:
         self._redeem(row, str(body.get("code", "")))
         try:
             self._check_cap(row.fasc_n)
+            self.lifecycle.check_card(row.piv_auth_cert)  # still good at issuance?
             cert = self._sign(row, csr)
         except BaseException:
             self.store.set_status(eid, "pending", old="issuing")
             raise
         serial = serial_hex(cert.serial_number)  # as OpenSSL prints it
-        self.store.record_issued(eid, serial, cert.public_bytes(
-            serialization.Encoding.DER))  # fmt: skip
+        self.lifecycle.record_issued(row, serial, cert)  # with its notice, in one transaction
         log.info("enrollment %s: derived certificate %s issued", eid, serial)
         pem = [c.public_bytes(serialization.Encoding.PEM).decode() for c in (cert, self.issuing_ca)]
         return {"certificate": pem[0], "chain": pem, "serial": serial}
@@ -216,7 +222,7 @@ class EnrollmentService:
     def revoke(self, eid: str) -> dict[str, Any]:
         if self.store.get(eid) is None:
             raise ApiError(404, "not_found", "no such enrollment")
-        self.store.revoke(eid)
+        self.lifecycle.revoke(eid, REASON_ADMIN, "revoked by an administrator")
         row = self.store.get(eid)
         assert row is not None
         return self.describe(row)

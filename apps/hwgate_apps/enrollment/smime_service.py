@@ -170,6 +170,7 @@ class SmimeService:
         if not self.store.claim(eid):
             raise ApiError(409, "smime_used", "S/MIME credentials were already issued")
         try:
+            self.service.lifecycle.check_card(row.piv_auth_cert)  # the card still good?
             cert = self._sign(row, record, csr)
             recovered = self._recover(record.card_km_cert, peer) if peer else None
         except BaseException:

@@ -7,12 +7,19 @@ Activation codes are not stored (see :mod:`.activation`).
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from hwgate_apps.enrollment.lifestore import LIFECYCLE_SCHEMA
+
+# Runs one statement inside a transaction (see Store.transaction).
+Run = Callable[..., sqlite3.Cursor]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS challenges (
@@ -71,6 +78,7 @@ class Store:
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(SCHEMA)
+        self._db.executescript(LIFECYCLE_SCHEMA)
         self._lock = threading.Lock()
 
     def _run(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Cursor:
@@ -79,6 +87,22 @@ class Store:
 
     def close(self) -> None:
         self._db.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Run]:
+        """One transaction: ``run(sql, args)`` inside it; commit at the end, rollback on error.
+
+        Why: an issuance and its notice in the outbox must commit together
+        (:mod:`.outbox`), or a crash between them loses or invents a notice.
+        """
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield lambda sql, args=(): self._db.execute(sql, args)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     # --- challenges ---
 
@@ -140,17 +164,34 @@ class Store:
         )
         return cur.rowcount == 1
 
-    def record_issued(self, eid: str, serial: str, der: bytes) -> None:
-        self._run(
-            "UPDATE enrollments SET status = 'issued', derived_serial = ?, derived_cert = ?, "
-            "issued_at = ? WHERE id = ? AND status = 'issuing'",
-            (serial, der, time.time(), eid),
-        )
+    def record_issued(
+        self, eid: str, serial: str, der: bytes, then: Callable[[Run], None] | None = None
+    ) -> None:
+        """Mark issued; *then* runs in the same transaction (the outbox notice)."""
+        with self.transaction() as run:
+            cur = run(
+                "UPDATE enrollments SET status = 'issued', derived_serial = ?, "
+                "derived_cert = ?, issued_at = ? WHERE id = ? AND status = 'issuing'",
+                (serial, der, time.time(), eid),
+            )
+            if cur.rowcount == 1 and then is not None:
+                then(run)
 
-    def revoke(self, eid: str) -> bool:
-        cur = self._run(
-            "UPDATE enrollments SET status = 'revoked', revoked_at = ? "
-            "WHERE id = ? AND status != 'revoked'",
-            (time.time(), eid),
-        )
+    def revoke(self, eid: str, then: Callable[[Run], None] | None = None) -> bool:
+        """Revoke once; *then* runs in the same transaction only if this call revoked it."""
+        with self.transaction() as run:
+            cur = run(
+                "UPDATE enrollments SET status = 'revoked', revoked_at = ? "
+                "WHERE id = ? AND status != 'revoked'",
+                (time.time(), eid),
+            )
+            if cur.rowcount == 1 and then is not None:
+                then(run)
         return cur.rowcount == 1
+
+    def issued(self) -> list[Enrollment]:
+        """Every enrollment whose derived credential is issued and not revoked."""
+        rows = self._run(
+            "SELECT * FROM enrollments WHERE status = 'issued' ORDER BY issued_at"
+        ).fetchall()
+        return [Enrollment(*row) for row in rows]

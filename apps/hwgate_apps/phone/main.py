@@ -7,6 +7,10 @@ there; then it redeems the kiosk's QR code with that sign-in (the QR text from
 Without it, it redeems a QR code alone, as before. It prints the derived
 certificate's subject, serial and policy OID. ``--out DIR`` keeps the key
 (PKCS#8, 0600) and the chain.
+
+``hwgate-phone status --cert DIR/derived-chain.pem --anchor issuing-ca.pem``
+checks the saved credential against the issuing CA's CRL: exit 0 good,
+3 revoked, 1 when it cannot tell.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from cryptography.hazmat.primitives import serialization
 from hwgate.certfmt import serial_hex
 from hwgate_apps.phone.device_flow import DeviceFlowError, poll, same_origin, start
 from hwgate_apps.phone.qr import QrError, decode_png
+from hwgate_apps.phone.status import check_status
 from hwgate_apps.phone.wallet import ActivationError, Credential, activate, parse_payload
 
 
@@ -65,7 +70,34 @@ def _qr_text(args: argparse.Namespace) -> str:
     return line.strip()
 
 
+def status_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="hwgate-phone status")
+    parser.add_argument("--cert", type=Path, required=True, help="the derived certificate (PEM)")
+    parser.add_argument("--anchor", type=Path, required=True, help="issuing CA certificate")
+    parser.add_argument("--tls-ca", default=None, help="CA file for the server's TLS")
+    parser.add_argument("--crl-url", default="", help="instead of the certificate's CRL DP")
+    args = parser.parse_args(argv)
+    try:
+        cert = x509.load_pem_x509_certificate(args.cert.read_bytes())
+        anchor = x509.load_pem_x509_certificate(args.anchor.read_bytes())
+        st = check_status(cert, anchor, args.tls_ca, args.crl_url)
+    except (ActivationError, OSError, ValueError) as err:
+        print(f"hwgate-phone status: {err}", file=sys.stderr)
+        return 1
+    serial = serial_hex(cert.serial_number)
+    if st.status == "revoked":
+        assert st.revoked_at is not None
+        print(f"serial {serial}: revoked on {st.revoked_at:%Y-%m-%d %H:%M:%S} UTC "
+              f"({st.reason}), CRL number {st.crl_number}")  # fmt: skip
+        return 3
+    print(f"serial {serial}: good (CRL number {st.crl_number})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["status"]:
+        return status_main(argv[1:])
     parser = argparse.ArgumentParser(prog="hwgate-phone", description=__doc__)
     parser.add_argument("--server", help="sign in at this enrollment server first (RFC 8628)")
     parser.add_argument("--device-name", default="hwgate phone simulator",

@@ -49,8 +49,14 @@ _POLICIES = {
 COMPRESSED_SLOTS = frozenset({Slot.KEY_MANAGEMENT})
 
 
-def provision_card(card_dir: Path, name: str, key_type: str, ca: PivCa) -> CardProfile:
-    """Create a card profile for cardholder *name* and save it into *card_dir*."""
+def provision_card(
+    card_dir: Path, name: str, key_type: str, ca: PivCa, email: str | None = None
+) -> CardProfile:
+    """Create a card profile for cardholder *name* and save it into *card_dir*.
+
+    *email*: an rfc822Name in the PIV Authentication and Signature certificates'
+    SAN (the enrollment server's notices go there); none by default.
+    """
     if key_type not in ("rsa", "ecc"):
         raise ValueError(f"key_type must be 'rsa' or 'ecc', not {key_type!r}")
     kt: KeyType = "rsa" if key_type == "rsa" else "ecc"
@@ -69,7 +75,9 @@ def provision_card(card_dir: Path, name: str, key_type: str, ca: PivCa) -> CardP
     )
     for slot in Slot:
         key = _new_key(kt)
-        cert = issue_certificate(profile, slot, key, ca, now - CERT_BACKDATE, not_after)
+        cert = issue_certificate(
+            profile, slot, key, ca, now - CERT_BACKDATE, not_after, email=email
+        )
         profile.slots[slot] = SlotCredential(key, cert)
     profile.chuid_signature = sign_chuid(chuid_content(profile), ca, now)
     profile.save(card_dir)
@@ -128,17 +136,21 @@ def email_address(name: str) -> str:
     return f"{local or 'cardholder'}@{EMAIL_DOMAIN}"
 
 
-def _san(profile: CardProfile, slot: Slot) -> x509.SubjectAlternativeName:
+def _san(profile: CardProfile, slot: Slot, email: str | None) -> x509.SubjectAlternativeName:
     """FASC-N otherName (PIV Auth and Card Auth only), the cardholder's e-mail address
-    (Digital Signature and Key Management only: the S/MIME certificates, as PIV issuers
-    put rfc822Name there) and the card UUID URI."""
+    (Digital Signature and Key Management: the S/MIME certificates, as PIV issuers put
+    rfc822Name there; *email* or one made from the name), the card UUID URI, and
+    *email* in PIV Authentication too when one is given (the enrollment server's
+    notices go there)."""
     names: list[x509.GeneralName] = []
     if slot in (Slot.AUTHENTICATION, Slot.CARD_AUTH):
         fascn = profile.fascn.encode()
         names.append(x509.OtherName(OID_PIV_FASCN, b"\x04" + bytes([len(fascn)]) + fascn))
     if slot in (Slot.SIGNATURE, Slot.KEY_MANAGEMENT):
-        names.append(x509.RFC822Name(email_address(profile.name)))
+        names.append(x509.RFC822Name(email or email_address(profile.name)))
     names.append(x509.UniformResourceIdentifier(profile.guid.urn))
+    if email and slot == Slot.AUTHENTICATION:
+        names.append(x509.RFC822Name(email))
     return x509.SubjectAlternativeName(names)
 
 
@@ -149,6 +161,7 @@ def issue_certificate(
     ca: PivCa,
     not_before: dt.datetime,
     not_after: dt.datetime,
+    email: str | None = None,
 ) -> x509.Certificate:
     """The slot's certificate for *key* (subject, SAN, policies as a PIV issuer sets them)."""
     builder = (
@@ -161,7 +174,7 @@ def issue_certificate(
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_key_usage(slot, key), critical=True)
-        .add_extension(_san(profile, slot), critical=False)
+        .add_extension(_san(profile, slot, email), critical=False)
         .add_extension(
             x509.CertificatePolicies([x509.PolicyInformation(_POLICIES[slot], None)]),
             critical=False,

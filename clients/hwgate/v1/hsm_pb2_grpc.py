@@ -26,8 +26,8 @@ if _version_not_supported:
 
 
 class HsmServiceStub:
-    """HsmService signs and derives with keys that never leave the PKCS#11 tokens
-    the daemon is configured with. The daemon holds the token PIN; clients
+    """HsmService signs, derives and wraps with keys whose plaintext never leaves
+    the PKCS#11 tokens the daemon is configured with. The daemon holds the token PIN; clients
     are authorized per key by policy. PKCS#11 work runs in restartable worker
     processes: a crashing worker costs no idempotent request (signing and
     reads in flight are sent again to another worker; a request that crashed
@@ -97,8 +97,8 @@ class HsmServiceStub:
 
 
 class HsmServiceServicer:
-    """HsmService signs and derives with keys that never leave the PKCS#11 tokens
-    the daemon is configured with. The daemon holds the token PIN; clients
+    """HsmService signs, derives and wraps with keys whose plaintext never leaves
+    the PKCS#11 tokens the daemon is configured with. The daemon holds the token PIN; clients
     are authorized per key by policy. PKCS#11 work runs in restartable worker
     processes: a crashing worker costs no idempotent request (signing and
     reads in flight are sent again to another worker; a request that crashed
@@ -319,8 +319,8 @@ def add_HsmServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class HsmService:
-    """HsmService signs and derives with keys that never leave the PKCS#11 tokens
-    the daemon is configured with. The daemon holds the token PIN; clients
+    """HsmService signs, derives and wraps with keys whose plaintext never leaves
+    the PKCS#11 tokens the daemon is configured with. The daemon holds the token PIN; clients
     are authorized per key by policy. PKCS#11 work runs in restartable worker
     processes: a crashing worker costs no idempotent request (signing and
     reads in flight are sent again to another worker; a request that crashed

@@ -138,9 +138,11 @@ def keys(hsmd: Any, cleanup: list[str]) -> dict[str, str]:
         "escrowable": new_label("wrap-esc-aes", cleanup),
         "unmarked": new_label("plain-aes", cleanup),
         "sealed": new_label("wrap-esc-sealed", cleanup),
+        "leaky_kek": new_label("wrap-kek-leaky", cleanup),
     }
     for name in ("kek", "other_kek"):
         admin.generate_key(made[name], AES_256, usages=[WRAP, UNWRAP])
+    admin.generate_key(made["leaky_kek"], AES_256, usages=[WRAP, UNWRAP], extractable=True)
     for name in ("escrowable", "unmarked"):
         admin.generate_key(made[name], AES_256, extractable=True)
     admin.generate_key(made["sealed"], AES_256)
@@ -219,6 +221,9 @@ def test_wrap_refusals(hsmd: Any, keys: dict[str, str]) -> None:
         # the wrong wrapping key: not one the rule allows for this key
         ("admin", keys["escrowable"], keys["other_kek"], grpc.StatusCode.PERMISSION_DENIED,
          "POLICY_DENIED", {"rule": "wrapping_key"}),
+        # an allowed name, but a wrapping key that could itself leave the token
+        ("admin", keys["escrowable"], keys["leaky_kek"], grpc.StatusCode.FAILED_PRECONDITION,
+         "KEY_USAGE_NOT_ALLOWED", {"key": keys["leaky_kek"], "usage": "wrap"}),
     ]  # fmt: skip
     for role, key, kek, code, reason, metadata in cases:
         error = refused({"admin": admin, "enrollment": enrollment}[role].wrap_key, key, kek)

@@ -195,8 +195,10 @@ class HsmServiceServicer:
         naming key and role but not this wrapping key: POLICY_DENIED
         (rule=wrapping_key). Both keys must also be usable by the role
         ([[policy.keys]]; else KEY_NOT_FOUND, see KeyRef). The wrapping key must
-        be an AES key with CKA_WRAP (else ALGORITHM_MISMATCH or
-        KEY_USAGE_NOT_ALLOWED). Audited as hsm.wrap.
+        be an AES key with CKA_WRAP that is itself sensitive and not extractable
+        (else ALGORITHM_MISMATCH or KEY_USAGE_NOT_ALLOWED: a key wrapped under a
+        key that can leave the token would be as good as out). Audited as
+        hsm.wrap.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

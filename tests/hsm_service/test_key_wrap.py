@@ -24,6 +24,7 @@ import hwgate
 from hwgate import recovery
 from hwgate.v1 import common_pb2, hsm_pb2
 from hwgate_testbed import escrow
+from support.logscan import register_secret
 
 pytestmark = pytest.mark.testbed
 
@@ -303,3 +304,20 @@ def test_rewrap_refusals(hsmd: Any, testbed: Any, keys: dict[str, str]) -> None:
     error = refused(client(hsmd, "kiosk").rewrap_for_peer, "escrow-kek", blob, algorithm,
                     recovery.public_key_der(recovery.new_ephemeral_key()))  # fmt: skip
     assert (error.reason, error.metadata.get("rule")) == ("POLICY_DENIED", "rpc")
+
+
+def test_rewrap_a_wrapped_secret_key(hsmd: Any, keys: dict[str, str]) -> None:
+    """A secret key escrowed with WrapKey comes out of RewrapForPeer as its 32-byte value:
+    the same value for two phones, though every exchange has its own transport key."""
+    admin, enrollment = client(hsmd, "admin"), client(hsmd, "enrollment")
+    blob = admin.wrap_key(keys["escrowable"], keys["kek"]).wrapped_key
+    values = []
+    for _ in range(2):
+        phone = recovery.new_ephemeral_key()
+        result = enrollment.rewrap_for_peer(
+            keys["kek"], blob, AES_256, recovery.public_key_der(phone)
+        )
+        values.append(recovery.recover_secret(phone, result))
+        register_secret(values[-1])  # the end-of-session scan looks for it in every log
+    assert len(values[0]) == 32 and values[0] == values[1]
+    assert values[0] not in blob

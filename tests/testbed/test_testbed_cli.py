@@ -288,6 +288,10 @@ def test_status_json_reports_readers_cards_token_and_processes(bed: Bed) -> None
              "hmac-key", "escrow-kek"]  # fmt: skip
     assert st["token"]["keys"] == sorted(seven)
     assert {"alice", "bob"} <= set(st["cards"])
+    escrowed = {r["card"]: r["key_algorithm"] for r in st["escrow"]}
+    assert {"alice": "KEY_ALGORITHM_EC_P256", "bob": "KEY_ALGORITHM_RSA_2048"}.items() <= (
+        escrowed.items()
+    )
     assert st["piv"] == {"pin": "123456", "puk": "12345678"}
 
 

@@ -84,6 +84,7 @@ def _print_up(result: orchestrate.UpResult) -> None:
     card = result.inserted
     print(f"#   slot 0:  {f'{card.name} (pid {card.pid})' if card else 'empty'}")
     print(f"#   PKI:     {paths.pki}")
+    print(f"#   escrow:  {paths.escrow}/<card GUID>.json (9D keys wrapped under escrow-kek)")
     print(f"#   daemon:  hwgated --config {paths.daemon_config}")
     for note in result.notes:
         print(f"#   note:    {note}")

@@ -10,7 +10,17 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from hwgate_testbed import cards, daemon_config, envfile, pcscd, slots, softhsm, tlspki, tpm2token
+from hwgate_testbed import (
+    cards,
+    daemon_config,
+    envfile,
+    escrow,
+    pcscd,
+    slots,
+    softhsm,
+    tlspki,
+    tpm2token,
+)
 from hwgate_testbed.paths import (
     DEFAULT_CARDS,
     PIV_PIN,
@@ -153,6 +163,10 @@ def status(paths: TestbedPaths) -> dict[str, Any]:
         "slots": slot_rows,
         "cards": cards.list_cards(paths),
         "token": _token_status(paths),
+        "escrow": [
+            {"card": r["card"], "guid": r["guid"], "key_algorithm": r["key_algorithm"]}
+            for r in escrow.records(paths)
+        ],
         "processes": processes,
         "piv": {"pin": PIV_PIN, "puk": PIV_PUK},
     }

@@ -61,6 +61,7 @@ KEYS = {
     ],
     "identity": ["role", "san_uri", "cn"],
     "rule": ["pattern", "roles"],
+    "wrap": ["keys", "wrapping_keys", "roles", "operations"],
 }
 
 TEXT = st.one_of(
@@ -118,6 +119,7 @@ def document() -> st.SearchStrategy[dict[str, Any]]:
             "identity": st.lists(table("identity"), max_size=3),
             "keys": st.lists(table("rule"), max_size=3),
             "readers": st.lists(table("rule"), max_size=3),
+            "wrap": st.lists(table("wrap"), max_size=3),
         },
     )
     return st.fixed_dictionaries(

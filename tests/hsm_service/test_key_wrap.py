@@ -24,6 +24,7 @@ import hwgate
 from hwgate import recovery
 from hwgate.v1 import common_pb2, hsm_pb2
 from hwgate_testbed import escrow
+from support.logscan import register_secret
 
 pytestmark = pytest.mark.testbed
 
@@ -109,16 +110,23 @@ def test_rewrap_for_a_peer_sending_a_raw_point(hsmd: Any, testbed: Any) -> None:
 
 
 def test_rewrap_leaves_no_object_in_the_token(hsmd: Any, testbed: Any) -> None:
-    """Every object RewrapForPeer makes is a session object, destroyed before it returns."""
+    """Every object RewrapForPeer makes is a session object, destroyed before it returns
+    (a worker lists its own session's objects too; consecutive idle calls rotate over
+    the token's two workers, so each of them is asked)."""
     admin = client(hsmd, "admin")
-    before = {(k.label, k.id) for k in admin.list_keys()}
+
+    def objects() -> set[tuple[str, bytes, bool]]:
+        return {(k.label, k.id, k.persistent) for _ in range(4) for k in admin.list_keys()}
+
+    before = objects()
+    assert all(persistent for *_, persistent in before)
     record = card_record(testbed, "bob")
-    phone = recovery.new_ephemeral_key()
-    client(hsmd, "enrollment").rewrap_for_peer(
-        "escrow-kek", escrow.wrapped_key(record), record["key_algorithm"],
-        recovery.public_key_der(phone),
-    )  # fmt: skip
-    assert {(k.label, k.id) for k in admin.list_keys()} == before
+    for _ in range(2):
+        client(hsmd, "enrollment").rewrap_for_peer(
+            "escrow-kek", escrow.wrapped_key(record), record["key_algorithm"],
+            recovery.public_key_der(recovery.new_ephemeral_key()),
+        )  # fmt: skip
+    assert objects() == before
 
 
 # --- WrapKey / UnwrapKey -------------------------------------------------------------
@@ -138,9 +146,11 @@ def keys(hsmd: Any, cleanup: list[str]) -> dict[str, str]:
         "escrowable": new_label("wrap-esc-aes", cleanup),
         "unmarked": new_label("plain-aes", cleanup),
         "sealed": new_label("wrap-esc-sealed", cleanup),
+        "leaky_kek": new_label("wrap-kek-leaky", cleanup),
     }
     for name in ("kek", "other_kek"):
         admin.generate_key(made[name], AES_256, usages=[WRAP, UNWRAP])
+    admin.generate_key(made["leaky_kek"], AES_256, usages=[WRAP, UNWRAP], extractable=True)
     for name in ("escrowable", "unmarked"):
         admin.generate_key(made[name], AES_256, extractable=True)
     admin.generate_key(made["sealed"], AES_256)
@@ -219,6 +229,9 @@ def test_wrap_refusals(hsmd: Any, keys: dict[str, str]) -> None:
         # the wrong wrapping key: not one the rule allows for this key
         ("admin", keys["escrowable"], keys["other_kek"], grpc.StatusCode.PERMISSION_DENIED,
          "POLICY_DENIED", {"rule": "wrapping_key"}),
+        # an allowed name, but a wrapping key that could itself leave the token
+        ("admin", keys["escrowable"], keys["leaky_kek"], grpc.StatusCode.FAILED_PRECONDITION,
+         "KEY_USAGE_NOT_ALLOWED", {"key": keys["leaky_kek"], "usage": "wrap"}),
     ]  # fmt: skip
     for role, key, kek, code, reason, metadata in cases:
         error = refused({"admin": admin, "enrollment": enrollment}[role].wrap_key, key, kek)
@@ -291,3 +304,20 @@ def test_rewrap_refusals(hsmd: Any, testbed: Any, keys: dict[str, str]) -> None:
     error = refused(client(hsmd, "kiosk").rewrap_for_peer, "escrow-kek", blob, algorithm,
                     recovery.public_key_der(recovery.new_ephemeral_key()))  # fmt: skip
     assert (error.reason, error.metadata.get("rule")) == ("POLICY_DENIED", "rpc")
+
+
+def test_rewrap_a_wrapped_secret_key(hsmd: Any, keys: dict[str, str]) -> None:
+    """A secret key escrowed with WrapKey comes out of RewrapForPeer as its 32-byte value:
+    the same value for two phones, though every exchange has its own transport key."""
+    admin, enrollment = client(hsmd, "admin"), client(hsmd, "enrollment")
+    blob = admin.wrap_key(keys["escrowable"], keys["kek"]).wrapped_key
+    values = []
+    for _ in range(2):
+        phone = recovery.new_ephemeral_key()
+        result = enrollment.rewrap_for_peer(
+            keys["kek"], blob, AES_256, recovery.public_key_der(phone)
+        )
+        values.append(recovery.recover_secret(phone, result))
+        register_secret(values[-1])  # the end-of-session scan looks for it in every log
+    assert len(values[0]) == 32 and values[0] == values[1]
+    assert values[0] not in blob

@@ -385,6 +385,39 @@ def test_derive_with_sign_only_key_is_refused(keys: Keys, ec_signer: hsm_pb2.Key
     )
 
 
+# --- key wrapping ------------------------------------------------------------------
+
+
+def test_wrap_refuses_a_private_key_cleanly(keys: Keys) -> None:
+    """Generated private keys are never extractable, so never escrowable: both modules
+    answer KEY_NOT_ESCROWABLE, for a label no wrap rule names and for one it does
+    (wrap-esc-*), before any wrapping key is looked up. tpm2-pkcs11 has no AES keys
+    (no C_GenerateKey), so no wrapping key at all: a re-wrap naming one is
+    KEY_NOT_FOUND there, and the module is never asked to wrap."""
+    unmarked = keys.generate(K.KEY_ALGORITHM_EC_P256, [U.KEY_USAGE_SIGN]).label
+    marked = f"wrap-esc-2m-{uuid.uuid4().hex[:8]}"
+    keys.stub.GenerateKey(  # type: ignore[attr-defined]
+        hsm_pb2.GenerateKeyRequest(token=keys.token, label=marked,
+                                   algorithm=K.KEY_ALGORITHM_EC_P256, usages=[U.KEY_USAGE_SIGN])
+    )  # fmt: skip
+    keys.made.append(marked)
+    for name in (unmarked, marked):
+        request = hsm_pb2.WrapKeyRequest(key=keys.ref(name), wrapping_key=keys.ref("escrow-kek"))
+        assert rpc_error(keys.stub.WrapKey, request) == (  # type: ignore[attr-defined]
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "KEY_NOT_ESCROWABLE",
+        ), name
+    if keys.token == "tpm2":
+        rewrap = hsm_pb2.RewrapForPeerRequest(
+            wrapping_key=keys.ref("escrow-kek"), wrapped_key=b"\x00" * 40,
+            key_algorithm=K.KEY_ALGORITHM_EC_P256, peer_public_key=_peer(),
+        )  # fmt: skip
+        assert rpc_error(keys.stub.RewrapForPeer, rewrap) == (  # type: ignore[attr-defined]
+            grpc.StatusCode.NOT_FOUND,
+            "KEY_NOT_FOUND",
+        )
+
+
 # --- DeleteKey -------------------------------------------------------------------
 
 

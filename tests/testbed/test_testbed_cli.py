@@ -284,9 +284,14 @@ def test_status_json_reports_readers_cards_token_and_processes(bed: Bed) -> None
     assert (s0["card"], s0["port"], s0["present"]) == ("alice", 35963, True)
     assert {"what": "card alice (slot 0)", "pid": s0["pid"]} in st["processes"]
     assert st["token"]["label"] == "hwgate-testbed"
-    six = ["issuing-ca", "signer-p256", "signer-rsa", "ecdh-p256", "activation-master", "hmac-key"]
-    assert st["token"]["keys"] == sorted(six)
+    seven = ["issuing-ca", "signer-p256", "signer-rsa", "ecdh-p256", "activation-master",
+             "hmac-key", "escrow-kek"]  # fmt: skip
+    assert st["token"]["keys"] == sorted(seven)
     assert {"alice", "bob"} <= set(st["cards"])
+    escrowed = {r["card"]: r["key_algorithm"] for r in st["escrow"]}
+    assert {"alice": "KEY_ALGORITHM_EC_P256", "bob": "KEY_ALGORITHM_RSA_2048"}.items() <= (
+        escrowed.items()
+    )
     assert st["piv"] == {"pin": "123456", "puk": "12345678"}
 
 

@@ -26,8 +26,8 @@ if _version_not_supported:
 
 
 class HsmServiceStub:
-    """HsmService signs and derives with keys that never leave the PKCS#11 tokens
-    the daemon is configured with. The daemon holds the token PIN; clients
+    """HsmService signs, derives and wraps with keys whose plaintext never leaves
+    the PKCS#11 tokens the daemon is configured with. The daemon holds the token PIN; clients
     are authorized per key by policy. PKCS#11 work runs in restartable worker
     processes: a crashing worker costs no idempotent request (signing and
     reads in flight are sent again to another worker; a request that crashed
@@ -97,8 +97,8 @@ class HsmServiceStub:
 
 
 class HsmServiceServicer:
-    """HsmService signs and derives with keys that never leave the PKCS#11 tokens
-    the daemon is configured with. The daemon holds the token PIN; clients
+    """HsmService signs, derives and wraps with keys whose plaintext never leaves
+    the PKCS#11 tokens the daemon is configured with. The daemon holds the token PIN; clients
     are authorized per key by policy. PKCS#11 work runs in restartable worker
     processes: a crashing worker costs no idempotent request (signing and
     reads in flight are sent again to another worker; a request that crashed
@@ -195,8 +195,10 @@ class HsmServiceServicer:
         naming key and role but not this wrapping key: POLICY_DENIED
         (rule=wrapping_key). Both keys must also be usable by the role
         ([[policy.keys]]; else KEY_NOT_FOUND, see KeyRef). The wrapping key must
-        be an AES key with CKA_WRAP (else ALGORITHM_MISMATCH or
-        KEY_USAGE_NOT_ALLOWED). Audited as hsm.wrap.
+        be an AES key with CKA_WRAP that is itself sensitive and not extractable
+        (else ALGORITHM_MISMATCH or KEY_USAGE_NOT_ALLOWED: a key wrapped under a
+        key that can leave the token would be as good as out). Audited as
+        hsm.wrap.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -319,8 +321,8 @@ def add_HsmServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class HsmService:
-    """HsmService signs and derives with keys that never leave the PKCS#11 tokens
-    the daemon is configured with. The daemon holds the token PIN; clients
+    """HsmService signs, derives and wraps with keys whose plaintext never leaves
+    the PKCS#11 tokens the daemon is configured with. The daemon holds the token PIN; clients
     are authorized per key by policy. PKCS#11 work runs in restartable worker
     processes: a crashing worker costs no idempotent request (signing and
     reads in flight are sent again to another worker; a request that crashed

@@ -95,14 +95,17 @@ class KeyWrapping:
             )
             key = await self._access.resolve(request.key, _WRAPPABLE, field="key")
             extra["key"] = key.label
-            wrapping = await self._wrapping_key(request.wrapping_key)
-            extra["wrapping_key"] = wrapping.label
-            _same_token(key, wrapping)
+            # Not marked for escrow (policy or token): refused before the wrapping key
+            # is even looked at, the same answer whatever the caller asked to wrap under.
+            wrap_policy.check_marked(self._policy.current.config.wrap, key.label)
             if key.info.extractable is False:
                 raise errors.KeyNotEscrowable(
                     f"key {key.label!r} is not extractable: it can never be wrapped out",
                     key=key.label,
                 )
+            wrapping = await self._wrapping_key(request.wrapping_key)
+            extra["wrapping_key"] = wrapping.label
+            _same_token(key, wrapping)
             self._check(wrap_policy.WRAP, key.label, wrapping)
             with annotated(key.token, key.label):
                 blob = await key.pool.wrap_key(key.ref, wrapping.ref, mech)

@@ -24,6 +24,15 @@ UNWRAP = "unwrap"
 REWRAP = "rewrap"
 
 
+def check_marked(rules: Sequence[WrapRule], key: str) -> None:
+    """KEY_NOT_ESCROWABLE unless some ``wrap`` rule names *key*: checked before anything
+    else about a WrapKey, so an unmarked key is refused the same way whatever is asked."""
+    if not any(WRAP in rule.operations and any_match(key, rule.keys) for rule in rules):
+        raise KeyNotEscrowable(
+            f"key {key!r} is not marked for escrow: it can never be wrapped out", key=key
+        )
+
+
 def check_wrap(
     rules: Sequence[WrapRule], operation: str, role: str, key: str | None, wrapping_key: str
 ) -> None:
@@ -34,10 +43,8 @@ def check_wrap(
         for rule in rules
         if operation in rule.operations and (key is None or any_match(key, rule.keys))
     ]
-    if not matching and operation == WRAP:
-        raise KeyNotEscrowable(
-            f"key {key!r} is not marked for escrow: it can never be wrapped out", key=key or ""
-        )
+    if operation == WRAP and key is not None:
+        check_marked(rules, key)
     granted = [rule for rule in matching if role in rule.roles]
     if not granted:
         what = f"key {key!r}" if key is not None else "escrowed keys"

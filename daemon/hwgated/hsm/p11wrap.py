@@ -30,6 +30,7 @@ from hwgated.hsm.errors import (
     InvalidArgument,
     KeyExists,
     KeyNotEscrowable,
+    KeyUsageNotAllowed,
     WrappedKeyInvalid,
 )
 from hwgated.hsm.keyref import KeyClass, KeyRef
@@ -179,6 +180,17 @@ def _wrapping_key(store: KeyStore, ref: KeyRef, usage: KeyUsage) -> FoundKey:
     if found.key_type is not KeyAlgorithm.AES:
         raise AlgorithmMismatch(f"wrapping key {found.label!r} is not an AES key")
     found.require(usage)
+    if usage is KeyUsage.WRAP:
+        # A key wrapped under a key that can itself leave the token (or be read) is as
+        # good as out in the clear: never wrap under one.
+        attrs = found.obj.get_attributes([Attribute.EXTRACTABLE, Attribute.SENSITIVE])
+        if attrs.get(Attribute.EXTRACTABLE) or not attrs.get(Attribute.SENSITIVE):
+            raise KeyUsageNotAllowed(
+                f"wrapping key {found.label!r} is extractable or not sensitive: nothing is "
+                "wrapped under a key that can leave the token",
+                key=found.label,
+                usage=KeyUsage.WRAP.value,
+            )
     return found
 
 

@@ -1,5 +1,10 @@
 """Make a new virtual PIV card: identity, four key pairs, certificates from the test CA.
 
+Every key is generated here, off-card, and loaded into the card's profile: for
+the Key Management (9D) key that is what key-recovery issuers do, and the test
+bed escrows it (hwgate_testbed.escrow, outside this package: the card knows
+nothing of the HSM).
+
 Each card gets its own FASC-N credential number, GUID and subject names taken
 from *name*, so tests can tell two cards apart by what they read from them.
 """

@@ -1,46 +1,27 @@
-"""SQLite persistence: challenges and enrollments.
+"""Persistence: challenges and enrollments, on SQLite or PostgreSQL.
 
 Every single-use rule is one conditional UPDATE whose row count decides
-(``... WHERE used = 0``), so two concurrent requests can never both win.
-Activation codes are not stored (see :mod:`.activation`).
+(``... WHERE used = 0``), so two concurrent requests can never both win, in
+one process or in several sharing a PostgreSQL database. Activation codes are
+not stored (see :mod:`.activation`).
+
+The backend comes from the ``database`` setting (:mod:`.db`); the schema from
+:mod:`.migrations`, applied when the store opens. A new table is one new entry
+there (see its docstring); queries here name their columns, so a migration
+that adds a column breaks none of them.
 """
 
 from __future__ import annotations
 
-import sqlite3
-import threading
+import contextlib
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS challenges (
-    id TEXT PRIMARY KEY,
-    challenge BLOB NOT NULL,
-    kiosk_session TEXT NOT NULL,
-    expires_at REAL NOT NULL,
-    used INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS enrollments (
-    id TEXT PRIMARY KEY,
-    fasc_n TEXT NOT NULL,
-    card_uuid TEXT NOT NULL,
-    subject TEXT NOT NULL,
-    piv_auth_cert BLOB NOT NULL,
-    kiosk_origin TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    status TEXT NOT NULL,            -- pending, issuing, issued, revoked
-    code_issue INTEGER NOT NULL,
-    code_expires_at REAL NOT NULL,
-    attempts_left INTEGER NOT NULL,
-    derived_serial TEXT,
-    derived_cert BLOB,
-    issued_at REAL,
-    revoked_at REAL
-);
-CREATE INDEX IF NOT EXISTS enrollments_fasc_n ON enrollments (fasc_n);
-"""
+from hwgate_apps.enrollment import db as dbapi
+from hwgate_apps.enrollment.migrations import migrate
 
 
 @dataclass(frozen=True)
@@ -64,18 +45,36 @@ class Enrollment:
     revoked_at: float | None
 
 
+_COLUMNS = [f.name for f in fields(Enrollment)]
+_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM enrollments"
+_INSERT = (
+    f"INSERT INTO enrollments ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+)
+
+
 class Store:
     """The database; safe to share between the server's worker threads."""
 
-    def __init__(self, path: Path) -> None:
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(SCHEMA)
-        self._lock = threading.Lock()
+    def __init__(self, database: str | Path) -> None:
+        """*database*: a path (SQLite) or a URL (see :func:`.db.database_url`)."""
+        self._db = dbapi.connect(dbapi.database_url(database))
+        try:
+            migrate(self._db)
+        except BaseException:
+            self._db.close()
+            raise
 
-    def _run(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Cursor:
-        with self._lock:
-            return self._db.execute(sql, args)
+    @property
+    def dialect(self) -> str:
+        return self._db.dialect
+
+    def _run(self, sql: str, args: Sequence[Any] = ()) -> dbapi.Result:
+        """One statement, ``?`` placeholders, in its own transaction."""
+        return self._db.run(sql, args)
+
+    def transaction(self) -> contextlib.AbstractContextManager[dbapi.Transaction]:
+        """Several statements that commit together (``tx.run(sql, args)``)."""
+        return self._db.transaction()
 
     def close(self) -> None:
         self._db.close()
@@ -90,39 +89,32 @@ class Store:
 
     def consume_challenge(self, cid: str, kiosk_session: str) -> bytes | None:
         """The challenge if it is unused, unexpired and bound to this kiosk session; once."""
-        with self._lock:
-            cur = self._db.execute(
-                "UPDATE challenges SET used = 1 WHERE id = ? AND kiosk_session = ? "
-                "AND used = 0 AND expires_at > ? RETURNING challenge",
-                (cid, kiosk_session, time.time()),
-            )
-            row = cur.fetchone()
+        row = self._run(
+            "UPDATE challenges SET used = 1 WHERE id = ? AND kiosk_session = ? "
+            "AND used = 0 AND expires_at > ? RETURNING challenge",
+            (cid, kiosk_session, time.time()),
+        ).fetchone()
         return bytes(row[0]) if row else None
 
     # --- enrollments ---
 
     def add_enrollment(self, e: Enrollment) -> None:
-        self._run(
-            "INSERT INTO enrollments VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            tuple(e.__dict__.values()),
-        )
+        self._run(_INSERT, astuple(e))
 
     def get(self, eid: str) -> Enrollment | None:
-        row = self._run("SELECT * FROM enrollments WHERE id = ?", (eid,)).fetchone()
-        return Enrollment(*row) if row else None
+        row = self._run(f"{_SELECT} WHERE id = ?", (eid,)).fetchone()
+        return _enrollment(row) if row else None
 
     def by_fasc_n(self, fasc_n: str) -> list[Enrollment]:
-        rows = self._run(
-            "SELECT * FROM enrollments WHERE fasc_n = ? ORDER BY created_at", (fasc_n,)
-        ).fetchall()
-        return [Enrollment(*row) for row in rows]
+        rows = self._run(f"{_SELECT} WHERE fasc_n = ? ORDER BY created_at", (fasc_n,)).fetchall()
+        return [_enrollment(row) for row in rows]
 
     def active_credentials(self, fasc_n: str) -> int:
         """Derived credentials of this cardholder that are issued and not revoked."""
         row = self._run(
             "SELECT COUNT(*) FROM enrollments WHERE fasc_n = ? AND status = 'issued'", (fasc_n,)
         ).fetchone()
-        return int(row[0])
+        return int(row[0]) if row else 0
 
     def spend_attempt(self, eid: str) -> bool:
         """Take one code attempt; False if none is left, the code expired or is used."""
@@ -154,3 +146,9 @@ class Store:
             (time.time(), eid),
         )
         return cur.rowcount == 1
+
+
+def _enrollment(row: tuple[Any, ...]) -> Enrollment:
+    """A row as an Enrollment; BLOBs as bytes whichever driver read them."""
+    values: list[Any] = [bytes(v) if isinstance(v, memoryview | bytearray) else v for v in row]
+    return Enrollment(*values)

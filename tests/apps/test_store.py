@@ -132,6 +132,29 @@ def test_of_many_threads_claiming_one_enrollment_exactly_one_wins(store: Store) 
     assert sorted(wins) == [False] * 15 + [True]
 
 
+def test_claims_for_one_cardholder_at_once_stop_at_the_cap(store: Store) -> None:
+    for i in range(12):
+        store.add_enrollment(enrollment(f"e{i}"))
+    store.add_enrollment(enrollment("other", fasc_n="2" * 32))
+    start = threading.Barrier(12)
+    outcomes: list[str] = []
+
+    def claim(i: int) -> None:
+        start.wait()
+        outcomes.append(store.claim_for_issuance(f"e{i}", FASC_N, cap=3))
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(outcomes) == ["cap"] * 9 + ["claimed"] * 3
+    assert store.claim_for_issuance("e0", FASC_N, cap=100) in ("used", "claimed")
+    assert store.claim_for_issuance("other", "2" * 32, cap=1) == "claimed"  # its own count
+    claimed = [e for e in store.by_fasc_n(FASC_N) if e.status == "issuing"]
+    assert store.claim_for_issuance(claimed[0].id, FASC_N, cap=100) == "used"
+
+
 def test_reopening_applies_no_migration_again(url: str) -> None:
     Store(url).close()
     db = dbapi.connect(url)

@@ -21,6 +21,7 @@ psycopg project), so the server's worker threads each get a connection.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -93,6 +94,18 @@ class Database(Protocol):
     def transaction(self) -> contextlib.AbstractContextManager[Transaction]: ...
 
     def close(self) -> None: ...
+
+
+def lock(tx: Transaction, name: str) -> None:
+    """Serialize the transactions that lock *name*, until *tx* ends (in every process).
+
+    PostgreSQL: a transaction-scoped advisory lock on a 63-bit hash of *name*.
+    SQLite: nothing more to do, :meth:`SqliteDatabase.transaction` already holds the
+    database's write lock (``BEGIN IMMEDIATE``).
+    """
+    if tx.dialect == POSTGRESQL:
+        key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big") >> 1
+        tx.run("SELECT pg_advisory_xact_lock(?)", (key,))
 
 
 def connect(url: str) -> Database:

@@ -132,6 +132,31 @@ class Store:
         )
         return cur.rowcount == 1
 
+    def claim_for_issuance(self, eid: str, fasc_n: str, cap: int) -> str:
+        """pending -> issuing, unless the cardholder already has *cap* credentials issued
+        or being issued: "claimed", "used" (not pending any more) or "cap".
+
+        One transaction under a per-cardholder lock, so servers issuing at once (threads
+        or processes) cannot each see room under the cap and all take it.
+        """
+        with self.transaction() as tx:
+            dbapi.lock(tx, f"cardholder {fasc_n}")
+            status = tx.run("SELECT status FROM enrollments WHERE id = ?", (eid,)).fetchone()
+            if status is None or status[0] != "pending":
+                return "used"
+            row = tx.run(
+                "SELECT COUNT(*) FROM enrollments WHERE fasc_n = ? AND id != ? "
+                "AND status IN ('issuing', 'issued')",
+                (fasc_n, eid),
+            ).fetchone()
+            if row is not None and int(row[0]) >= cap:
+                return "cap"
+            moved = tx.run(
+                "UPDATE enrollments SET status = 'issuing' WHERE id = ? AND status = 'pending'",
+                (eid,),
+            )
+            return "claimed" if moved.rowcount == 1 else "used"
+
     def record_issued(self, eid: str, serial: str, der: bytes) -> None:
         self._run(
             "UPDATE enrollments SET status = 'issued', derived_serial = ?, derived_cert = ?, "

@@ -74,16 +74,22 @@ class Postgres:
     def log(self) -> Path:
         return self.directory / "postgres.log"
 
-    def url(self, database: str) -> str:
-        """A libpq URI for *database* over the Unix socket (no password: trust, 0700 dir)."""
-        return f"postgresql://{SUPERUSER}@/{database}?host={self.socket_dir}&port={PORT}"
+    def url(self, database: str, schema: str | None = None) -> str:
+        """A libpq URI for *database* over the Unix socket (no password: trust, 0700 dir);
+        with *schema*, every connection works in that schema (its search_path)."""
+        url = f"postgresql://{SUPERUSER}@/{database}?host={self.socket_dir}&port={PORT}"
+        return f"{url}&options=-csearch_path%3D{schema}" if schema else url
 
     def create_database(self, name: str) -> str:
         """Create database *name* (letters, digits, _); its URL."""
-        if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
-            raise ValueError(f"not a plain database name: {name!r}")
-        self.psql("postgres", f"CREATE DATABASE {name}")
+        self.psql("postgres", f"CREATE DATABASE {_plain(name)}")
         return self.url(name)
+
+    def create_schema(self, database: str, name: str) -> str:
+        """Create schema *name* in *database*: a fresh, empty namespace in milliseconds
+        (a new database takes about a second); the URL that works in it."""
+        self.psql(database, f"CREATE SCHEMA {_plain(name)}")
+        return self.url(database, name)
 
     def psql(self, database: str, sql: str) -> str:
         """Run *sql* with psql; its output (unaligned, tuples only)."""
@@ -106,6 +112,12 @@ class Postgres:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+def _plain(name: str) -> str:
+    if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
+        raise ValueError(f"not a plain SQL name: {name!r}")
+    return name
 
 
 def _initdb(bindir: Path, data: Path, log: Path) -> None:

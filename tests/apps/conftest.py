@@ -16,6 +16,8 @@ import pytest
 from hwgate_apps.enrollment.service import EnrollmentService
 from hwgate_apps.stack import Stack, start_stack
 from hwgate_testbed import postgres
+
+TEST_DATABASE = "hwgate_tests"
 from support.daemonview import process_alive, watch
 
 
@@ -52,10 +54,11 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[postgr
     """One private PostgreSQL cluster per test session (per xdist worker), started only
     when a test asks for it, stopped at the end."""
     with postgres.running(tmp_path_factory.mktemp("postgres")) as server:
+        server.create_database(TEST_DATABASE)
         yield server
 
 
 @pytest.fixture
 def postgres_url(postgres_server: postgres.Postgres) -> str:
-    """A fresh, empty database of the session's cluster."""
-    return postgres_server.create_database(f"t_{uuid.uuid4().hex[:16]}")
+    """A fresh, empty schema of the session's test database (its URL sets search_path)."""
+    return postgres_server.create_schema(TEST_DATABASE, f"t_{uuid.uuid4().hex[:16]}")

@@ -16,9 +16,9 @@ import pytest
 from hwgate_apps.enrollment.service import EnrollmentService
 from hwgate_apps.stack import Stack, start_stack
 from hwgate_testbed import postgres
+from support.daemonview import process_alive, watch
 
 TEST_DATABASE = "hwgate_tests"
-from support.daemonview import process_alive, watch
 
 
 @pytest.fixture(scope="module")

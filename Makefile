@@ -13,7 +13,7 @@ APT_PACKAGES := pcscd vsmartcard-vpcd softhsm2 opensc p11-kit libpcsclite-dev \
 	libsystemd-dev pkg-config swig gcc python3-dev iproute2 util-linux \
 	systemd chromium zbar-tools stress-ng \
 	swtpm tpm2-abrmd libtpm2-pkcs11-1 libtss2-tcti-tabrmd0 $(SWTPM_TCTI) \
-	dbus-daemon dbus-bin
+	dbus-daemon dbus-bin postgresql
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
@@ -91,7 +91,7 @@ system-deps: ## Debian packages the daemon and the test bed need (root)
 # all installed editable, plus the top-level `dev` dependency group (pip >= 25.1).
 PYPROJECTS := pyproject.toml clients/pyproject.toml daemon/pyproject.toml \
 	testbed/pyproject.toml apps/pyproject.toml
-EDITABLE := -e ./clients -e './daemon[systemd]' -e ./testbed -e './apps[demo]'
+EDITABLE := -e ./clients -e './daemon[systemd]' -e ./testbed -e './apps[demo,postgresql]'
 
 venv: $(STAMP)
 

@@ -1,8 +1,11 @@
-"""A TLS certificate for the reference web servers, from the test bed's mTLS CA.
+"""TLS certificates for the reference apps, from the test bed's mTLS CA.
 
 Test bed only: it signs with DIR/pki/ca.key so that clients already trusting
-DIR/pki/ca.pem (the phone, the kiosk) accept the enrollment server. A real
-deployment configures its own certificate instead.
+DIR/pki/ca.pem (the phone, the kiosk) accept the enrollment server, and the
+enrollment server (``client_ca = DIR/pki/ca.pem``) knows the kiosks by their
+client certificates (:func:`kiosk_certificate`, SAN URI
+``spiffe://hwgate.test/kiosk/NAME``). A real deployment configures its own
+certificates instead.
 
 RFC 5280-strict, as Python 3.13's default context demands (VERIFY_X509_STRICT:
 without an authorityKeyIdentifier every client fails with "Missing Authority
@@ -48,9 +51,34 @@ def _current(cert_path: Path, ca_cert: x509.Certificate) -> bool:
     return True
 
 
+SPIFFE_KIOSKS = "spiffe://hwgate.test/kiosk/"
+
+
 def web_certificate(pki: Path, out: Path) -> tuple[Path, Path]:
     """(cert, key) for localhost / 127.0.0.1 in *out*, issued by pki/ca.pem; reused if there."""
-    cert_path, key_path = out / "web.pem", out / "web.key"
+    san = x509.SubjectAlternativeName(
+        [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    )
+    return _issue(pki, out / "web.pem", out / "web.key", "hwgate apps", san,
+                  ExtendedKeyUsageOID.SERVER_AUTH)  # fmt: skip
+
+
+def kiosk_certificate(pki: Path, out: Path, name: str) -> tuple[Path, Path]:
+    """(cert, key) in *out* for kiosk *name*: a client certificate with SAN URI
+    ``spiffe://hwgate.test/kiosk/NAME`` and CN ``kiosk NAME``; reused if there."""
+    san = x509.SubjectAlternativeName([x509.UniformResourceIdentifier(SPIFFE_KIOSKS + name)])
+    return _issue(pki, out / f"kiosk-{name}.pem", out / f"kiosk-{name}.key", f"kiosk {name}",
+                  san, ExtendedKeyUsageOID.CLIENT_AUTH)  # fmt: skip
+
+
+def _issue(
+    pki: Path,
+    cert_path: Path,
+    key_path: Path,
+    cn: str,
+    san: x509.SubjectAlternativeName,
+    purpose: x509.ObjectIdentifier,
+) -> tuple[Path, Path]:
     ca_cert = x509.load_pem_x509_certificate((pki / "ca.pem").read_bytes())
     if key_path.exists() and _current(cert_path, ca_cert):
         return cert_path, key_path
@@ -60,22 +88,14 @@ def web_certificate(pki: Path, out: Path) -> tuple[Path, Path]:
     now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "hwgate apps")]))
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
         .issuer_name(ca_cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=90))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [
-                    x509.DNSName("localhost"),
-                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                ]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(san, critical=False)
+        .add_extension(x509.ExtendedKeyUsage([purpose]), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_DIGITAL_SIGNATURE, critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
@@ -84,7 +104,7 @@ def web_certificate(pki: Path, out: Path) -> tuple[Path, Path]:
         )
         .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
     )
-    out.mkdir(parents=True, exist_ok=True)
+    cert_path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(key.private_bytes(serialization.Encoding.PEM,

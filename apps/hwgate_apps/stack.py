@@ -20,13 +20,16 @@ from typing import Any
 
 import hwgate
 from hwgate_apps import web
-from hwgate_apps.devpki import web_certificate
+from hwgate_apps.devpki import SPIFFE_KIOSKS, kiosk_certificate, web_certificate
 from hwgate_apps.enrollment.config import EnrollmentConfig
 from hwgate_apps.enrollment.server import make_app as enrollment_app
+from hwgate_apps.enrollment.transport import server_tls
 from hwgate_apps.kiosk.server import make_app as kiosk_app
 from hwgate_testbed.paths import TCP_LISTEN, TestbedPaths
+from hwgate_testbed.tlspki import spiffe_uri
 
 HWGATED_START_TIMEOUT = 90.0  # seconds; a loaded machine took longer than 20 s
+KIOSK_NAME = "kiosk-01"  # the stack's kiosk, as the enrollment server knows it
 
 
 def start_hwgated(
@@ -85,7 +88,10 @@ def socket_in_use(path: Path) -> bool:
 def enrollment_config(
     paths: TestbedPaths, workdir: Path, port: int, **over: Any
 ) -> EnrollmentConfig:
-    """The enrollment server's config for this test bed (mTLS client = enrollment.pem)."""
+    """The enrollment server's config for this test bed (mTLS client = enrollment.pem).
+
+    Kiosks and administrators are known by client certificates of the bed's mTLS
+    CA: every kiosk certificate of devpki, and the bed's admin certificate."""
     config = EnrollmentConfig(
         origin=f"https://127.0.0.1:{port}",
         database=workdir / "enrollment.sqlite3",
@@ -100,6 +106,9 @@ def enrollment_config(
         # derived certificates point at the server's own CRL.
         piv_crl_url=str(paths.pki / "piv-ca.crl"),
         crl_url=f"https://127.0.0.1:{port}/crl/issuing-ca.crl",
+        client_ca=paths.pki_cert("ca"),
+        kiosk_identities=(f"{SPIFFE_KIOSKS}*",),
+        admin_identities=(spiffe_uri("admin"),),
     )
     return replace(config, **over)
 
@@ -161,11 +170,14 @@ def start_stack(
         config = enrollment_config(paths, workdir, eport, **enrollment_over)
         cert, key = web_certificate(paths.pki, workdir / "tls")
         stack.enrollment = web.serve_in_thread(
-            enrollment_app(config), esock, ssl_certfile=str(cert), ssl_keyfile=str(key)
+            enrollment_app(config), esock, **server_tls(config, str(cert), str(key))
         )
         stack.enrollment_url = config.origin
         ksock = kiosk_listener or web.bind("127.0.0.1", kiosk_port)
-        app = kiosk_app(f"unix://{paths.kiosk_socket}", stack.enrollment_url, stack.tls_ca)
+        kcert, kkey = kiosk_certificate(paths.pki, workdir / "tls", KIOSK_NAME)
+        stack.extra["kiosk_cert"] = (str(kcert), str(kkey))
+        app = kiosk_app(f"unix://{paths.kiosk_socket}", stack.enrollment_url, stack.tls_ca,
+                        "*", str(kcert), str(kkey))  # fmt: skip
         stack.kiosk = web.serve_in_thread(app, ksock)
         stack.kiosk_url = f"http://127.0.0.1:{ksock.getsockname()[1]}"
         stack.extra["enrollment_app"] = stack.enrollment.server.config.app

@@ -38,9 +38,15 @@ async def read_json(request: Request) -> dict[str, Any]:
     return body
 
 
-def tls_context(cafile: str | None) -> ssl.SSLContext:
-    """A client TLS context trusting *cafile* (or the system store when None)."""
-    return ssl.create_default_context(cafile=cafile)
+def tls_context(
+    cafile: str | None, cert: str | None = None, key: str | None = None
+) -> ssl.SSLContext:
+    """A client TLS context trusting *cafile* (or the system store when None),
+    presenting the client certificate *cert* (with *key*) when given."""
+    context = ssl.create_default_context(cafile=cafile)
+    if cert is not None:
+        context.load_cert_chain(cert, key)
+    return context
 
 
 def bind(host: str, port: int) -> socket.socket:

@@ -24,6 +24,9 @@ ROLE_ALLOW: dict[str, list[str]] = {
     "kiosk": [*KIOSK_CARD, "hwgate.v1.PivService/*", HEALTH],
     "enrollment": [
         "hwgate.v1.HsmService/Sign",
+        # Client.hsm_key() coalesces concurrent signatures into SignStream batches:
+        # without it an enrollment server issuing in parallel is refused.
+        "hwgate.v1.HsmService/SignStream",
         "hwgate.v1.HsmService/GetPublicKey",
         "hwgate.v1.HsmService/Derive",
         "hwgate.v1.HsmService/ListKeys",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
 from collections.abc import Callable
 from typing import Any
 
@@ -39,15 +40,30 @@ def kiosk_post(stack: Stack, path: str, body: dict[str, Any] | None = None) -> h
     return httpx.post(f"{stack.kiosk_url}{path}", json=body or {}, timeout=30)
 
 
-def enroll_post(stack: Stack, path: str, body: dict[str, Any]) -> httpx.Response:
+def client_tls(stack: Stack, as_: str | None) -> ssl.SSLContext:
+    """TLS to the enrollment server as the stack's kiosk ("kiosk"), the bed's
+    administrator ("admin"), another client certificate of the bed ("enrollment",
+    known to hwgated but not to the enrollment server) or with none (None)."""
+    if as_ == "kiosk":
+        cert, key = stack.extra["kiosk_cert"]
+    elif as_ is not None:
+        cert, key = str(stack.paths.pki_cert(as_)), str(stack.paths.pki_key(as_))
+    else:
+        cert = key = None
+    return tls_context(stack.tls_ca, cert, key)
+
+
+def enroll_post(
+    stack: Stack, path: str, body: dict[str, Any], as_: str | None = "kiosk"
+) -> httpx.Response:
     return httpx.post(
-        f"{stack.enrollment_url}{path}", json=body, verify=tls_context(stack.tls_ca), timeout=30
+        f"{stack.enrollment_url}{path}", json=body, verify=client_tls(stack, as_), timeout=30
     )
 
 
-def enrollments_of(stack: Stack, fasc_n: str) -> httpx.Response:
+def enrollments_of(stack: Stack, fasc_n: str, as_: str | None = "admin") -> httpx.Response:
     url = f"{stack.enrollment_url}/enrollments"
-    return httpx.get(url, params={"fasc_n": fasc_n}, verify=tls_context(stack.tls_ca), timeout=30)
+    return httpx.get(url, params={"fasc_n": fasc_n}, verify=client_tls(stack, as_), timeout=30)
 
 
 def kiosk_client(stack: Stack) -> hwgate.Client:

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from hwgate_apps.enrollment.service import EnrollmentService
 from hwgate_apps.stack import Stack, start_stack
+from hwgate_testbed import postgres
 from support.daemonview import process_alive, watch
+
+TEST_DATABASE = "hwgate_tests"
 
 
 @pytest.fixture(scope="module")
@@ -43,3 +47,18 @@ def stack(testbed: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 def service(stack: Stack) -> EnrollmentService:
     """The enrollment server's service object (to age a code or lower the cap)."""
     return stack.extra["enrollment_app"].state.service  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[postgres.Postgres]:
+    """One private PostgreSQL cluster per test session (per xdist worker), started only
+    when a test asks for it, stopped at the end."""
+    with postgres.running(tmp_path_factory.mktemp("postgres")) as server:
+        server.create_database(TEST_DATABASE)
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server: postgres.Postgres) -> str:
+    """A fresh, empty schema of the session's test database (its URL sets search_path)."""
+    return postgres_server.create_schema(TEST_DATABASE, f"t_{uuid.uuid4().hex[:16]}")

@@ -232,7 +232,9 @@ def test_kiosk_for_another_origin_refuses_what_this_server_answers(
 
     async def run() -> ApiError:
         client = hwgate.connect(f"unix://{stack.paths.kiosk_socket}")
-        kiosk = Kiosk(client, EnrollmentClient(f"https://localhost:{port}", stack.tls_ca))
+        cert, key = stack.extra["kiosk_cert"]  # a kiosk the server knows
+        enrollment = EnrollmentClient(f"https://localhost:{port}", stack.tls_ca, cert, key)
+        kiosk = Kiosk(client, enrollment)
         try:
             await kiosk.start_code()
             with pytest.raises(ApiError) as err:

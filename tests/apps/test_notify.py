@@ -76,7 +76,7 @@ def test_issuance_and_revocation_are_mailed_to_the_cards_address(
         assert "issued" in issued["Subject"]
         assert serial in issued.get_content() and issued["Message-ID"]
 
-        revoked = enroll_post(stack, f"/enrollments/{eid}/revoke", {})
+        revoked = enroll_post(stack, f"/enrollments/{eid}/revoke", {}, as_="admin")
         assert revoked.json()["status"] == "revoked"
         smtp.wait_for(lambda _: len(smtp.to(card.email)) == 2)
         notice = smtp.to(card.email)[1]
@@ -119,8 +119,8 @@ def test_starttls_is_used_when_configured(stack: Stack, cards: object, tmp_path:
 def test_outbox_row_is_claimed_by_one_worker_only(tmp_path: Path) -> None:
     store = Store(tmp_path / "outbox.sqlite3")
     row = lifestore.OutboxRow("o1", "<m1@x>", "k", "e1", "a@x", b"msg", 1.0, 0, 5.0, None, None)
-    with store.transaction() as run:
-        lifestore.add_outbox(run, row)
+    with store.transaction() as tx:
+        lifestore.add_outbox(tx.run, row)
     [due] = lifestore.due_outbox(store, now=10.0)
     assert lifestore.claim_outbox(store, due, lease_until=70.0)
     assert not lifestore.claim_outbox(store, due, lease_until=70.0)  # the other instance

@@ -61,7 +61,7 @@ def test_expired_code_is_refused(stack: Stack, cards: object, service: Enrollmen
 def test_revoked_enrollment_cannot_be_redeemed(stack: Stack, cards: object) -> None:
     cards.insert(0, "alice")  # type: ignore[attr-defined]
     e = enroll(stack, R0)
-    revoked = enroll_post(stack, f"/enrollments/{e['enrollment_id']}/revoke", {})
+    revoked = enroll_post(stack, f"/enrollments/{e['enrollment_id']}/revoke", {}, as_="admin")
     assert revoked.json()["status"] == "revoked"
     assert _redeem(stack, e["enrollment_id"], e["code"]) == (409, "code_used")
 

@@ -304,8 +304,7 @@ def test_no_smime_without_the_cards_certificates_or_before_activation(
 def test_a_revoked_enrollment_gets_no_smime(stack: Stack, cards: Any) -> None:
     cards.insert(0, "alice")
     eid, derived = _activated(stack)
-    revoked = httpx.post(f"{stack.enrollment_url}/enrollments/{eid}/revoke",
-                         verify=tls_context(stack.tls_ca), timeout=30)  # fmt: skip
+    revoked = enroll_post(stack, f"/enrollments/{eid}/revoke", {}, as_="admin")
     assert revoked.status_code == 200, revoked.text
     key = ec.generate_private_key(ec.SECP256R1())
     _refused(lambda: smime_request(stack.enrollment_url, eid, derived, make_csr(key), b"",
@@ -323,8 +322,7 @@ def test_revoking_the_enrollment_puts_the_signing_certificate_on_the_crl(
     smime = get_smime(stack.enrollment_url, eid, derived, _anchor(stack), stack.tls_ca)
     register_key(smime.signing_key)
     register_key(smime.km_key)
-    revoked = httpx.post(f"{stack.enrollment_url}/enrollments/{eid}/revoke",
-                         verify=tls_context(stack.tls_ca), timeout=30)  # fmt: skip
+    revoked = enroll_post(stack, f"/enrollments/{eid}/revoke", {}, as_="admin")
     assert revoked.status_code == 200, revoked.text
     got = httpx.get(f"{stack.enrollment_url}/crl/issuing-ca.crl",
                     verify=tls_context(stack.tls_ca), timeout=30)  # fmt: skip

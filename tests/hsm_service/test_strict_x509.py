@@ -33,7 +33,7 @@ from cryptography.x509.oid import NameOID
 from hsm_service_support import HsmDaemon
 
 from hwgate.client import Client
-from hwgate_apps.devpki import web_certificate
+from hwgate_apps.devpki import kiosk_certificate, web_certificate
 from hwgate_apps.enrollment.config import POLICY_DERIVED_PIV_AUTH
 from hwgate_apps.enrollment.issuer import DerivedProfile, build_derived_certificate, check_csr
 from hwgate_testbed import tlspki
@@ -172,7 +172,8 @@ def test_the_mtls_pki_and_the_apps_web_certificate(testbed: object, work: Path) 
     pki = tlspki.ensure_pki(paths)
     ca = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
     web_cert, web_key = web_certificate(paths.pki, work / "web")
-    leaves = {"server": pki.server_cert, "web": web_cert}
+    kiosk_cert, kiosk_key = kiosk_certificate(paths.pki, work / "web", "k1")
+    leaves = {"server": pki.server_cert, "web": web_cert, "apps kiosk": kiosk_cert}
     leaves.update({role: pki.clients[role][0] for role in PKI_CLIENTS})
     check_profile(ca, ca)
     openssl_verify(pki.ca_cert, pki.ca_cert)
@@ -182,6 +183,9 @@ def test_the_mtls_pki_and_the_apps_web_certificate(testbed: object, work: Path) 
         assert what  # named for the assertion messages above
     # The handshakes the daemon's and the apps' clients make, verified strictly.
     handshake(server_side(web_cert, web_key), client_side(pki.ca_cert))
+    # The kiosk's client certificate, as the enrollment server checks it.
+    handshake(server_side(web_cert, web_key, client_trust=pki.ca_cert),
+              client_side(pki.ca_cert, kiosk_cert, kiosk_key))  # fmt: skip
     for role in PKI_CLIENTS:
         cert, key = pki.clients[role]
         handshake(

@@ -5,8 +5,14 @@ request handling), typed, actively maintained, and runs plain ``def``
 endpoints in a thread pool, which suits the blocking hwgate client (its
 ``hsm_key`` is a synchronous ``cryptography`` private key). uvicorn serves
 HTTPS directly from a certificate file, so no reverse proxy is needed for the
-reference setup. State lives in SQLite (standard library): one file, atomic
-single-use updates with ``UPDATE ... WHERE``.
+reference setup. State lives in SQLite (standard library) by default: one
+file, atomic single-use updates with ``UPDATE ... WHERE``; or in PostgreSQL
+(psycopg 3), which several server processes share (:mod:`.db`, schema in
+:mod:`.migrations`).
+
+Kiosks and administrators prove who they are with TLS client certificates
+(:mod:`.transport`, :mod:`.peers`); the phone redeems its activation code
+without one.
 
 The server talks to hwgated over mutual TLS with the ``enrollment`` role
 only: HMAC on ``hmac-key`` for activation codes, ``issuing-ca`` for

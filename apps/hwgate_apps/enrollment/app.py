@@ -1,7 +1,10 @@
 """HTTP routes of the enrollment server (Starlette); the logic is in :mod:`.service`.
 
-The service calls block (the hwgate client, SQLite): they run in Starlette's
-thread pool, never on the event loop.
+The service calls block (the hwgate client, the database): they run in
+Starlette's thread pool, never on the event loop. Each route names the role its
+caller must prove with a TLS client certificate (:mod:`.peers`): kiosks start
+enrollments, administrators list and revoke, the phone's code redemption is
+public (the activation code is its credential).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from starlette.routing import Route
 
 from hwgate import HwgateError
 from hwgate_apps.enrollment.device_app import device_routes
+from hwgate_apps.enrollment.peers import ADMIN, KIOSK, PUBLIC, authorize
 from hwgate_apps.enrollment.service import EnrollmentService
 from hwgate_apps.enrollment.smime_app import smime_routes
 from hwgate_apps.web import ApiError, read_json
@@ -33,9 +37,12 @@ def _hwgate_error(err: HwgateError) -> JSONResponse:
 def build_app(service: EnrollmentService) -> Starlette:
     """The ASGI app over *service*."""
 
-    def guarded(handler: Any) -> Any:
+    def guarded(handler: Any, role: str) -> Any:
+        """*handler* for callers with *role* (KIOSK, ADMIN or PUBLIC), errors as JSON."""
+
         async def endpoint(request: Request) -> JSONResponse:
             try:
+                authorize(request, role, service.config)
                 return await handler(request)
             except ApiError as err:
                 return _error(err)
@@ -74,13 +81,15 @@ def build_app(service: EnrollmentService) -> Starlette:
         return Response(der, media_type="application/pkix-crl")
 
     routes = [
-        Route("/crl/issuing-ca.crl", guarded(crl), methods=["GET"]),
-        Route("/enrollments/challenge", guarded(challenge), methods=["POST"]),
-        Route("/enrollments", guarded(enroll), methods=["POST"]),
-        Route("/enrollments", guarded(listing), methods=["GET"]),
-        Route("/enrollments/{eid}/certificate", guarded(certificate), methods=["POST"]),
-        Route("/enrollments/{eid}/revoke", guarded(revoke), methods=["POST"]),
-        *device_routes(service.devices),  # RFC 8628 device sign-in
-        *smime_routes(service.smime, guarded),
+        Route("/crl/issuing-ca.crl", guarded(crl, PUBLIC), methods=["GET"]),
+        Route("/enrollments/challenge", guarded(challenge, KIOSK), methods=["POST"]),
+        Route("/enrollments", guarded(enroll, KIOSK), methods=["POST"]),
+        Route("/enrollments", guarded(listing, ADMIN), methods=["GET"]),
+        Route("/enrollments/{eid}/certificate", guarded(certificate, PUBLIC), methods=["POST"]),
+        Route("/enrollments/{eid}/revoke", guarded(revoke, ADMIN), methods=["POST"]),
+        # RFC 8628: the phone's endpoints are OAuth's (public); claim, approve, deny: kiosks.
+        *device_routes(service.devices, lambda request: authorize(request, KIOSK, service.config)),
+        # The phone's S/MIME request is signed with its derived PIV Auth key (checked there).
+        *smime_routes(service.smime, lambda handler: guarded(handler, PUBLIC)),
     ]
     return Starlette(routes=routes)

@@ -10,6 +10,8 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from hwgate_apps.enrollment.db import database_url
+
 POLICY_DERIVED_PIV_AUTH = "2.16.840.1.101.3.2.1.3.40"
 POLICY_DERIVED_PIV_AUTH_HARDWARE = "2.16.840.1.101.3.2.1.3.41"
 
@@ -20,8 +22,9 @@ class EnrollmentConfig:
 
     # Our own origin, RFC 6454 ("https://host:port"): the one proofs must be bound to.
     origin: str
-    # The database file.
-    database: Path
+    # The database: an SQLite file path, or a URL: sqlite:///abs/path, sqlite:rel/path,
+    # postgresql://user@host/db or postgresql:///db?host=/socket/dir (see .db).
+    database: Path | str
     # PIV card issuer CA (the cards' PIV Authentication certificates chain to it).
     piv_issuer_ca: Path
     # The HSM issuing CA's certificate (DIR/pki/issuing-ca.pem); its key is `issuing_key`.
@@ -91,6 +94,13 @@ class EnrollmentConfig:
     # Outbox worker: polling interval, and the first retry delay (doubles per attempt).
     outbox_interval: float = 5.0
     outbox_retry: float = 30.0
+    # Kiosks and administrators authenticate with TLS client certificates issued by
+    # `client_ca`; a certificate's identities (SAN URIs, its subject as an RFC 4514
+    # string) are matched against these lists, "*" at the end matching a prefix.
+    # Unset or empty: nobody has the role (the phone's code redemption needs none).
+    client_ca: Path | None = None
+    kiosk_identities: tuple[str, ...] = ()
+    admin_identities: tuple[str, ...] = ()
 
     @property
     def qr_base(self) -> str:
@@ -109,6 +119,10 @@ def load_config(path: Path) -> EnrollmentConfig:
     if unknown:
         raise ValueError(f"{path}: unknown keys {sorted(unknown)}")
     for name, value in list(data.items()):
-        if known[name].type in ("Path", Path):
+        if known[name].type in ("Path", Path, "Path | None"):
             data[name] = (path.parent / value).resolve()
+        elif isinstance(value, list):
+            data[name] = tuple(value)
+    if "database" in data:
+        data["database"] = database_url(data["database"], path.parent)
     return EnrollmentConfig(**data)

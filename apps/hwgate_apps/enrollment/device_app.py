@@ -56,8 +56,9 @@ def oauth_error(err: OAuthError) -> JSONResponse:
     return JSONResponse(body, status_code=err.status, headers=headers)
 
 
-def device_routes(flow: DeviceFlow) -> list[Route]:
-    """The routes to add to the enrollment server's app."""
+def device_routes(flow: DeviceFlow, authorize_kiosk: Callable[[Request], object]) -> list[Route]:
+    """The routes to add to the enrollment server's app; *authorize_kiosk* raises
+    :class:`ApiError` unless the caller proved it is a kiosk (:mod:`.peers`)."""
 
     def oauth(handler: Callable[[dict[str, str]], dict[str, Any]]) -> Any:
         async def endpoint(request: Request) -> Response:
@@ -75,6 +76,7 @@ def device_routes(flow: DeviceFlow) -> list[Route]:
     def kiosk(handler: Callable[[Request], Awaitable[dict[str, Any]]]) -> Any:
         async def endpoint(request: Request) -> Response:
             try:
+                authorize_kiosk(request)
                 return JSONResponse(await handler(request))
             except ApiError as err:
                 body = {"error": err.error, "message": err.message}

@@ -87,7 +87,7 @@ class DeviceFlow:
 
     def __init__(self, service: EnrollmentService) -> None:
         self.service = service
-        self.store = DeviceStore(service.config.database)
+        self.store = DeviceStore(service.store)
 
     @property
     def config(self) -> Any:

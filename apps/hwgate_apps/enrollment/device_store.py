@@ -1,8 +1,8 @@
 """Persistence of RFC 8628 device authorizations and user-code attempt counters.
 
-Its own tables in the enrollment database file (its own connection, as
-:class:`~.store.Store` has), in portable SQL: TEXT/INTEGER/REAL/BLOB, upserts
-with ``ON CONFLICT``, ``RETURNING``. Every single-use rule is one conditional
+Its own tables (migration 4 in :mod:`.migrations`), through the enrollment
+store's connection, in SQL that SQLite and PostgreSQL both take: upserts with
+``ON CONFLICT``, ``RETURNING``. Every single-use rule is one conditional
 UPDATE whose row count decides (claim a user code, approve, deny, hand out the
 token), so two concurrent requests can never both win.
 
@@ -18,44 +18,13 @@ States: ``pending`` (the phone waits, nobody entered the code) -> ``claimed``
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS device_authorizations (
-    id TEXT PRIMARY KEY,
-    device_code_hash BLOB NOT NULL UNIQUE,
-    user_code_mac BLOB NOT NULL UNIQUE,
-    client_id TEXT NOT NULL,
-    device_name TEXT NOT NULL,
-    scope TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    expires_at REAL NOT NULL,
-    poll_interval INTEGER NOT NULL,
-    last_poll_at REAL,
-    polls INTEGER NOT NULL,
-    status TEXT NOT NULL,
-    kiosk_session TEXT,
-    nonce BLOB,
-    enrollment_id TEXT,
-    subject TEXT,
-    decided_at REAL,
-    grant_hash BLOB,
-    grant_expires_at REAL
-);
-CREATE INDEX IF NOT EXISTS device_authorizations_enrollment
-    ON device_authorizations (enrollment_id);
-CREATE TABLE IF NOT EXISTS device_code_attempts (
-    bucket TEXT NOT NULL,
-    window_start INTEGER NOT NULL,
-    attempts INTEGER NOT NULL,
-    PRIMARY KEY (bucket, window_start)
-);
-"""
+if TYPE_CHECKING:
+    from hwgate_apps.enrollment.db import Result
+    from hwgate_apps.enrollment.store import Store
 
 WAITING = ("pending", "claimed")  # the phone is told authorization_pending / slow_down
 
@@ -98,32 +67,22 @@ def _row(row: Any) -> DeviceAuthorization | None:
 class DeviceStore:
     """The device-flow tables; safe to share between the server's worker threads."""
 
-    def __init__(self, path: Path) -> None:
-        # A second connection to the enrollment database file; WAL lets both write.
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(SCHEMA)
-        self._lock = threading.Lock()
+    def __init__(self, store: Store) -> None:
+        self._store = store
 
-    def _run(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Cursor:
-        with self._lock:
-            return self._db.execute(sql, args)
-
-    def close(self) -> None:
-        self._db.close()
+    def _run(self, sql: str, args: tuple[Any, ...] = ()) -> Result:
+        return self._store._run(sql, args)
 
     # --- the phone's side ---
 
     def add(self, d: DeviceAuthorization) -> bool:
         """Insert; False when the user code's MAC collides with a stored one (draw again)."""
-        try:
-            self._run(
-                f"INSERT INTO device_authorizations VALUES ({','.join('?' * 19)})",
-                tuple(d.__dict__.values()),
-            )
-        except sqlite3.IntegrityError:
-            return False
-        return True
+        cur = self._run(
+            f"INSERT INTO device_authorizations VALUES ({','.join('?' * 19)}) "
+            "ON CONFLICT DO NOTHING",
+            tuple(d.__dict__.values()),
+        )
+        return cur.rowcount == 1
 
     def by_device_code(self, device_code_hash: bytes) -> DeviceAuthorization | None:
         return _row(
@@ -214,14 +173,13 @@ class DeviceStore:
     def count_attempt(self, bucket: str, window: int, now: float) -> int:
         """Count one attempt in *bucket*'s current window; the window's count so far."""
         start = int(now // window) * window
-        with self._lock:
-            self._db.execute(
-                "DELETE FROM device_code_attempts WHERE window_start < ?", (start - window,)
-            )
-            row = self._db.execute(
+        with self._store.transaction() as tx:
+            tx.run("DELETE FROM device_code_attempts WHERE window_start < ?", (start - window,))
+            row = tx.run(
                 "INSERT INTO device_code_attempts (bucket, window_start, attempts) "
                 "VALUES (?, ?, 1) ON CONFLICT (bucket, window_start) "
                 "DO UPDATE SET attempts = device_code_attempts.attempts + 1 RETURNING attempts",
                 (bucket, start),
             ).fetchone()
+        assert row is not None  # RETURNING gives the row it inserted or updated
         return int(row[0])

@@ -11,55 +11,24 @@ They live in their own tables (not new columns of ``enrollments``) so the
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from hwgate_apps.enrollment.store import Run, Store
 
-# --- schema -----------------------------------------------------------------
-LIFECYCLE_SCHEMA = """
--- migration: lifecycle 1/4 -- where to notify the cardholder of an enrollment
--- (the PIV certificate's SAN rfc822Name, or the address the kiosk sent).
-CREATE TABLE IF NOT EXISTS enrollment_contacts (
-    enrollment_id TEXT PRIMARY KEY,
-    email TEXT NOT NULL
-);
--- migration: lifecycle 2/4 -- why and when a derived certificate was revoked
--- (the CRL entry: serial, date, CRLReason).
-CREATE TABLE IF NOT EXISTS revocations (
-    enrollment_id TEXT PRIMARY KEY,
-    serial TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    revoked_at REAL NOT NULL
-);
--- migration: lifecycle 3/4 -- the issuing CA's CRLs as published (latest = highest number).
-CREATE TABLE IF NOT EXISTS crls (
-    issuer TEXT NOT NULL,
-    number INTEGER NOT NULL,
-    der BLOB NOT NULL,
-    this_update REAL NOT NULL,
-    next_update REAL NOT NULL,
-    PRIMARY KEY (issuer, number)
-);
--- migration: lifecycle 4/4 -- notices to send (transactional outbox, at-least-once).
-CREATE TABLE IF NOT EXISTS outbox (
-    id TEXT PRIMARY KEY,
-    message_id TEXT NOT NULL UNIQUE,
-    kind TEXT NOT NULL,
-    enrollment_id TEXT NOT NULL,
-    recipient TEXT NOT NULL,
-    message BLOB NOT NULL,
-    created_at REAL NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at REAL NOT NULL,
-    sent_at REAL,
-    last_error TEXT
-);
-CREATE INDEX IF NOT EXISTS outbox_due ON outbox (sent_at, next_attempt_at);
-"""
-# --- end of schema -----------------------------------------------------------
+
+@contextlib.contextmanager
+def _tx(store: Store) -> Iterator[Run]:
+    """One transaction of *store*, as its ``run(sql, args)``."""
+    with store.transaction() as tx:
+        yield tx.run
+
+
+# The tables are migration 2 in :mod:`.migrations`.
 
 
 @dataclass(frozen=True)
@@ -81,7 +50,7 @@ class OutboxRow:
 
 def one(store: Store, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
     """All rows of one statement, in its own transaction."""
-    with store.transaction() as run:
+    with _tx(store) as run:
         return list(run(sql, args).fetchall())
 
 
@@ -89,7 +58,7 @@ def one(store: Store, sql: str, args: tuple[object, ...] = ()) -> list[tuple[obj
 
 
 def set_contact(store: Store, eid: str, email: str) -> None:
-    with store.transaction() as run:
+    with _tx(store) as run:
         run(
             "INSERT INTO enrollment_contacts (enrollment_id, email) VALUES (?, ?) "
             "ON CONFLICT DO NOTHING",
@@ -156,7 +125,7 @@ def next_crl_number(store: Store, issuer: str) -> int:
 
 def add_crl(store: Store, issuer: str, number: int, der: bytes, this: float, nxt: float) -> bool:
     """False when another writer stored this number first (its CRL stands)."""
-    with store.transaction() as run:
+    with _tx(store) as run:
         cur = run(
             "INSERT INTO crls (issuer, number, der, this_update, next_update) "
             "VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING",
@@ -189,7 +158,7 @@ def due_outbox(store: Store, now: float, limit: int = 20) -> list[OutboxRow]:
 
 def claim_outbox(store: Store, row: OutboxRow, lease_until: float) -> bool:
     """Take *row* for one delivery attempt; False if another worker took it first."""
-    with store.transaction() as run:
+    with _tx(store) as run:
         cur = run(
             "UPDATE outbox SET next_attempt_at = ?, attempts = attempts + 1 "
             "WHERE id = ? AND sent_at IS NULL AND next_attempt_at = ?",
@@ -199,12 +168,12 @@ def claim_outbox(store: Store, row: OutboxRow, lease_until: float) -> bool:
 
 
 def outbox_sent(store: Store, oid: str) -> None:
-    with store.transaction() as run:
+    with _tx(store) as run:
         run("UPDATE outbox SET sent_at = ?, last_error = NULL WHERE id = ?", (time.time(), oid))
 
 
 def outbox_failed(store: Store, oid: str, error: str, retry_at: float) -> None:
-    with store.transaction() as run:
+    with _tx(store) as run:
         run(
             "UPDATE outbox SET last_error = ?, next_attempt_at = ? WHERE id = ?",
             (error[:500], retry_at, oid),

@@ -37,6 +37,7 @@ from hwgate_apps.web import ApiError
 
 log = logging.getLogger(__name__)
 CHALLENGE_BYTES = 32
+TOO_MANY = "this cardholder already has the maximum of derived credentials"
 
 
 def _b64(data: bytes) -> str:
@@ -153,8 +154,7 @@ class EnrollmentService:
 
     def _check_cap(self, fasc_n: str) -> None:
         if self.store.active_credentials(fasc_n) >= self.config.max_credentials_per_cardholder:
-            message = "this cardholder already has the maximum of derived credentials"
-            raise ApiError(409, "too_many_credentials", message)
+            raise ApiError(409, "too_many_credentials", TOO_MANY)
 
     # --- step 5: the phone redeems the code ---
 
@@ -169,7 +169,6 @@ class EnrollmentService:
         self.devices.check_grant(eid, authorization)  # the signed-in device, if any
         self._redeem(row, str(body.get("code", "")))
         try:
-            self._check_cap(row.fasc_n)
             self.lifecycle.check_card(row.piv_auth_cert)  # still good at issuance?
             cert = self._sign(row, csr)
         except BaseException:
@@ -194,7 +193,13 @@ class EnrollmentService:
         )
         if not activation.codes_equal(expected, code):
             raise ApiError(403, "code_wrong", "wrong activation code")
-        if not self.store.set_status(row.id, "issuing", old="pending"):
+        # The cap is checked in the same step that claims the enrollment: servers
+        # issuing at once for one cardholder cannot all see room under it.
+        cap = self.config.max_credentials_per_cardholder
+        claim = self.store.claim_for_issuance(row.id, row.fasc_n, cap)
+        if claim == "cap":
+            raise ApiError(409, "too_many_credentials", TOO_MANY)
+        if claim != "claimed":
             raise ApiError(409, "code_used", "the activation code was already used")
 
     def _sign(self, row: Enrollment, csr: x509.CertificateSigningRequest) -> x509.Certificate:

@@ -19,23 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-_TYPES = {
-    "sqlite": {"blob": "BLOB", "float": "REAL"},
-    "postgresql": {"blob": "BYTEA", "float": "DOUBLE PRECISION"},
-}
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS smime_credentials (
-    enrollment_id TEXT PRIMARY KEY,
-    card_sign_cert {blob},
-    card_km_cert {blob},
-    emails TEXT NOT NULL,          -- the card's rfc822Names, newline-separated
-    status TEXT NOT NULL,          -- available, issuing, issued
-    signing_serial TEXT,
-    signing_cert {blob},
-    key_recovered INTEGER NOT NULL DEFAULT 0,
-    issued_at {float}
-)
-"""
+# The table is migration 3 in :mod:`.migrations`.
 _COLUMNS = ("enrollment_id", "card_sign_cert", "card_km_cert", "emails", "status",
             "signing_serial", "signing_cert", "key_recovered", "issued_at")  # fmt: skip
 
@@ -64,8 +48,6 @@ class SmimeStore:
 
     def __init__(self, store: Any) -> None:
         self._store = store
-        dialect = getattr(store, "dialect", "sqlite")
-        self._run(SCHEMA.format(**_TYPES[dialect]))
 
     def _run(self, sql: str, args: tuple[Any, ...] = ()) -> Any:
         return self._store._run(sql, args)

@@ -1,53 +1,30 @@
-"""SQLite persistence: challenges and enrollments.
+"""Persistence: challenges and enrollments, on SQLite or PostgreSQL.
 
 Every single-use rule is one conditional UPDATE whose row count decides
-(``... WHERE used = 0``), so two concurrent requests can never both win.
-Activation codes are not stored (see :mod:`.activation`).
+(``... WHERE used = 0``), so two concurrent requests can never both win, in
+one process or in several sharing a PostgreSQL database. Activation codes are
+not stored (see :mod:`.activation`).
+
+The backend comes from the ``database`` setting (:mod:`.db`); the schema from
+:mod:`.migrations`, applied when the store opens. A new table is one new entry
+there (see its docstring); queries here name their columns, so a migration
+that adds a column breaks none of them.
 """
 
 from __future__ import annotations
 
 import contextlib
-import sqlite3
-import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from hwgate_apps.enrollment.lifestore import LIFECYCLE_SCHEMA
+from hwgate_apps.enrollment import db as dbapi
+from hwgate_apps.enrollment.migrations import migrate
 
-# Runs one statement inside a transaction (see Store.transaction).
-Run = Callable[..., sqlite3.Cursor]
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS challenges (
-    id TEXT PRIMARY KEY,
-    challenge BLOB NOT NULL,
-    kiosk_session TEXT NOT NULL,
-    expires_at REAL NOT NULL,
-    used INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS enrollments (
-    id TEXT PRIMARY KEY,
-    fasc_n TEXT NOT NULL,
-    card_uuid TEXT NOT NULL,
-    subject TEXT NOT NULL,
-    piv_auth_cert BLOB NOT NULL,
-    kiosk_origin TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    status TEXT NOT NULL,            -- pending, issuing, issued, revoked
-    code_issue INTEGER NOT NULL,
-    code_expires_at REAL NOT NULL,
-    attempts_left INTEGER NOT NULL,
-    derived_serial TEXT,
-    derived_cert BLOB,
-    issued_at REAL,
-    revoked_at REAL
-);
-CREATE INDEX IF NOT EXISTS enrollments_fasc_n ON enrollments (fasc_n);
-"""
+# Runs one statement inside a transaction: ``run(sql, args)`` (Transaction.run).
+Run = Callable[..., dbapi.Result]
 
 
 @dataclass(frozen=True)
@@ -71,38 +48,39 @@ class Enrollment:
     revoked_at: float | None
 
 
+_COLUMNS = [f.name for f in fields(Enrollment)]
+_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM enrollments"
+_INSERT = (
+    f"INSERT INTO enrollments ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+)
+
+
 class Store:
     """The database; safe to share between the server's worker threads."""
 
-    def __init__(self, path: Path) -> None:
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(SCHEMA)
-        self._db.executescript(LIFECYCLE_SCHEMA)
-        self._lock = threading.Lock()
+    def __init__(self, database: str | Path) -> None:
+        """*database*: a path (SQLite) or a URL (see :func:`.db.database_url`)."""
+        self._db = dbapi.connect(dbapi.database_url(database))
+        try:
+            migrate(self._db)
+        except BaseException:
+            self._db.close()
+            raise
 
-    def _run(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Cursor:
-        with self._lock:
-            return self._db.execute(sql, args)
+    @property
+    def dialect(self) -> str:
+        return self._db.dialect
+
+    def _run(self, sql: str, args: Sequence[Any] = ()) -> dbapi.Result:
+        """One statement, ``?`` placeholders, in its own transaction."""
+        return self._db.run(sql, args)
+
+    def transaction(self) -> contextlib.AbstractContextManager[dbapi.Transaction]:
+        """Several statements that commit together (``tx.run(sql, args)``)."""
+        return self._db.transaction()
 
     def close(self) -> None:
         self._db.close()
-
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[Run]:
-        """One transaction: ``run(sql, args)`` inside it; commit at the end, rollback on error.
-
-        Why: an issuance and its notice in the outbox must commit together
-        (:mod:`.outbox`), or a crash between them loses or invents a notice.
-        """
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield lambda sql, args=(): self._db.execute(sql, args)
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
 
     # --- challenges ---
 
@@ -114,39 +92,32 @@ class Store:
 
     def consume_challenge(self, cid: str, kiosk_session: str) -> bytes | None:
         """The challenge if it is unused, unexpired and bound to this kiosk session; once."""
-        with self._lock:
-            cur = self._db.execute(
-                "UPDATE challenges SET used = 1 WHERE id = ? AND kiosk_session = ? "
-                "AND used = 0 AND expires_at > ? RETURNING challenge",
-                (cid, kiosk_session, time.time()),
-            )
-            row = cur.fetchone()
+        row = self._run(
+            "UPDATE challenges SET used = 1 WHERE id = ? AND kiosk_session = ? "
+            "AND used = 0 AND expires_at > ? RETURNING challenge",
+            (cid, kiosk_session, time.time()),
+        ).fetchone()
         return bytes(row[0]) if row else None
 
     # --- enrollments ---
 
     def add_enrollment(self, e: Enrollment) -> None:
-        self._run(
-            "INSERT INTO enrollments VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            tuple(e.__dict__.values()),
-        )
+        self._run(_INSERT, astuple(e))
 
     def get(self, eid: str) -> Enrollment | None:
-        row = self._run("SELECT * FROM enrollments WHERE id = ?", (eid,)).fetchone()
-        return Enrollment(*row) if row else None
+        row = self._run(f"{_SELECT} WHERE id = ?", (eid,)).fetchone()
+        return _enrollment(row) if row else None
 
     def by_fasc_n(self, fasc_n: str) -> list[Enrollment]:
-        rows = self._run(
-            "SELECT * FROM enrollments WHERE fasc_n = ? ORDER BY created_at", (fasc_n,)
-        ).fetchall()
-        return [Enrollment(*row) for row in rows]
+        rows = self._run(f"{_SELECT} WHERE fasc_n = ? ORDER BY created_at", (fasc_n,)).fetchall()
+        return [_enrollment(row) for row in rows]
 
     def active_credentials(self, fasc_n: str) -> int:
         """Derived credentials of this cardholder that are issued and not revoked."""
         row = self._run(
             "SELECT COUNT(*) FROM enrollments WHERE fasc_n = ? AND status = 'issued'", (fasc_n,)
         ).fetchone()
-        return int(row[0])
+        return int(row[0]) if row else 0
 
     def spend_attempt(self, eid: str) -> bool:
         """Take one code attempt; False if none is left, the code expired or is used."""
@@ -164,34 +135,63 @@ class Store:
         )
         return cur.rowcount == 1
 
+    def claim_for_issuance(self, eid: str, fasc_n: str, cap: int) -> str:
+        """pending -> issuing, unless the cardholder already has *cap* credentials issued
+        or being issued: "claimed", "used" (not pending any more) or "cap".
+
+        One transaction under a per-cardholder lock, so servers issuing at once (threads
+        or processes) cannot each see room under the cap and all take it.
+        """
+        with self.transaction() as tx:
+            dbapi.lock(tx, f"cardholder {fasc_n}")
+            status = tx.run("SELECT status FROM enrollments WHERE id = ?", (eid,)).fetchone()
+            if status is None or status[0] != "pending":
+                return "used"
+            row = tx.run(
+                "SELECT COUNT(*) FROM enrollments WHERE fasc_n = ? AND id != ? "
+                "AND status IN ('issuing', 'issued')",
+                (fasc_n, eid),
+            ).fetchone()
+            if row is not None and int(row[0]) >= cap:
+                return "cap"
+            moved = tx.run(
+                "UPDATE enrollments SET status = 'issuing' WHERE id = ? AND status = 'pending'",
+                (eid,),
+            )
+            return "claimed" if moved.rowcount == 1 else "used"
+
     def record_issued(
         self, eid: str, serial: str, der: bytes, then: Callable[[Run], None] | None = None
     ) -> None:
         """Mark issued; *then* runs in the same transaction (the outbox notice)."""
-        with self.transaction() as run:
-            cur = run(
+        with self.transaction() as tx:
+            cur = tx.run(
                 "UPDATE enrollments SET status = 'issued', derived_serial = ?, "
                 "derived_cert = ?, issued_at = ? WHERE id = ? AND status = 'issuing'",
                 (serial, der, time.time(), eid),
             )
             if cur.rowcount == 1 and then is not None:
-                then(run)
+                then(tx.run)
 
     def revoke(self, eid: str, then: Callable[[Run], None] | None = None) -> bool:
         """Revoke once; *then* runs in the same transaction only if this call revoked it."""
-        with self.transaction() as run:
-            cur = run(
+        with self.transaction() as tx:
+            cur = tx.run(
                 "UPDATE enrollments SET status = 'revoked', revoked_at = ? "
                 "WHERE id = ? AND status != 'revoked'",
                 (time.time(), eid),
             )
             if cur.rowcount == 1 and then is not None:
-                then(run)
+                then(tx.run)
         return cur.rowcount == 1
 
     def issued(self) -> list[Enrollment]:
         """Every enrollment whose derived credential is issued and not revoked."""
-        rows = self._run(
-            "SELECT * FROM enrollments WHERE status = 'issued' ORDER BY issued_at"
-        ).fetchall()
-        return [Enrollment(*row) for row in rows]
+        rows = self._run(f"{_SELECT} WHERE status = 'issued' ORDER BY issued_at").fetchall()
+        return [_enrollment(row) for row in rows]
+
+
+def _enrollment(row: tuple[Any, ...]) -> Enrollment:
+    """A row as an Enrollment; BLOBs as bytes whichever driver read them."""
+    values: list[Any] = [bytes(v) if isinstance(v, memoryview | bytearray) else v for v in row]
+    return Enrollment(*values)

@@ -26,13 +26,23 @@ def origin_of(url: str) -> str:
 
 
 class EnrollmentClient:
-    """Challenge and proof-of-possession calls; the origin comes from the server URL."""
+    """Challenge and proof-of-possession calls; the origin comes from the server URL.
 
-    def __init__(self, base_url: str, cacert: str | None = None) -> None:
+    The kiosk proves who it is with its client certificate (*cert*, *key*): the
+    server starts enrollments only for kiosks it knows.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        cacert: str | None = None,
+        cert: str | None = None,
+        key: str | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.origin = origin_of(self.base_url)
         self._http = httpx.AsyncClient(
-            base_url=self.base_url, verify=tls_context(cacert), timeout=30
+            base_url=self.base_url, verify=tls_context(cacert, cert, key), timeout=30
         )
 
     async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -52,6 +52,9 @@ def test_segfaulting_worker_is_replaced_mid_load(
         os.kill(victim, signal.SIGSEGV)
         await eventually(lambda: victim not in pool.worker_pids(), 10, "the crash to be seen")
         await eventually(lambda: pool.state is PoolState.READY, 30, "a replacement worker")
+        # READY needs one live worker; the replacement may still be starting (a stress
+        # run got here with one): wait for the pool to be whole again.
+        await eventually(lambda: len(pool.worker_pids()) == 2, 30, "both workers")
         before = ok
         await eventually(lambda: ok > before + 200, 10, "signing to continue")
         stop.set()

@@ -6,7 +6,6 @@ import asyncio
 import hashlib
 import hmac
 import os
-import time
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
@@ -128,20 +127,20 @@ def test_errors(pool: HsmPool, loop_thread: LoopThread) -> None:
 
 
 def test_concurrent_signing_never_errors(pool: HsmPool, loop_thread: LoopThread) -> None:
+    """16 callers x 70 signatures at once, all valid: a fixed amount of work, not
+    "as many as fit in 3 s" (a stress run managed 882 in that window, which said
+    something about the machine, not about errors)."""
     digest = hashlib.sha256(b"load").digest()
+    per_caller = 70
 
-    async def caller(deadline: float) -> int:
-        n = 0
-        while time.monotonic() < deadline:
+    async def caller() -> int:
+        for _ in range(per_caller):
             sig = await pool.sign("ec-p256", SignAlgorithm.ECDSA_SHA256, digest)
             assert sig[0] == 0x30
-            n += 1
-        return n
+        return per_caller
 
     async def run() -> list[int]:
-        deadline = time.monotonic() + 3.0
-        return await asyncio.gather(*(caller(deadline) for _ in range(16)))
+        return await asyncio.gather(*(caller() for _ in range(16)))
 
     counts = loop_thread.run(run())
-    assert all(n > 0 for n in counts), counts
-    assert sum(counts) > 1000
+    assert counts == [per_caller] * 16

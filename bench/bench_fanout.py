@@ -234,7 +234,8 @@ def one_round(
                 [
                     str(Path(sys.executable).parent / "py-spy"),
                     "record",
-                    "--nonblocking",
+                    # native frames (grpc's C core) need the process paused per sample
+                    "--native" if args.native else "--nonblocking",
                     "--format",
                     "raw",
                     "-r",
@@ -346,6 +347,7 @@ def main() -> int:
     parser.add_argument("--variants", default="hwgate,bare")
     parser.add_argument("--compare-tree", type=Path, help="also run hwgated from this checkout")
     parser.add_argument("--profile", type=Path, help="py-spy raw stacks of round 1 into DIR")
+    parser.add_argument("--native", action="store_true", help="--profile with C frames")
     parser.add_argument("--out", type=Path, default=RESULTS / "fanout.json")
     args = parser.parse_args()
     names = args.variants.split(",") + (["hwgate-compare"] if args.compare_tree else [])

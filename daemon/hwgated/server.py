@@ -41,6 +41,7 @@ from hwgated.edge.preencoded import PreEncodedLayer
 from hwgated.hsm import HsmPool, PoolState
 from hwgated.hsm.tracker import stop_resource_tracker
 from hwgated.logsetup import effective_level, set_level
+from hwgated.ops import gcpolicy
 from hwgated.ops.interceptor import OpsLayer
 from hwgated.ops.metrics import Metrics
 from hwgated.ops.notify import Notifier
@@ -191,6 +192,7 @@ class Daemon:
             await front.start()
         self.ops.start(self.config.daemon.metrics)
         log.info("hwgated serving on %s", ", ".join(bound))
+        gcpolicy.freeze_startup_heap()  # full collections skip the start-up heap
         self.notifier.ready()
 
     async def _bind_front(self, server: grpc.aio.Server, listener: ListenerConfig) -> str:

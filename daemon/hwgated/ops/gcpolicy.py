@@ -2,12 +2,12 @@
 
 Everything the daemon builds while starting (modules, protobuf descriptors and
 classes, config, servicers, the grpc servers) lives as long as the process, yet
-CPython's full collection walks all of it again every time. A full collection
-falls due every ~70,000 container allocations, and one card event's fan-out to
-1000 WatchEvents subscribers allocates about that many (futures, handles, grpc
-operations, each freed at once by reference counting): a py-spy profile of the
-fan-out had ``gc_collect_main`` as its top native frame, a pause every
-subscriber waits for. ``gc.freeze()`` once the daemon is ready moves the
+CPython's full collection walks all of it again every time. Collections are
+triggered by container allocations (a full one after ~70,000 with the default
+thresholds), and a card event's fan-out allocates several per subscriber
+(futures, handles, grpc operations, each freed at once by reference counting):
+a py-spy --native profile of the fan-out to 1000 WatchEvents subscribers had
+``gc_collect_main`` as its top self frame, pauses every subscriber waits for. ``gc.freeze()`` once the daemon is ready moves the
 start-up heap to the permanent generation, so a collection walks only what came
 after; and a larger young generation makes collections rarer, not costlier
 (each young object is still examined once). Cycles are still collected.

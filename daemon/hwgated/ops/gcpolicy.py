@@ -7,10 +7,11 @@ triggered by container allocations (a full one after ~70,000 with the default
 thresholds), and a card event's fan-out allocates several per subscriber
 (futures, handles, grpc operations, each freed at once by reference counting):
 a py-spy --native profile of the fan-out to 1000 WatchEvents subscribers had
-``gc_collect_main`` as its top self frame, pauses every subscriber waits for. ``gc.freeze()`` once the daemon is ready moves the
-start-up heap to the permanent generation, so a collection walks only what came
-after; and a larger young generation makes collections rarer, not costlier
-(each young object is still examined once). Cycles are still collected.
+``gc_collect_main`` as its top self frame, pauses every subscriber waits for.
+``gc.freeze()`` once the daemon is ready moves the start-up heap to the
+permanent generation, so a collection walks only what came after; and a larger
+young generation makes collections rarer, not costlier (each young object is
+still examined once). Cycles are still collected.
 """
 
 from __future__ import annotations

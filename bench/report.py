@@ -143,7 +143,9 @@ def _added(v: Any) -> str:
     a = v["added_ms"]
     if not a:
         return "no events"
-    return f"+{a['median_ms']:.1f} ms (p99 +{a['p99_ms']:.1f}, n={a['n']})"
+    rounds = sorted(p for p in v.get("round_p99_ms", []) if p is not None)
+    middle = f"; rounds' p99 median +{rounds[len(rounds) // 2]:.0f}" if len(rounds) > 1 else ""
+    return f"+{a['median_ms']:.1f} ms (p99 +{a['p99_ms']:.1f}{middle}, n={a['n']})"
 
 
 def fanout_rows(fanout: Any) -> list[Row]:

@@ -33,6 +33,7 @@ BENCHMARKS: list[tuple[str, list[str], float]] = [
     ("piv", ["bench/bench_piv.py"], 1200),
     ("daemon", ["-m", "bench.bench_daemon"], 600),
     ("unary", ["-m", "bench.bench_unary"], 600),
+    ("fanout", ["-m", "bench.bench_fanout"], 900),
 ]
 
 

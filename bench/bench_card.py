@@ -16,22 +16,19 @@ batch <= 1.5x direct; added p99 <= 50 ms at 1000 subscribers; RSS <= +50 MB.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import multiprocessing
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import grpc
 from smartcard import scard
 
+from bench.fanout_clients import RawWatcher, SubscriberProcesses, daemon_config
 from hwgate.v1 import card_pb2, card_pb2_grpc
 from hwgate_testbed import orchestrate, slots
 from hwgate_testbed.paths import TestbedPaths, vpcd_reader
@@ -107,98 +104,25 @@ def bench_apdu(stub: card_pb2_grpc.CardServiceStub, n: int) -> dict[str, object]
 # --- event latency ----------------------------------------------------------------------
 
 
-class RawWatcher(threading.Thread):
-    """Blocks in SCardGetStatusChange on R0 and timestamps every insertion."""
-
-    def __init__(self) -> None:
-        super().__init__(daemon=True)
-        _, self.ctx = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
-        self.inserts: list[float] = []
-        self.stop = False
-
-    def run(self) -> None:
-        state = scard.SCARD_STATE_UNAWARE
-        present = None
-        while not self.stop:
-            rv, states = scard.SCardGetStatusChange(self.ctx, 1000, [(R0, state)])
-            if rv != 0:
-                continue
-            _, event_state, _ = states[0]
-            now = time.monotonic()
-            state = event_state & ~scard.SCARD_STATE_CHANGED
-            is_present = bool(event_state & scard.SCARD_STATE_PRESENT)
-            if present is False and is_present:
-                self.inserts.append(now)
-            present = is_present
-
-
-def _subscriber_process(
-    target: str, count: int, ready: Any, received: Any, stop: Any, out: Any
-) -> None:
-    """A load-generator process: *count* WatchEvents streams, insert receive times."""
-
-    async def run() -> list[list[float]]:
-        channel = grpc.aio.insecure_channel(target)
-        stub = card_pb2_grpc.CardServiceStub(channel)
-        seen: list[list[float]] = [[] for _ in range(count)]
-        synced = [asyncio.Event() for _ in range(count)]
-
-        async def subscribe(i: int) -> None:
-            request = card_pb2.WatchEventsRequest(reader_patterns=[R0])
-            async for event in stub.WatchEvents(request):
-                if event.type == card_pb2.EVENT_TYPE_SNAPSHOT_COMPLETE:
-                    synced[i].set()
-                elif event.type == card_pb2.EVENT_TYPE_CARD_INSERTED:
-                    seen[i].append(time.monotonic())
-                    with received.get_lock():
-                        received.value += 1
-
-        tasks = [asyncio.create_task(subscribe(i)) for i in range(count)]
-        await asyncio.gather(*(e.wait() for e in synced))
-        ready.release()
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, stop.wait)
-        for task in tasks:
-            task.cancel()
-        await channel.close()
-        return seen
-
-    out.send(asyncio.run(run()))
-
-
 def subscribers_latency(
     target: str, count: int, inserts: int, paths: TestbedPaths, daemon_pid: int
 ) -> dict[str, object]:
     """Subscribers live in their own processes so the client's GIL does not cap them."""
-    ctx = multiprocessing.get_context("spawn")
-    procs = min(4, count)
-    ready, received, stop = ctx.Semaphore(0), ctx.Value("i", 0), ctx.Event()
-    pipes, workers = [], []
-    for p in range(procs):
-        share = count // procs + (1 if p < count % procs else 0)
-        parent, child = ctx.Pipe()
-        worker = ctx.Process(
-            target=_subscriber_process, args=(target, share, ready, received, stop, child)
-        )
-        worker.start()
-        pipes.append(parent)
-        workers.append(worker)
-    for _ in range(procs):
-        ready.acquire(timeout=120)
+    subscribers = SubscriberProcesses(target, count, 4)
+    subscribers.wait_ready()
     rss = rss_mb(daemon_pid)
     watcher = RawWatcher()
     watcher.start()
+    inserted = subscribers.shared["inserted"]
+    subscribers.shared["go"].set()
     for k in range(inserts):
         slots.insert(paths, 0, "alice")
         deadline = time.monotonic() + 20
-        while received.value < count * (k + 1) and time.monotonic() < deadline:
+        while inserted.value < count * (k + 1) and time.monotonic() < deadline:
             time.sleep(0.005)  # bench pacing, not test synchronization
         slots.remove(paths, 0)
     watcher.stop = True
-    stop.set()
-    seen = [row for pipe in pipes for row in pipe.recv()]
-    for worker in workers:
-        worker.join(30)
+    seen = [row for result in subscribers.finish() for row in result["seen"]]
     added = []
     for k, raw in enumerate(watcher.inserts[:inserts]):
         added += [(s[k] - raw) * 1000 for s in seen if len(s) > k]
@@ -222,15 +146,7 @@ def main() -> int:
     paths = TestbedPaths.at(work / "testbed")
     orchestrate.up(paths, insert_card=False)
     sock = work / "hwgate.sock"
-    config = work / "hwgated.toml"
-    config.write_text(
-        f'[daemon]\nlog_level = "warning"\n[[listen]]\nunix = "{sock}"\nrole = "admin"\n'
-        f'[pcsc]\nreaders = ["{R0}"]\nsubscriber_queue = 64\n'
-        '[policy.roles.admin]\nallow = ["*"]\n[[policy.readers]]\npattern = "*"\n'
-        'roles = ["admin"]\n'
-        # 1000 subscribers share 4 connections: lift the per-connection stream cap.
-        "[limits]\nmax_streams_per_connection = 1000\n"
-    )
+    config = daemon_config(work, sock, 1000)  # 1000 subscribers share 4 connections
     daemon = subprocess.Popen([sys.executable, "-m", "hwgated", "--config", str(config)])
     try:
         channel = grpc.insecure_channel(f"unix:{sock}")

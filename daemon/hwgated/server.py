@@ -31,16 +31,18 @@ from hwgated.api.hsm_service import HsmServicer
 from hwgated.api.piv_service import PivServicer
 from hwgated.auth import audit, listeners
 from hwgated.auth.audit import AuditLog
-from hwgated.auth.interceptor import IdentityInterceptor
+from hwgated.auth.interceptor import IdentityLayer
 from hwgated.auth.peerfront import PeerFront, PeerTable, private_socket, remove_private_socket
 from hwgated.auth.pinlimit import PinLimits
 from hwgated.auth.policy import Policy, PolicyHolder
 from hwgated.config import Config, ListenerConfig
 from hwgated.edge.chain import ChainInterceptor
+from hwgated.edge.preencoded import PreEncodedLayer
 from hwgated.hsm import HsmPool, PoolState
 from hwgated.hsm.tracker import stop_resource_tracker
 from hwgated.logsetup import effective_level, set_level
-from hwgated.ops.interceptor import OpsInterceptor
+from hwgated.ops import gcpolicy
+from hwgated.ops.interceptor import OpsLayer
 from hwgated.ops.metrics import Metrics
 from hwgated.ops.notify import Notifier
 from hwgated.ops.reload import reload_config
@@ -51,6 +53,7 @@ from hwgated.pivapp.identity import read_identity
 log = logging.getLogger(__name__)
 
 CARD_SERVICE = card_pb2.DESCRIPTOR.services_by_name["CardService"].full_name
+WATCH_EVENTS = f"/{CARD_SERVICE}/WatchEvents"
 PIV_SERVICE = piv_pb2.DESCRIPTOR.services_by_name["PivService"].full_name
 HSM_SERVICE = hsm_pb2.DESCRIPTOR.services_by_name["HsmService"].full_name
 
@@ -127,8 +130,8 @@ class Daemon:
             interceptors=[
                 ChainInterceptor(
                     [
-                        OpsInterceptor(self.metrics, self._shutting_down),
-                        IdentityInterceptor(
+                        OpsLayer(self.metrics, self._shutting_down),
+                        IdentityLayer(
                             listener,
                             lambda: self.policy.current.config,
                             check=lambda caller, method: self.policy.current.check_method(
@@ -136,6 +139,7 @@ class Daemon:
                             ),
                             peers=self.peers,
                         ),
+                        PreEncodedLayer([WATCH_EVENTS]),  # events serialized once, not per stream
                     ]
                 )
             ],
@@ -188,6 +192,7 @@ class Daemon:
             await front.start()
         self.ops.start(self.config.daemon.metrics)
         log.info("hwgated serving on %s", ", ".join(bound))
+        gcpolicy.freeze_startup_heap()  # full collections skip the start-up heap
         self.notifier.ready()
 
     async def _bind_front(self, server: grpc.aio.Server, listener: ListenerConfig) -> str:

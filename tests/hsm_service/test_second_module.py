@@ -81,6 +81,18 @@ class Keys:
     def ref(self, name: str) -> hsm_pb2.KeyRef:
         return hsm_pb2.KeyRef(token=self.token, label=name)
 
+    def secret_key(self, algorithm: int, usages: list[int]) -> hsm_pb2.KeyInfo | None:
+        """A new secret key, or None on tpm2 once its precise refusal is asserted:
+        tpm2-pkcs11 lists the key-gen mechanisms but does not implement C_GenerateKey."""
+        if self.token != "tpm2":
+            return self.generate(algorithm, usages)
+        request = hsm_pb2.GenerateKeyRequest(
+            token=self.token, label=f"svc-2m-{uuid.uuid4().hex[:8]}",
+            algorithm=algorithm, usages=usages,
+        )  # fmt: skip
+        assert rpc_error(self.stub.GenerateKey, request) == NOT_SUPPORTED  # type: ignore[attr-defined]
+        return None
+
 
 @pytest.fixture(scope="module", params=TOKENS)
 def keys(request: pytest.FixtureRequest, duo: HsmDaemon) -> Iterator[Keys]:
@@ -151,15 +163,9 @@ def test_generate_rsa_key_reads_back(keys: Keys, rsa_signer: hsm_pb2.KeyInfo) ->
 
 def test_generate_aes_key(keys: Keys) -> None:
     """tpm2-pkcs11 lists CKM_AES_KEY_GEN but does not implement C_GenerateKey."""
-    request = hsm_pb2.GenerateKeyRequest(
-        token=keys.token, label=f"svc-2m-{uuid.uuid4().hex[:8]}",
-        algorithm=K.KEY_ALGORITHM_AES_256, usages=[U.KEY_USAGE_DERIVE],
-    )  # fmt: skip
-    if keys.token == "tpm2":
-        assert rpc_error(keys.stub.GenerateKey, request) == NOT_SUPPORTED  # type: ignore[attr-defined]
+    info = keys.secret_key(K.KEY_ALGORITHM_AES_256, [U.KEY_USAGE_DERIVE])
+    if info is None:
         return
-    info = keys.stub.GenerateKey(request).key  # type: ignore[attr-defined]
-    keys.made.append(info.label)
     assert info.algorithm == K.KEY_ALGORITHM_AES_256 and info.size_bits == 256
     assert U.KEY_USAGE_DERIVE in info.usages
 
@@ -212,15 +218,9 @@ def test_key_info_is_what_the_module_set(keys: Keys, testbed: object, tpm2_token
 
 def test_generate_generic_secret_and_hmac(keys: Keys) -> None:
     """SoftHSM makes an HMAC key and signs with it; tpm2-pkcs11 has no C_GenerateKey."""
-    request = hsm_pb2.GenerateKeyRequest(
-        token=keys.token, label=f"svc-2m-{uuid.uuid4().hex[:8]}",
-        algorithm=K.KEY_ALGORITHM_GENERIC_SECRET, usages=[U.KEY_USAGE_SIGN],
-    )  # fmt: skip
-    if keys.token == "tpm2":
-        assert rpc_error(keys.stub.GenerateKey, request) == NOT_SUPPORTED  # type: ignore[attr-defined]
+    info = keys.secret_key(K.KEY_ALGORITHM_GENERIC_SECRET, [U.KEY_USAGE_SIGN])
+    if info is None:
         return
-    info = keys.stub.GenerateKey(request).key  # type: ignore[attr-defined]
-    keys.made.append(info.label)
     assert info.algorithm == K.KEY_ALGORITHM_GENERIC_SECRET and U.KEY_USAGE_SIGN in info.usages
     sign = hsm_pb2.HsmServiceSignRequest(
         key=keys.ref(info.label), algorithm=K.SIGNATURE_ALGORITHM_HMAC_SHA256, data=b"mac me"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import grpc
@@ -11,7 +11,7 @@ from google.protobuf import duration_pb2
 
 from hwgate.v1 import card_pb2, card_pb2_grpc
 from hwgated import errors
-from hwgated.api import convert
+from hwgated.api import convert, event_wire
 from hwgated.auth.identity import current_caller
 from hwgated.auth.pinlimit import PinLimits
 from hwgated.auth.policy import PolicyHolder
@@ -89,6 +89,25 @@ def _run_batch(
     return responses
 
 
+def reader_rule(policy: PolicyHolder, role: str) -> Callable[[str], bool]:
+    """The policy's per-reader rule for *role*, each reader's answer kept until the
+    policy changes (SIGHUP): every event is checked against every subscriber."""
+    answers: dict[str, bool] = {}
+    seen: list[object] = [None]
+
+    def allowed(reader: str) -> bool:
+        current = policy.current
+        if current is not seen[0] or len(answers) > 64:
+            answers.clear()
+            seen[0] = current
+        answer = answers.get(reader)
+        if answer is None:
+            answer = answers[reader] = current.allows_reader(role, reader)
+        return answer
+
+    return allowed
+
+
 def _not_piv(identity: CardIdentity | None) -> bool:
     return identity is None or not identity.is_piv
 
@@ -106,6 +125,7 @@ class CardServicer(card_pb2_grpc.CardServiceServicer):
         self._max_apdus = max_apdus
         # Shared with PivService (the daemon makes one): a raw VERIFY is a PIN try too.
         self._pin_limits = pin_limits or PinLimits(10)
+        self._encoded = event_wire.EncodedEvents()  # one serialization per live event
 
     @unary
     async def ListReaders(
@@ -126,19 +146,20 @@ class CardServicer(card_pb2_grpc.CardServiceServicer):
     @stream
     async def WatchEvents(
         self, request: card_pb2.WatchEventsRequest, context: Context
-    ) -> AsyncIterator[card_pb2.WatchEventsResponse]:
-        role, policy = current_caller().role, self._policy
+    ) -> AsyncIterator[bytes]:
+        """Serialized WatchEventsResponse messages (sent as they are: edge.preencoded)."""
         event_filter = EventFilter(
             caller_globs(request.reader_patterns, "reader_patterns"),
             _event_types(request.event_types),
-            reader_allowed=lambda reader: policy.current.allows_reader(role, reader),
+            reader_allowed=reader_rule(self._policy, current_caller().role),
         )
         initial, subscription = self._manager.subscribe(request.after_sequence, event_filter)
         try:
             for event in initial:
-                yield convert.event(event)
+                yield event_wire.encode(event)
+            encoded = self._encoded
             while True:
-                yield convert.event(await subscription.get())
+                yield encoded(await subscription.get())
         finally:
             subscription.close()
 

@@ -7,9 +7,10 @@ sessions or limits. A ``[[policy.identity]]`` rule with ``uid`` or ``gid`` gives
 that peer another role. The pid is recorded for the audit log only: processes
 of one uid are one identity.
 
-The identity is resolved once per call by :class:`IdentityInterceptor` and put
-in a context variable for the servicers, which use it to own sessions, to check
-per-key and per-reader policy and for the audit log.
+The identity is resolved once per call by
+:class:`~hwgated.auth.interceptor.IdentityLayer` and put in a context variable
+for the servicers, which use it to own sessions, to check per-key and
+per-reader policy and for the audit log.
 """
 
 from __future__ import annotations

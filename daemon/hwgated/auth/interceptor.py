@@ -1,10 +1,11 @@
-"""Server interceptor: resolve the caller for every RPC before the servicer runs.
+"""The identity layer: resolve the caller for every RPC before the servicer runs.
 
-grpc.aio interceptors run outside the handler's task, so a context variable set
-there would not reach the servicer; instead the handler's behaviour is wrapped
-and the identity is set inside the call itself.
+A handler layer of the server's one interceptor (``edge.chain.ChainInterceptor``),
+not an interceptor of its own. grpc.aio interceptors run outside the handler's
+task, so a context variable set there would not reach the servicer; instead the
+handler's behaviour is wrapped and the identity is set inside the call itself.
 
-The interceptor also owns what happens to a request that is not valid protobuf
+The layer also owns what happens to a request that is not valid protobuf
 for its method. grpcio would answer UNKNOWN ("Unexpected DecodeError"), which
 reads like a server bug; the deserializer is wrapped so such a request gets
 INVALID_ARGUMENT (reason INVALID_ARGUMENT) — after the caller check, so an
@@ -14,7 +15,7 @@ unauthenticated peer learns nothing about the request format.
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -65,7 +66,7 @@ async def _checked_stream(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
         yield request
 
 
-class IdentityInterceptor(grpc.aio.ServerInterceptor):
+class IdentityLayer:
     """Binds each call to a :class:`~hwgated.auth.identity.Caller`; optional method check."""
 
     def __init__(
@@ -79,16 +80,6 @@ class IdentityInterceptor(grpc.aio.ServerInterceptor):
         self._policy = policy
         self._check = check
         self._peers = peers
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
-        return self.wrap_handler(handler, handler_call_details.method)
 
     def wrap_handler(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         """*handler* with the caller check inside each call (see ``ChainInterceptor``)."""

@@ -1,25 +1,25 @@
-"""The operations interceptor: RPC metrics, and ending server streams at shutdown.
+"""The operations layer: RPC metrics, and ending server streams at shutdown.
 
-It sits first in the server's interceptor list, so it wraps everything the
-others do: a call the policy refuses is counted as PERMISSION_DENIED too.
+A handler layer of the server's one interceptor (``edge.chain.ChainInterceptor``),
+not an interceptor of its own. It is the outermost layer, so it wraps everything
+the others do: a call the policy refuses is counted as PERMISSION_DENIED too.
 
 Server-streaming calls (WatchEvents) never end on their own, so a graceful stop
 would otherwise wait out the whole grace period and then cut them with
 CANCELLED. Instead, once ``shutdown`` is set, each stream stops at its next
 await and ends with UNAVAILABLE / SHUTTING_DOWN, which tells a client to
-reconnect (elsewhere). The wrapped generator runs step by step in one
-contextvars.Context of its own, so the identity the inner interceptor sets on
-the first step is still there (and resettable) on the last.
+reconnect (elsewhere). The wrapped generator runs in the call's own task, so the
+identity the inner (identity) layer sets on the first step is still there on the
+last.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import inspect
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -59,22 +59,12 @@ def _mechanism(request: Any) -> str:
     return ""
 
 
-class OpsInterceptor(grpc.aio.ServerInterceptor):
+class OpsLayer:
     """Counts and times every RPC; ends server streams once ``shutdown`` is set."""
 
     def __init__(self, metrics: Metrics, shutdown: asyncio.Event) -> None:
         self._metrics = metrics
         self._shutdown = shutdown
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
-        return self.wrap_handler(handler, handler_call_details.method)
 
     def wrap_handler(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         """*handler* counted, timed and ended at shutdown (see ``ChainInterceptor``)."""
@@ -142,42 +132,52 @@ class OpsInterceptor(grpc.aio.ServerInterceptor):
         return wrapped
 
     async def _until_shutdown(self, stream: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
-        """Items of *stream* until it ends or the daemon shuts down (then UNAVAILABLE)."""
-        own = contextvars.copy_context()
-        loop = asyncio.get_running_loop()
+        """Items of *stream* until it ends or the daemon shuts down (then UNAVAILABLE).
+
+        The stream runs in the call's own task, step by step, and one watcher per
+        stream (not per item) cancels that task when the shutdown comes while the
+        stream waits for its next item; a stream suspended at a yield (grpc writing)
+        stops before its next step. An item costs no task and no ``asyncio.wait``,
+        which at 1000 WatchEvents subscribers was most of an event's fan-out.
+        """
+        task = asyncio.current_task()
+        assert task is not None
+        waiting = cut = finished = False
+
+        def cut_off(_: object) -> None:
+            nonlocal cut
+            if waiting and not cut:  # the task is suspended inside *stream*
+                cut = True
+                task.cancel()
+
         stopping = asyncio.ensure_future(self._shutdown.wait())
-        step: asyncio.Task[Any] | None = None
-        finished = False
+        stopping.add_done_callback(cut_off)
         try:
-            while True:
-                step = loop.create_task(_next(stream), context=own)
-                await asyncio.wait({step, stopping}, return_when=asyncio.FIRST_COMPLETED)
-                if not step.done():
-                    break
+            while not self._shutdown.is_set():
+                waiting = True
                 try:
-                    item = step.result()
+                    item = await stream.__anext__()
                 except StopAsyncIteration:
                     finished = True
                     return
+                except asyncio.CancelledError:
+                    finished = True  # the cancellation went through *stream* and ended it
+                    if cut and task.uncancel() == 0:
+                        break  # ours alone: end with SHUTTING_DOWN below
+                    raise
                 except BaseException:
                     finished = True
                     raise
+                finally:
+                    waiting = False
                 yield item
         finally:
+            stopping.remove_done_callback(cut_off)
             stopping.cancel()
-            if step is not None and not step.done():
-                step.cancel()
-                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
-                    await step
-                finished = True
-            if not finished:  # closed while suspended at a yield: close the inner stream
+            if not finished:  # closed while suspended at a yield, or shut down: close *stream*
                 with contextlib.suppress(Exception):
-                    await loop.create_task(_aclose(stream), context=own)
+                    await _aclose(stream)
         await edge_status.abort(context, ShuttingDown("the daemon is shutting down; reconnect"))
-
-
-async def _next(stream: AsyncIterator[Any]) -> Any:
-    return await stream.__anext__()
 
 
 async def _aclose(stream: AsyncIterator[Any]) -> None:

@@ -13,7 +13,7 @@ import enum
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
 
 from hwgated.errors import SubscriberTooSlow
@@ -41,6 +41,8 @@ class ReaderState(enum.Enum):
     UNAVAILABLE = "UNAVAILABLE"
 
 
+# Per-filter memory of reader names (a host has a handful; hotplug may add more).
+MAX_REMEMBERED_READERS = 64
 SNAPSHOT_TYPES = frozenset({EventType.READER_STATE, EventType.SNAPSHOT_COMPLETE})
 SERVICE_TYPES = frozenset({EventType.SERVICE_DOWN, EventType.SERVICE_UP})
 
@@ -68,6 +70,11 @@ class EventFilter:
     types: frozenset[EventType] = frozenset()
     # The policy's per-reader rule: events of readers the caller may not use are hidden.
     reader_allowed: Callable[[str], bool] = _any_reader
+    # Each reader name's answer from reader_patterns (fixed for the filter's life):
+    # every event is offered to every subscriber, so this runs per event x subscriber.
+    _pattern_answers: dict[str, bool] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
 
     def accepts(self, event: CardEvent[Any]) -> bool:
         if event.type in SNAPSHOT_TYPES:
@@ -79,7 +86,14 @@ class EventFilter:
     def _reader_ok(self, reader: str) -> bool:
         if not self.reader_allowed(reader):
             return False
-        return not self.reader_patterns or any(p.match(reader) for p in self.reader_patterns)
+        if not self.reader_patterns:
+            return True
+        answer = self._pattern_answers.get(reader)
+        if answer is None:
+            answer = any(p.match(reader) for p in self.reader_patterns)
+            if len(self._pattern_answers) < MAX_REMEMBERED_READERS:
+                self._pattern_answers[reader] = answer
+        return answer
 
 
 class Subscription(Generic[IdentityT]):

@@ -5,7 +5,10 @@ the enrollment server to sign in (RFC 8628) and shows a code; headless Chromium
 chooses "I have a code" at the kiosk, types it, inserts the virtual card, enters
 the PIN, approves the sign-in, screenshots each of those screens and the QR
 screen; zbarimg decodes the QR code and the signed-in phone redeems it with its
-token. kiosk (``--interactive``): the same services, left running for a person
+token. Then the phone asks for S/MIME: a signing certificate for a key it makes,
+and the card's Key Management key, recovered from escrow and re-wrapped inside
+the HSM for the phone; it opens a mail ``openssl cms -encrypt`` sent to the
+card's 9D certificate. kiosk (``--interactive``): the same services, left running for a person
 with a browser.
 
 Every run starts from a fresh enrollment database: the enrollments of earlier
@@ -21,6 +24,7 @@ import argparse
 import os
 import signal
 import socket
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -28,12 +32,15 @@ from typing import Any
 
 import httpx
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from hwgate.certfmt import serial_hex
 from hwgate_apps import browser
 from hwgate_apps.phone import device_flow
+from hwgate_apps.phone.cms import CmsError, decrypt
 from hwgate_apps.phone.device_flow import DeviceFlowError
 from hwgate_apps.phone.qr import QrError, decode_png
+from hwgate_apps.phone.smime import get_smime
 from hwgate_apps.phone.wallet import ActivationError, activate, parse_payload
 from hwgate_apps.stack import Stack, start_stack
 from hwgate_testbed import orchestrate
@@ -149,13 +156,44 @@ def _with_card(stack: Stack, page: Any, screenshot: Path, phone: PhoneSignIn) ->
     print(f"    serial:  {serial_hex(cred.certificate.serial_number)}")
     print(f"    policy:  {', '.join(cred.policy_oids)}")
     print(f"    SAN:     {cred.uuid_uri}")
+    _smime(stack, parse_payload(payload).enrollment_id, cred, anchor)
+
+
+TEST_MAIL = (
+    b"Subject: for your card\r\n\r\nEncrypted to the PIV card's Key Management certificate.\r\n"
+)
+
+
+def _smime(stack: Stack, eid: str, cred: Any, anchor: x509.Certificate) -> None:
+    """S/MIME on the phone: a signing certificate for a key made there, and the card's
+    Key Management key recovered (re-wrapped inside the HSM for the phone's ephemeral
+    key); then mail that openssl encrypted to the card's 9D certificate is opened."""
+    smime = get_smime(stack.enrollment_url, eid, cred, anchor, stack.tls_ca)
+    serial = serial_hex(smime.certificate.serial_number)
+    step(f"phone: S/MIME signing certificate for {', '.join(smime.emails)} "
+         f"(serial {serial}), key made on the phone")  # fmt: skip
+    if smime.km_key is None or smime.km_certificate is None:
+        raise ActivationError("the server recovered no Key Management key")
+    step("phone: the card's Key Management key recovered (re-wrapped in the HSM for the "
+         "phone's ephemeral key); it matches the card's 9D certificate")  # fmt: skip
+    recipient = stack.paths.root / "apps" / "card-9d.pem"
+    recipient.write_bytes(smime.km_certificate.public_bytes(serialization.Encoding.PEM))
+    done = subprocess.run(["openssl", "cms", "-encrypt", "-aes256", "-recip", str(recipient)],
+                          input=TEST_MAIL, capture_output=True, timeout=60)  # fmt: skip
+    if done.returncode != 0:
+        raise ActivationError(f"openssl cms -encrypt failed: {done.stderr.decode().strip()}")
+    opened = decrypt(done.stdout, smime.km_key, smime.km_certificate)
+    subject = opened.split(b"\r\n", 1)[0].decode()
+    step(f"openssl cms -encrypt sent a mail to the card's 9D certificate; "
+         f"the phone decrypted it: {subject!r}")  # fmt: skip
 
 
 def drive(stack: Stack, screenshot: Path) -> int:
     """run_demo with its expected failures as one line on stderr; the exit code."""
     try:
         run_demo(stack, screenshot)
-    except (browser.PageError, ActivationError, QrError, TestbedError, DeviceFlowError) as exc:
+    except (browser.PageError, ActivationError, QrError, TestbedError, DeviceFlowError,
+            CmsError) as exc:  # fmt: skip
         print(f"hwgate-demo: {exc}", file=sys.stderr, flush=True)
         return 1
     return 0

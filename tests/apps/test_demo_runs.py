@@ -36,6 +36,8 @@ def test_demo_twice_in_a_row_on_one_directory(
         assert code == 0, err
         assert "phone: P-256 key made on the phone" in out and shot.is_file()
         assert "phone: signed in (its poll got the token)" in out
+        assert "phone: S/MIME signing certificate for alice@hwgate.example" in out
+        assert "the phone decrypted it: 'Subject: for your card'" in out
         assert (bed / "kiosk-code.png").is_file() and (bed / "kiosk-approve.png").is_file()
         rows = enrollments(bed / "apps" / demo.DATABASE)
         assert [status for _, status in rows] == ["issued"], rows  # this run's only

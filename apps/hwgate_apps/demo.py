@@ -246,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         stack = start_stack(paths, workdir, kiosk_listener=listener)
     except (TestbedError, RuntimeError, OSError) as exc:  # e.g. a port in use, no pcscd
         print(f"hwgate-demo: cannot start the stack: {exc}", file=sys.stderr)
-        if not args.interactive:
+        if not args.interactive or args.private_namespace:
             orchestrate.down(paths)
         return 1
     step(f"hwgated, enrollment server {stack.enrollment_url}, kiosk {stack.kiosk_url}")
@@ -266,7 +266,9 @@ def main(argv: list[str] | None = None) -> int:
             code = drive(stack, args.screenshot or default_screenshot(paths))
     finally:
         stack.stop()
-        if not args.interactive:
+        # make kiosk in its own namespace: nobody can reach this bed once we are gone,
+        # and its pcscd would outlive the namespace's last other process.
+        if not args.interactive or args.private_namespace:
             orchestrate.down(paths)
     return code
 

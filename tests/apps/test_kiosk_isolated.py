@@ -39,7 +39,26 @@ CAN_UNSHARE = (
 
 
 @pytest.mark.skipif(not CAN_UNSHARE or not shutil.which("nsenter"), reason="needs root + unshare")
+def _pcscds_started_by(test: str) -> set[int]:
+    """pcscd processes started while *test* ran (their environment names it)."""
+    found = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if (proc / "comm").read_text().strip() != "pcscd":
+                continue
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:  # gone meanwhile
+            continue
+        if any(e.startswith(b"PYTEST_CURRENT_TEST=") and test.encode() in e for e in environ):
+            found.add(int(proc.name))
+    return found
+
+
 def test_kiosk_runs_isolated_and_serves_the_host(tmp_path: Path) -> None:
+    me = "test_kiosk_runs_isolated_and_serves_the_host"
+    earlier = _pcscds_started_by(me)  # left by runs before the fix: not this run's
     port = free_port()
     bed = tmp_path / "kiosk-bed"
     proc = subprocess.Popen(
@@ -82,6 +101,8 @@ def test_kiosk_runs_isolated_and_serves_the_host(tmp_path: Path) -> None:
             proc.kill()
             proc.wait()
     assert proc.returncode == 0, "".join(lines) + (proc.stdout.read() if proc.stdout else "")
+    # Its namespace's pcscd went with it (it used to outlive every make kiosk).
+    assert _pcscds_started_by(me) - earlier == set()
 
 
 def test_port_in_use_is_one_line_and_exit_1() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import socket
 import ssl
@@ -22,6 +24,19 @@ class ApiError(Exception):
     status: int
     error: str
     message: str
+
+
+def b64(data: bytes) -> str:
+    """Bytes as the base64 text the JSON APIs carry."""
+    return base64.b64encode(data).decode()
+
+
+def unb64(value: Any, what: str) -> bytes:
+    """A base64 field of a request; 400 ``bad_request`` naming *what* if it is not."""
+    try:
+        return base64.b64decode(str(value), validate=True)
+    except (ValueError, binascii.Error):
+        raise ApiError(400, "bad_request", f"{what} is not base64") from None
 
 
 async def read_json(request: Request) -> dict[str, Any]:

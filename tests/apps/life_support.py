@@ -167,3 +167,21 @@ def write_config_toml(service: EnrollmentService, path: Path) -> Path:
         lines.append(f"{f.name} = {text}")
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+@contextmanager
+def running_smtp() -> Iterator[SmtpSink]:
+    """A real SMTP server (aiosmtpd) on a free loopback port, for one module."""
+    sink = SmtpSink()
+    sink.start()
+    try:
+        yield sink
+    finally:
+        sink.stop()
+
+
+@contextmanager
+def mailing_stack(testbed: object, smtp: SmtpSink, workdir: Path) -> Iterator[Stack]:
+    """The reference stack whose enrollment server mails through *smtp*."""
+    with life_stack(testbed, workdir, smtp_host="127.0.0.1", smtp_port=smtp.port) as running:
+        yield running

@@ -20,7 +20,14 @@ import pytest
 from apps_support import enroll
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from life_support import SmtpSink, life_stack, made_card, service_of, write_config_toml
+from life_support import (
+    SmtpSink,
+    made_card,
+    mailing_stack,
+    running_smtp,
+    service_of,
+    write_config_toml,
+)
 
 from hwgate.certfmt import serial_hex
 from hwgate_apps.phone.main import main as phone_main
@@ -38,20 +45,15 @@ R0 = vpcd_reader(0)
 
 @pytest.fixture(scope="module")
 def smtp() -> Iterator[SmtpSink]:
-    sink = SmtpSink()
-    sink.start()
-    try:
+    with running_smtp() as sink:
         yield sink
-    finally:
-        sink.stop()
 
 
 @pytest.fixture(scope="module")
 def stack(
     testbed: object, smtp: SmtpSink, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
-    workdir = tmp_path_factory.mktemp("lifecycle")
-    with life_stack(testbed, workdir, smtp_host="127.0.0.1", smtp_port=smtp.port) as running:
+    with mailing_stack(testbed, smtp, tmp_path_factory.mktemp("lifecycle")) as running:
         yield running
 
 

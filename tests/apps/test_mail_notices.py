@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from apps_support import enroll_post, proof_for
 from cryptography.hazmat.primitives.asymmetric import ec
-from life_support import SmtpSink, life_stack, made_card, service_of
+from life_support import SmtpSink, made_card, mailing_stack, running_smtp, service_of
 
 from hwgate_apps.devpki import web_certificate
 from hwgate_apps.enrollment import lifestore
@@ -33,20 +33,15 @@ OUTBOX_TIMEOUT = 30.0
 
 @pytest.fixture(scope="module")
 def smtp() -> Iterator[SmtpSink]:
-    sink = SmtpSink()
-    sink.start()
-    try:
+    with running_smtp() as sink:
         yield sink
-    finally:
-        sink.stop()
 
 
 @pytest.fixture(scope="module")
 def stack(
     testbed: object, smtp: SmtpSink, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
-    workdir = tmp_path_factory.mktemp("notify")
-    with life_stack(testbed, workdir, smtp_host="127.0.0.1", smtp_port=smtp.port) as running:
+    with mailing_stack(testbed, smtp, tmp_path_factory.mktemp("notify")) as running:
         yield running
 
 

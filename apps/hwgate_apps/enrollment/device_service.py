@@ -18,7 +18,6 @@ Token-endpoint answers are RFC 6749 §5.2 JSON errors (``error``,
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import hashlib
 import hmac
@@ -33,7 +32,7 @@ from hwgate_apps.enrollment import polling, user_code
 from hwgate_apps.enrollment.device_proof import NONCE_BYTES, approval_challenge
 from hwgate_apps.enrollment.device_store import WAITING, DeviceAuthorization, DeviceStore
 from hwgate_apps.enrollment.proof import ProofError, check_proof
-from hwgate_apps.web import ApiError
+from hwgate_apps.web import ApiError, b64, unb64
 
 if TYPE_CHECKING:
     from hwgate_apps.enrollment.service import EnrollmentService
@@ -56,17 +55,6 @@ class OAuthError(Exception):
 
 def _sha256(text: str) -> bytes:
     return hashlib.sha256(text.encode()).digest()
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
-def _unb64(value: Any, what: str) -> bytes:
-    try:
-        return base64.b64decode(str(value), validate=True)
-    except ValueError:
-        raise ApiError(400, "bad_request", f"{what} is not base64") from None
 
 
 def _device_name(value: str) -> str:
@@ -220,7 +208,7 @@ class DeviceFlow:
         return {
             "device_authorization_id": row.id,
             "origin": self.config.origin,
-            "nonce": _b64(nonce),
+            "nonce": b64(nonce),
             "client_id": row.client_id,
             "client_name": self.config.device_clients.get(row.client_id, row.client_id),
             "device_name": row.device_name,
@@ -248,11 +236,11 @@ class DeviceFlow:
             raise ApiError(410, "expired", "the sign-in request has expired")
         assert row.nonce is not None
         # Valid, chained and not revoked, with the precise reason if not (piv_cert_*).
-        self.service.lifecycle.check_card(_unb64(body.get("certificate"), "certificate"))
+        self.service.lifecycle.check_card(unb64(body.get("certificate"), "certificate"))
         try:
             holder = check_proof(
-                certificate_der=_unb64(body.get("certificate"), "certificate"),
-                signature=_unb64(body.get("signature"), "signature"),
+                certificate_der=unb64(body.get("certificate"), "certificate"),
+                signature=unb64(body.get("signature"), "signature"),
                 challenge=approval_challenge(row.id, row.nonce),
                 origin=self.config.origin,  # ours, never the kiosk's
                 issuer=self.service.piv_issuer,

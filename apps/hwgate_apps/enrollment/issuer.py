@@ -96,9 +96,15 @@ def _access_extensions(builder: x509.CertificateBuilder, p: DerivedProfile) -> A
 
 
 def _key_usage() -> x509.KeyUsage:
+    return signature_key_usage(non_repudiation=False)
+
+
+def signature_key_usage(*, non_repudiation: bool) -> x509.KeyUsage:
+    """digitalSignature, and nonRepudiation (contentCommitment) if asked: the derived
+    PIV Authentication certificate has only the first, the S/MIME signing one both."""
     return x509.KeyUsage(
         digital_signature=True,
-        content_commitment=False,
+        content_commitment=non_repudiation,
         key_encipherment=False,
         data_encipherment=False,
         key_agreement=False,

@@ -6,7 +6,6 @@ machine-readable ``error`` string; the web layer only serializes it.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import logging
 import secrets
@@ -33,22 +32,11 @@ from hwgate_apps.enrollment.proof import Cardholder, ProofError, check_proof
 from hwgate_apps.enrollment.recovery import EscrowDirectory, KeyRecovery
 from hwgate_apps.enrollment.smime_service import SmimeService
 from hwgate_apps.enrollment.store import Enrollment, Store
-from hwgate_apps.web import ApiError
+from hwgate_apps.web import ApiError, b64, unb64
 
 log = logging.getLogger(__name__)
 CHALLENGE_BYTES = 32
 TOO_MANY = "this cardholder already has the maximum of derived credentials"
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
-def _unb64(value: Any, what: str) -> bytes:
-    try:
-        return base64.b64decode(str(value), validate=True)
-    except ValueError:
-        raise ApiError(400, "bad_request", f"{what} is not base64") from None
 
 
 def _load_pem(path: Any) -> x509.Certificate:
@@ -89,7 +77,7 @@ class EnrollmentService:
         self.store.add_challenge(cid, challenge, kiosk_session, self.config.challenge_ttl)
         return {
             "challenge_id": cid,
-            "challenge": _b64(challenge),
+            "challenge": b64(challenge),
             "origin": self.config.origin,
             "expires_in": self.config.challenge_ttl,
         }
@@ -101,11 +89,11 @@ class EnrollmentService:
         if challenge is None:
             raise ApiError(403, "challenge_invalid", "unknown, used or expired challenge")
         # Valid, chained and not revoked, with the precise reason if not (piv_cert_*).
-        self.lifecycle.check_card(_unb64(body.get("certificate"), "certificate"))
+        self.lifecycle.check_card(unb64(body.get("certificate"), "certificate"))
         try:
             holder = check_proof(
-                certificate_der=_unb64(body.get("certificate"), "certificate"),
-                signature=_unb64(body.get("signature"), "signature"),
+                certificate_der=unb64(body.get("certificate"), "certificate"),
+                signature=unb64(body.get("signature"), "signature"),
                 challenge=challenge,
                 origin=self.config.origin,  # ours, never the kiosk's
                 issuer=self.piv_issuer,

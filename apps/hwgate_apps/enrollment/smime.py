@@ -54,6 +54,7 @@ from hwgate_apps.enrollment.issuer import (
     _access_extensions,
     check_csr,
     not_after,
+    signature_key_usage,
 )
 from hwgate_apps.enrollment.proof import ProofError, verify_chain
 
@@ -216,17 +217,7 @@ class SmimeProfile:
 
 
 def _signing_key_usage() -> x509.KeyUsage:
-    return x509.KeyUsage(
-        digital_signature=True,
-        content_commitment=True,  # nonRepudiation
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=False,
-        crl_sign=False,
-        encipher_only=False,
-        decipher_only=False,
-    )
+    return signature_key_usage(non_repudiation=True)
 
 
 def build_signing_certificate(

@@ -21,7 +21,6 @@ Refusals are :class:`ApiError` with a stable ``error`` string.
 from __future__ import annotations
 
 import base64
-import binascii
 import datetime as dt
 import logging
 import secrets
@@ -47,7 +46,7 @@ from hwgate_apps.enrollment.smime import (
     request_digest,
 )
 from hwgate_apps.enrollment.smime_store import SmimeStore
-from hwgate_apps.web import ApiError
+from hwgate_apps.web import ApiError, unb64
 
 if TYPE_CHECKING:
     from hwgate_apps.enrollment.service import EnrollmentService
@@ -55,13 +54,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 CHALLENGE_BYTES = 32
 MAX_PEER_KEY_BYTES = 256
-
-
-def _unb64(value: Any, what: str) -> bytes:
-    try:
-        return base64.b64decode(str(value), validate=True)
-    except (ValueError, binascii.Error):
-        raise ApiError(400, "bad_request", f"{what} is not base64") from None
 
 
 def _pem(cert: x509.Certificate) -> str:
@@ -77,7 +69,7 @@ def _peer_key(value: Any) -> bytes:
     """The phone's ephemeral key: DER SubjectPublicKeyInfo on P-256, or b"" if absent."""
     if value in (None, ""):
         return b""
-    der = _unb64(value, "peer_key")
+    der = unb64(value, "peer_key")
     if len(der) > MAX_PEER_KEY_BYTES:
         raise ApiError(400, "bad_peer_key", "peer_key is too long")
     try:
@@ -107,7 +99,7 @@ class SmimeService:
             return None
         if not isinstance(given, dict) or not set(given) <= set(CARD_SLOTS):
             raise ApiError(400, "bad_request", f"card_certificates: keys among {CARD_SLOTS}")
-        decoded = {slot: _unb64(v, f"card_certificates.{slot}") for slot, v in given.items()}
+        decoded = {slot: unb64(v, f"card_certificates.{slot}") for slot, v in given.items()}
         try:
             return check_card_certificates(
                 decoded, holder.certificate, self.service.piv_issuer, dt.datetime.now(dt.UTC)
@@ -202,7 +194,7 @@ class SmimeService:
             csr.public_bytes(serialization.Encoding.DER), peer,
         )  # fmt: skip
         try:
-            verify_signature(derived, _unb64(body.get("signature"), "signature"), digest)
+            verify_signature(derived, unb64(body.get("signature"), "signature"), digest)
         except ProofError as err:
             log.info("S/MIME request for %s refused: %s", eid, err)
             raise ApiError(403, "proof_refused", "the request is not signed by this "

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from opsbed import FakeNotify, OpsDaemon, free_port, write_ops_config
 
+from hwgate_testbed.timing import scaled
 from support.daemonview import process_alive, watch
 
 
@@ -28,7 +29,7 @@ def start_ops_daemon(testbed: object, tmp_path: Path) -> Iterator[Callable[..., 
         watchdog_usec: int | None = 1_000_000,
         metrics: bool = False,
         env: dict[str, str] | None = None,
-        preexec_fn: Callable[[], None] | None = None,
+        launcher: tuple[str, ...] = (),
         args: tuple[str, ...] = (),
         **config_args: str,
     ) -> OpsDaemon:
@@ -44,16 +45,15 @@ def start_ops_daemon(testbed: object, tmp_path: Path) -> Iterator[Callable[..., 
         environ.update(env or {})
         with log.open("wb") as out:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "hwgated", "--config", str(config), *args],
+                [*launcher, sys.executable, "-m", "hwgated", "--config", str(config), *args],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=environ,
-                preexec_fn=preexec_fn,
             )
         daemon = OpsDaemon(proc, config, kiosk, admin, log, notify, port)
         started.append(daemon)
         try:
-            notify.wait_line("READY=1", timeout=30)
+            notify.wait_line("READY=1", timeout=scaled(60))  # a stress run needed > 30 s
         except AssertionError:
             raise AssertionError(f"hwgated never said READY=1:\n{daemon.log_text()}") from None
         # Card changes wait for its view (admin socket: the kiosk role may be cut down).

@@ -27,9 +27,17 @@ def _mdwe_supported() -> bool:
     return bool(_libc.prctl(PR_GET_MDWE, 0, 0, 0, 0) >= 0)
 
 
-def _lock_wx() -> None:
-    if _libc.prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_MDWE)")
+# Sets the lock, then execs its arguments (which inherit it). Not a preexec_fn: a
+# fork of the multi-threaded pytest worker (grpc threads) that runs Python before
+# exec can deadlock in the child, and a stress run did (the daemon never started).
+LOCK_WX_THEN_EXEC = (
+    sys.executable, "-c",
+    "import ctypes, os, sys\n"
+    "libc = ctypes.CDLL(None, use_errno=True)\n"
+    f"if libc.prctl({PR_SET_MDWE}, {PR_MDWE_REFUSE_EXEC_GAIN}, 0, 0, 0) != 0:\n"
+    "    sys.exit(f'prctl(PR_SET_MDWE): errno {ctypes.get_errno()}')\n"
+    "os.execv(sys.argv[1], sys.argv[1:])\n",
+)  # fmt: skip
 
 
 @pytest.mark.skipif(not _mdwe_supported(), reason="kernel without PR_SET_MDWE (< 6.3)")
@@ -42,7 +50,9 @@ def test_daemon_works_without_writable_executable_memory(
         f'token_label = "{TOKEN_LABEL}"\npin_file = "{paths.user_pin}"\nworkers = 1\n'
         f"env = {{ SOFTHSM2_CONF = {json.dumps(str(paths.softhsm_conf))} }}\n"
     )
-    daemon = start_ops_daemon(watchdog_usec=None, metrics=True, preexec_fn=_lock_wx, extra=token)
+    daemon = start_ops_daemon(
+        watchdog_usec=None, metrics=True, launcher=LOCK_WX_THEN_EXEC, extra=token
+    )
     daemon.notify.wait_line("STATUS=pcscd up; 2 readers, 0 cards; hsm testbed READY")
     cards.insert(0)  # type: ignore[attr-defined]
     admin = daemon.channel(admin=True)
@@ -60,7 +70,7 @@ def test_the_lock_does_refuse_writable_executable_memory() -> None:
     """The control: under the same lock, a W+X mapping fails (so the test above means it)."""
     probe = "import mmap; mmap.mmap(-1, 4096, prot=mmap.PROT_WRITE | mmap.PROT_EXEC)"
     result = subprocess.run(
-        [sys.executable, "-c", probe], preexec_fn=_lock_wx, capture_output=True, text=True
+        [*LOCK_WX_THEN_EXEC, sys.executable, "-c", probe], capture_output=True, text=True
     )
     assert result.returncode != 0
     assert "Permission denied" in result.stderr or "PermissionError" in result.stderr

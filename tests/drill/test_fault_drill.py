@@ -60,12 +60,17 @@ class Load:
     event_types: list[int] = field(default_factory=list)
     threads: list[threading.Thread] = field(default_factory=list)
     paused: threading.Event = field(default_factory=threading.Event)
+    subscribed: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> None:
+        """Start the load; return once the event watcher's snapshot is complete, so a
+        fault a test makes next is seen (a watcher still subscribing after the daemon
+        was restarted missed the SERVICE_DOWN of a pcscd killed right then)."""
         for fn in (self._sign, self._transmit, self._watch):
             thread = threading.Thread(target=fn, daemon=True)
             thread.start()
             self.threads.append(thread)
+        harness.wait_until(self.subscribed.is_set, 30, "the event watcher's snapshot")
 
     def _sign(self) -> None:
         channel = self.gateway.channel()
@@ -100,6 +105,8 @@ class Load:
         self._call = call
         try:
             for event in call:
+                if event.type == card_pb2.EVENT_TYPE_SNAPSHOT_COMPLETE:
+                    self.subscribed.set()
                 if not event.snapshot:
                     self.sequences.append(event.sequence)
                     self.event_types.append(event.type)

@@ -53,15 +53,22 @@ def start_hwgated(
     # (and the workers' interpreters starting) takes well over the usual second.
     # Another hwgated on the same socket (`make run`) answers too: only a live process
     # of our own counts, and its exit ends the wait at once with the log's reason.
+    # A channel per attempt: one channel that failed to connect retries on gRPC's
+    # growing reconnect backoff (1 s, 1.6 s, 2.6 s ... up to 120 s), so a daemon that
+    # came up after a few failures was seen tens of seconds late (a stack start took
+    # 65 s in the suite, and over 90 s in a stress run).
     deadline = time.monotonic() + HWGATED_START_TIMEOUT
-    with hwgate.connect(f"unix://{paths.kiosk_socket}") as client:
-        while proc.poll() is None and time.monotonic() < deadline:
-            try:
+    while proc.poll() is None and time.monotonic() < deadline:
+        if not paths.kiosk_socket.exists():
+            time.sleep(0.1)  # polling for the daemon's socket, with the deadline above
+            continue
+        try:
+            with hwgate.connect(f"unix://{paths.kiosk_socket}") as client:
                 client.wait_ready(0.5)
-            except hwgate.HwgateError:
-                continue
-            if proc.poll() is None:
-                return proc
+        except hwgate.HwgateError:
+            continue
+        if proc.poll() is None:
+            return proc
     if proc.poll() is None:
         proc.kill()
         proc.wait()

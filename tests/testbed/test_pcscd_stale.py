@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pytest
 
 from hwgate_testbed import procs
 from hwgate_testbed.pcscd import clear_stale_run_files
+from hwgate_testbed.timing import scaled
 
 PROBE = Path(__file__).with_name("stale_pcscd_probe.py")
 
@@ -99,6 +101,11 @@ def test_a_pid_of_an_exited_child_reused_by_another_program_is_judged_by_proc(
     procs._children[mine].wait()  # exited; the registry still names it
     other = subprocess.Popen(["pcscd", "300"], executable="/bin/sleep")
     try:
+        # /proc shows the new program (a stress run judged it before it did).
+        deadline = time.monotonic() + scaled(10)
+        while procs.cmdline(other.pid) != ["pcscd", "300"]:
+            assert time.monotonic() < deadline, procs.cmdline(other.pid)
+            time.sleep(0.01)
         # The kernel handing *mine*'s pid to *other*, without waiting for the wrap.
         procs._children[other.pid] = procs._children.pop(mine)
         procs._argv[other.pid] = procs._argv.pop(mine)

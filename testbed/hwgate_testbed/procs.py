@@ -22,6 +22,9 @@ from pathlib import Path
 # reaped (no zombies in a long-lived parent such as a pytest session).
 _children: dict[int, subprocess.Popen[bytes]] = {}
 _argv: dict[int, list[str]] = {}  # what each of them was started as
+# and a pidfd of each: it names that one process, and reads as exited once it has,
+# even when something else reaped it and the pid went on to another process.
+_pidfds: dict[int, int] = {}
 
 
 def spawn_detached(argv: Sequence[str], log: Path, env: Mapping[str, str] | None = None) -> int:
@@ -39,6 +42,7 @@ def spawn_detached(argv: Sequence[str], log: Path, env: Mapping[str, str] | None
         )
     _children[proc.pid] = proc
     _argv[proc.pid] = list(argv)
+    _pidfds[proc.pid] = os.pidfd_open(proc.pid)  # ours and unreaped: still this process
     return proc.pid
 
 
@@ -73,6 +77,19 @@ def forget(pid: int) -> None:
     """Drop a child of ours from the registry (it exited and was reaped)."""
     _children.pop(pid, None)
     _argv.pop(pid, None)
+    fd = _pidfds.pop(pid, None)
+    if fd is not None:
+        os.close(fd)
+
+
+def _exited(pid: int) -> bool:
+    """True if the child of ours registered as `pid` has exited (reaped or not)."""
+    fd = _pidfds.get(pid)
+    if fd is None:
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def is_running(pid: int, marker: Sequence[str]) -> bool:
@@ -88,6 +105,13 @@ def is_running(pid: int, marker: Sequence[str]) -> bool:
         # Ours, exited (poll reaped it): the pid is free for the kernel to hand out
         # again (pid_max is 32768 here, and a suite run starts thousands of
         # processes), so from now on /proc says whose it is.
+        forget(pid)
+        child = None
+    if child is not None and _exited(pid):
+        # Ours once, but reaped behind its Popen's back (a test's own os.waitpid after
+        # a SIGKILL), and the pid may be another process's since: its poll() would ask
+        # the kernel about that one (a CI run judged a fresh "pcscd" not running by the
+        # argv of a card that had had its pid).
         forget(pid)
         child = None
     args = _argv.get(pid) if child is not None else cmdline(pid)
@@ -112,8 +136,8 @@ def write_pid(pid_file: Path, pid: int) -> None:
 
 def _reap(pid: int) -> None:
     """Collect the exit status if `pid` is our child, so it leaves no zombie."""
-    proc = _children.pop(pid, None)
-    _argv.pop(pid, None)
+    proc = _children.get(pid)
+    forget(pid)
     if proc is not None:
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=0)

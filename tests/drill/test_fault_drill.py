@@ -314,7 +314,17 @@ def test_hsm_worker_segv(drill: Drill) -> None:
         # second has seen two workers die under it, which is what the pool takes for a
         # poison request, and it fails with HSM_WORKER_LOST.)
         victim = min(before)
-        os.kill(victim, signal.SIGSEGV)
+        # Work is in flight on it when it dies, not by luck of timing: stopped, it picks
+        # nothing up, so the pool's next requests for it wait unread in its socket (a CI
+        # run on a busy machine once caught it idle). The SIGSEGV lands when it runs
+        # again. (Stopped for well under op_timeout, or the pool would kill it as hung.)
+        os.kill(victim, signal.SIGSTOP)
+        try:
+            harness.wait_until(lambda: harness.unread_bytes(victim) > 0, 5,
+                               "requests queued on the stopped worker")  # fmt: skip
+            os.kill(victim, signal.SIGSEGV)
+        finally:
+            os.kill(victim, signal.SIGCONT)
         killed.set()
         rest = [first, *responses]
         public = harness.public_keys(channel)

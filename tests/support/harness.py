@@ -221,6 +221,18 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def unread_bytes(pid: int) -> int:
+    """Bytes waiting unread in the receive queues of `pid`'s Unix sockets (``ss``, from
+    iproute2, reads them through sock_diag). For an HSM worker, requests the pool sent
+    it that it has not picked up: work in flight on it."""
+    out = subprocess.run(["ss", "-xpH"], capture_output=True, text=True, check=True).stdout
+    total = 0
+    for line in out.splitlines():
+        if f"pid={pid}," in line:
+            total += int(line.split()[2])  # Netid State Recv-Q Send-Q ...
+    return total
+
+
 def hsm_worker_pids(daemon_pid: int) -> set[int]:
     """The daemon's HSM workers: its children started by multiprocessing spawn
     (the resource tracker, also a spawn child, is not one)."""

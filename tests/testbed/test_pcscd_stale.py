@@ -109,12 +109,42 @@ def test_a_pid_of_an_exited_child_reused_by_another_program_is_judged_by_proc(
         # The kernel handing *mine*'s pid to *other*, without waiting for the wrap.
         procs._children[other.pid] = procs._children.pop(mine)
         procs._argv[other.pid] = procs._argv.pop(mine)
+        procs._pidfds[other.pid] = procs._pidfds.pop(mine)
         assert procs.is_running(other.pid, ("pcscd",))
         assert other.pid not in procs._children  # the exited child is forgotten
     finally:
         other.kill()
         other.wait()
         procs.forget(other.pid)
+
+
+NS_LAST_PID = Path("/proc/sys/kernel/ns_last_pid")
+
+
+@pytest.mark.skipif(not os.access(NS_LAST_PID, os.W_OK), reason="needs root (ns_last_pid)")
+def test_a_child_reaped_behind_the_registrys_back_does_not_lend_its_argv_to_its_pids_heir(
+    tmp_path: Path,
+) -> None:
+    """A test that SIGKILLs a bed process reaps it with its own os.waitpid; the registry
+    still held the Popen, whose poll() then asked the kernel about the pid's *next*
+    owner. A CI run judged a fresh "pcscd" not running by the argv of the card that had
+    the pid before. Here the kernel is asked for that very pid (ns_last_pid)."""
+    for _ in range(50):  # another process may take the pid first: try again
+        mine = procs.spawn_detached(["true"], tmp_path / "true.log")
+        os.waitpid(mine, 0)  # reaped, not through the registry's Popen
+        NS_LAST_PID.write_text(f"{mine - 1}\n")
+        heir = subprocess.Popen(["pcscd", "300"], executable="/bin/sleep")
+        try:
+            if heir.pid != mine:
+                procs.forget(mine)
+                continue
+            assert procs.is_running(heir.pid, ("pcscd",))
+            assert procs._argv.get(heir.pid) is None  # the dead child is forgotten
+            return
+        finally:
+            heir.kill()
+            heir.wait()
+    pytest.fail("the kernel never handed the reaped pid out again")
 
 
 def _can_unshare() -> bool:

@@ -43,6 +43,12 @@ IDEMPOTENT_READS: tuple[tuple[str, str], ...] = (
 # data; pinging more often gets the connection closed (ENHANCE_YOUR_CALM).
 DEFAULT_KEEPALIVE_MS = 300_000
 KEEPALIVE_TIMEOUT_MS = 20_000
+# After failed connects grpc waits 1 s, then 1.6x longer each time, up to 120 s,
+# before it tries again, and a call waiting for the channel waits all of that: a
+# kiosk whose hwgated was restarted, or a program started before it, stayed
+# offline for tens of seconds after the daemon was back (the test stack's start-up
+# was seen at 65-90 s). A local daemon is worth a connect attempt every 2 s.
+MAX_RECONNECT_BACKOFF_MS = 2_000
 
 
 def service_config(health_service: str | None = "") -> dict[str, Any]:
@@ -151,7 +157,8 @@ def channel_options(
     server_name: str | None = None,
     max_message_bytes: int = 4 * 1024 * 1024,
 ) -> list[tuple[str, Any]]:
-    """Channel arguments: the service config, keepalive, message size, TLS name."""
+    """Channel arguments: the service config, keepalive, message size, reconnect
+    backoff, TLS name."""
     options: list[tuple[str, Any]] = [
         ("grpc.service_config", json.dumps(service_config(health_service))),
         ("grpc.enable_retries", 1),
@@ -159,6 +166,7 @@ def channel_options(
         ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.max_reconnect_backoff_ms", MAX_RECONNECT_BACKOFF_MS),
     ]
     if server_name:
         options.append(("grpc.ssl_target_name_override", server_name))

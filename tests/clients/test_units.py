@@ -84,6 +84,16 @@ def test_service_config_retries_only_idempotent_reads() -> None:
     json.dumps(config)  # valid as a channel argument
 
 
+@pytest.mark.parametrize("target", ["unix:/run/hwgate/hwgate.sock", "127.0.0.1:7443"])
+def test_channels_try_a_restarted_daemon_again_within_seconds(target: str) -> None:
+    """grpc's own reconnect backoff grows to 120 s: a kiosk whose hwgated restarted
+    stayed offline long after the daemon was back. Every channel the library opens
+    caps it."""
+    spec = channel.channel_spec(target, plaintext=True)
+    options = dict(spec.options)
+    assert options["grpc.max_reconnect_backoff_ms"] <= 2_000
+
+
 def _event(seq: int, kind: int, snapshot: bool = False) -> card_pb2.WatchEventsResponse:
     return card_pb2.WatchEventsResponse(sequence=seq, type=kind, snapshot=snapshot)  # type: ignore[arg-type]
 

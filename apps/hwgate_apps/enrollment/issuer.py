@@ -14,6 +14,7 @@ are added when configured (the reference setup names its CRL, GET /crl/issuing-c
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -123,10 +124,36 @@ def build_derived_certificate(
     now: dt.datetime,
 ) -> x509.Certificate:
     """Issue the derived PIV Authentication certificate; *ca_key* signs (in the HSM)."""
-    public = csr.public_key()
+    return build_end_entity_certificate(
+        csr, profile, ca_cert, ca_key, now,
+        key_usage=_key_usage(),
+        names=[x509.UniformResourceIdentifier(f"urn:uuid:{profile.card_uuid}")],
+        ekus=[ExtendedKeyUsageOID.CLIENT_AUTH],
+        extra=[x509.UnrecognizedExtension(OID_PIV_INTERIM, _DER_FALSE)],
+    )  # fmt: skip
+
+
+def build_end_entity_certificate(
+    csr: x509.CertificateSigningRequest,
+    profile: DerivedProfile,
+    ca_cert: x509.Certificate,
+    ca_key: Any,
+    now: dt.datetime,
+    *,
+    key_usage: x509.KeyUsage,
+    names: Sequence[x509.GeneralName],
+    ekus: Sequence[x509.ObjectIdentifier],
+    extra: Sequence[x509.ExtensionType] = (),
+) -> x509.Certificate:
+    """One derived credential's certificate for the CSR's key, as every derived
+    certificate here has it: the profile's subject and policy, ending no later than
+    the card's PIV Authentication certificate and the CA (``not_after``), SKI/AKI, the
+    profile's AIA and CRL distribution point; the caller's key usage (critical), SAN
+    names, EKUs and any *extra* (non-critical) extensions. *ca_key* signs (in the HSM)."""
     end = not_after(profile, ca_cert, now)
     if end <= now:
         raise CsrError("the PIV Authentication certificate or the CA expires too soon")
+    public = csr.public_key()
     ca_ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     policy = x509.PolicyInformation(x509.ObjectIdentifier(profile.policy_oid), None)
     builder = (
@@ -138,21 +165,17 @@ def build_derived_certificate(
         .not_valid_before(now - BACKDATE)
         .not_valid_after(end)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(_key_usage(), critical=True)
+        .add_extension(key_usage, critical=True)
         .add_extension(x509.CertificatePolicies([policy]), critical=False)
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.UniformResourceIdentifier(f"urn:uuid:{profile.card_uuid}")]
-            ),
-            critical=False,
-        )
+        .add_extension(x509.SubjectAlternativeName(list(names)), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)  # type: ignore[arg-type]
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),
             critical=False,
         )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .add_extension(x509.UnrecognizedExtension(OID_PIV_INTERIM, _DER_FALSE), critical=False)
+        .add_extension(x509.ExtendedKeyUsage(list(ekus)), critical=False)
     )
+    for extension in extra:
+        builder = builder.add_extension(extension, critical=False)
     builder = _access_extensions(builder, profile)
     return builder.sign(ca_key, hashes.SHA256())

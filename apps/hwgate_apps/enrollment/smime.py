@@ -44,16 +44,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
 from hwgate_apps.enrollment.issuer import (
-    BACKDATE,
     CsrError,
     DerivedProfile,
-    _access_extensions,
+    build_end_entity_certificate,
     check_csr,
-    not_after,
     signature_key_usage,
 )
 from hwgate_apps.enrollment.proof import ProofError, verify_chain
@@ -238,36 +236,12 @@ def build_signing_certificate(
         ca_issuers_url=profile.ca_issuers_url, ocsp_url=profile.ocsp_url,
         crl_url=profile.crl_url,
     )  # fmt: skip
-    end = not_after(limits, ca_cert, now)
-    if end <= now:
-        raise CsrError("the PIV Authentication certificate or the CA expires too soon")
-    public = csr.public_key()
-    ca_ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    policy = x509.PolicyInformation(x509.ObjectIdentifier(profile.policy_oid), None)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(profile.subject)
-        .issuer_name(ca_cert.subject)
-        .public_key(public)  # type: ignore[arg-type]
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - BACKDATE)
-        .not_valid_after(end)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(_signing_key_usage(), critical=True)
-        .add_extension(x509.CertificatePolicies([policy]), critical=False)
-        .add_extension(
-            x509.SubjectAlternativeName([x509.RFC822Name(e) for e in profile.emails]),
-            critical=False,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)  # type: ignore[arg-type]
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),
-            critical=False,
-        )
-        .add_extension(x509.ExtendedKeyUsage(list(SIGNING_EKUS)), critical=False)
-    )
-    builder = _access_extensions(builder, limits)
-    return builder.sign(ca_key, hashes.SHA256())
+    return build_end_entity_certificate(
+        csr, limits, ca_cert, ca_key, now,
+        key_usage=_signing_key_usage(),
+        names=[x509.RFC822Name(e) for e in profile.emails],
+        ekus=list(SIGNING_EKUS),
+    )  # fmt: skip
 
 
 def request_digest(origin: str, challenge: bytes, csr_der: bytes, peer_key: bytes) -> bytes:

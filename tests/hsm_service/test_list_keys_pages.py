@@ -235,3 +235,44 @@ def test_cli_keys_lists_every_page_and_call_shows_one(batch: Batch) -> None:
     page = json.loads(out)
     assert [k["label"] for k in page["keys"]] == sorted(batch.labels)[:PAGE]
     assert page["nextPageToken"]
+
+
+def test_a_key_with_neither_label_nor_id_is_listed_not_fatal(
+    testbed: object, hsmd: HsmDaemon
+) -> None:
+    """Another application may leave an object with no CKA_LABEL and no CKA_ID on a
+    shared token. ListKeys failed INVALID_ARGUMENT for everyone on it (the key's URI
+    was built from a reference that needs one of the two); now the key is listed, with
+    no URI, since nothing can select it."""
+    from pkcs11 import Attribute, KeyType, ObjectClass
+
+    from hwgate_testbed import softhsm
+
+    paths = testbed.paths  # type: ignore[attr-defined]
+    marker = uuid.uuid4().bytes  # CKA_VALUE of a generic secret: how the test finds it
+    template = {
+        Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.KEY_TYPE: KeyType.GENERIC_SECRET,
+        Attribute.VALUE: marker, Attribute.TOKEN: True, Attribute.SENSITIVE: False,
+        Attribute.EXTRACTABLE: True, Attribute.PRIVATE: True,
+    }  # fmt: skip
+    with softhsm.user_session(paths, rw=True) as session:
+        anonymous = session.create_object(template)
+    try:
+        stub = hsmd.stub()
+        keys, token = [], ""
+        while True:
+            page = list_page(stub, page_token=token)
+            keys += page.keys
+            token = page.next_page_token
+            if not token:
+                break
+        nameless = [k for k in keys if not k.label and not k.id]
+        assert len(nameless) == 1
+        assert nameless[0].uri == ""
+        assert nameless[0].key_class == hsm_pb2.KEY_CLASS_SECRET_KEY
+        assert any(k.label == "escrow-kek" and k.uri for k in keys)  # the others as before
+    finally:
+        with softhsm.user_session(paths, rw=True) as session:
+            for obj in session.get_objects({Attribute.VALUE: marker}):
+                obj.destroy()
+        del anonymous

@@ -134,7 +134,11 @@ def key_algorithm(info: KeyInfo) -> common_pb2.KeyAlgorithm:
 
 
 def key_uri(info: KeyInfo, token_label: str | None) -> str:
-    """An RFC 7512 URI that selects exactly this key (token label, label, id, type)."""
+    """An RFC 7512 URI that selects exactly this key (token label, label, id, type);
+    empty for a key with neither CKA_LABEL nor CKA_ID, which no reference can select
+    (another application's object: listing the token must not fail on it)."""
+    if not info.label and not info.id_hex:
+        return ""
     ref = info.ref
     return KeyRef(
         label=ref.label, id=ref.id, key_class=ref.key_class, token=token_label or None

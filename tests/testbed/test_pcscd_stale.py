@@ -59,6 +59,23 @@ def test_pid_of_another_program_is_stale(tmp_path: Path) -> None:
     assert not (tmp_path / "pcscd.pid").exists()
 
 
+def _fake_pcscd() -> subprocess.Popen[bytes]:
+    """A `sleep 300` whose argv[0] is "pcscd", returned once /proc shows it so.
+
+    Popen returns when the exec closed the child's close-on-exec pipe, and the kernel
+    does that before it sets up the new program's arguments: under load /proc's
+    cmdline was read empty in between (two stress runs failed so)."""
+    fake = subprocess.Popen(["pcscd", "300"], executable="/bin/sleep")
+    deadline = time.monotonic() + scaled(10)
+    while procs.cmdline(fake.pid) != ["pcscd", "300"]:
+        if time.monotonic() > deadline:
+            fake.kill()
+            fake.wait()
+            raise AssertionError(f"/proc never showed the fake pcscd: {procs.cmdline(fake.pid)}")
+        time.sleep(0.01)
+    return fake
+
+
 def test_gone_or_garbled_pid_is_stale(tmp_path: Path) -> None:
     pid_max = int(Path("/proc/sys/kernel/pid_max").read_text())
     _leave(tmp_path, pid_max)  # no process can have it
@@ -70,8 +87,7 @@ def test_gone_or_garbled_pid_is_stale(tmp_path: Path) -> None:
 
 
 def test_live_pcscd_or_live_socket_is_left_alone(tmp_path: Path) -> None:
-    # argv[0] "pcscd" from the exec on (Popen returns once the exec succeeded)
-    fake = subprocess.Popen(["pcscd", "300"], executable="/bin/sleep")
+    fake = _fake_pcscd()
     try:
         assert procs.is_running(fake.pid, ("pcscd",))
         _leave(tmp_path, fake.pid)
@@ -99,13 +115,8 @@ def test_a_pid_of_an_exited_child_reused_by_another_program_is_judged_by_proc(
     run failed so: a live "pcscd" judged not running)."""
     mine = procs.spawn_detached(["true"], tmp_path / "true.log")
     procs._children[mine].wait()  # exited; the registry still names it
-    other = subprocess.Popen(["pcscd", "300"], executable="/bin/sleep")
+    other = _fake_pcscd()
     try:
-        # /proc shows the new program (a stress run judged it before it did).
-        deadline = time.monotonic() + scaled(10)
-        while procs.cmdline(other.pid) != ["pcscd", "300"]:
-            assert time.monotonic() < deadline, procs.cmdline(other.pid)
-            time.sleep(0.01)
         # The kernel handing *mine*'s pid to *other*, without waiting for the wrap.
         procs._children[other.pid] = procs._children.pop(mine)
         procs._argv[other.pid] = procs._argv.pop(mine)
@@ -133,7 +144,7 @@ def test_a_child_reaped_behind_the_registrys_back_does_not_lend_its_argv_to_its_
         mine = procs.spawn_detached(["true"], tmp_path / "true.log")
         os.waitpid(mine, 0)  # reaped, not through the registry's Popen
         NS_LAST_PID.write_text(f"{mine - 1}\n")
-        heir = subprocess.Popen(["pcscd", "300"], executable="/bin/sleep")
+        heir = _fake_pcscd()
         try:
             if heir.pid != mine:
                 procs.forget(mine)

@@ -109,9 +109,8 @@ def is_running(pid: int, marker: Sequence[str]) -> bool:
         child = None
     if child is not None and _exited(pid):
         # Ours once, but reaped behind its Popen's back (a test's own os.waitpid after
-        # a SIGKILL), and the pid may be another process's since: its poll() would ask
-        # the kernel about that one (a CI run judged a fresh "pcscd" not running by the
-        # argv of a card that had had its pid).
+        # a SIGKILL), and the pid may be another child's since: its poll() would ask
+        # the kernel about that one, and the dead one's argv would judge it.
         forget(pid)
         child = None
     args = _argv.get(pid) if child is not None else cmdline(pid)

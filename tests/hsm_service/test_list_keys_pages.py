@@ -19,11 +19,13 @@ from dataclasses import dataclass
 import grpc
 import pytest
 from hsm_service_support import HsmDaemon, label
+from pkcs11 import Attribute, KeyType, ObjectClass
 
 import hwgate
 import hwgate.aio
 from hwgate.cli.main import main as cli_main
 from hwgate.v1 import common_pb2, hsm_pb2, hsm_pb2_grpc
+from hwgate_testbed import softhsm
 from support.daemon import error_info
 
 pytestmark = pytest.mark.testbed
@@ -244,10 +246,6 @@ def test_a_key_with_neither_label_nor_id_is_listed_not_fatal(
     shared token. ListKeys failed INVALID_ARGUMENT for everyone on it (the key's URI
     was built from a reference that needs one of the two); now the key is listed, with
     no URI, since nothing can select it."""
-    from pkcs11 import Attribute, KeyType, ObjectClass
-
-    from hwgate_testbed import softhsm
-
     paths = testbed.paths  # type: ignore[attr-defined]
     marker = uuid.uuid4().bytes  # CKA_VALUE of a generic secret: how the test finds it
     template = {
@@ -256,7 +254,7 @@ def test_a_key_with_neither_label_nor_id_is_listed_not_fatal(
         Attribute.EXTRACTABLE: True, Attribute.PRIVATE: True,
     }  # fmt: skip
     with softhsm.user_session(paths, rw=True) as session:
-        anonymous = session.create_object(template)
+        session.create_object(template)
     try:
         stub = hsmd.stub()
         keys, token = [], ""
@@ -275,4 +273,3 @@ def test_a_key_with_neither_label_nor_id_is_listed_not_fatal(
         with softhsm.user_session(paths, rw=True) as session:
             for obj in session.get_objects({Attribute.VALUE: marker}):
                 obj.destroy()
-        del anonymous

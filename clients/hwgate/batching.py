@@ -423,7 +423,7 @@ class CoalescingSigner:
         to arrive collects. After a lone call, nobody waits for anyone."""
         with lane.cond:
             lane.expected = min(self._max_batch, sent + len(lane.waiting))
-            if lane.waiting:
+            if lane.waiting and lane.gathering is None:
                 lane.gathering = lane.waiting.pop(0)
             else:
                 lane.in_flight -= 1

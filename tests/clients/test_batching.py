@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, utils
 import hwgate
 import hwgate.aio
 from hwgate import names
-from hwgate.batching import CoalescingSigner
+from hwgate.batching import CoalescingSigner, _Item
 
 KEY = "signer-p256"
 ALG = "ecdsa-sha256"
@@ -217,3 +217,43 @@ def test_the_shared_stream_reopens_after_it_ended(gateway: Gateway) -> None:
             assert signatures is not None
             assert all(_verifies(public, s, d) for s, d in zip(signatures, digests, strict=True))
             link.close()
+
+
+def test_a_batch_finishing_beside_a_gatherer_leaves_it_its_batch() -> None:
+    """With two requests of a key on the wire, one may finish while a caller is
+    already collecting the next batch: the callers waiting then join that batch.
+    The old hand-on made one of them the collector instead, and the first
+    collector, no longer collecting and in no batch, waited forever (8 threads on
+    max_in_flight=2 hung within a second)."""
+    signer = CoalescingSigner(None, max_in_flight=2)  # type: ignore[arg-type]  # no call is made
+    lane = signer._lane(names.key_ref(KEY), names.signature_algorithm(ALG))
+    gatherer, queued = _Item(b"g" * 32), _Item(b"q" * 32)
+    with lane.cond:
+        lane.in_flight, lane.gathering, lane.waiting = 2, gatherer, [queued]
+    signer._hand_on(lane, 1)  # the other request on the wire finished
+    assert lane.gathering is gatherer and lane.waiting == [queued]
+    assert lane.in_flight == 1  # the finished request's place is free; the gatherer keeps its own
+    with lane.cond:
+        assert signer._take(lane) == [gatherer, queued]
+
+
+def test_eight_threads_with_two_batches_in_flight_all_finish(gateway: Gateway) -> None:
+    with hwgate.connect(gateway.admin) as client:
+        signer = CoalescingSigner(client, max_in_flight=2)
+        ref = names.key_ref(KEY)
+        public = _public(client)
+        signed: list[tuple[bytes, bytes]] = []
+
+        def work(t: int) -> None:
+            for digest in _digests(40, f"two-in-flight-{t}"):
+                signed.append((digest, signer.sign(ref, ALG, digest=digest)))
+
+        threads = [threading.Thread(target=work, args=(t,), daemon=True) for t in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not any(t.is_alive() for t in threads), "a caller never got its signature"
+        signer.close()
+    assert len(signed) == 320
+    assert all(_verifies(public, signature, digest) for digest, signature in signed)

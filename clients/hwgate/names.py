@@ -6,6 +6,8 @@ in ``hwgate sign KEY`` works in ``client.sign(REF, ...)``.
 
 from __future__ import annotations
 
+import functools
+
 from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 
 from hwgate.v1 import common_pb2, hsm_pb2
@@ -21,6 +23,13 @@ def kebab(enum: EnumTypeWrapper, value: int, prefix: str) -> str:
 
 def from_kebab(enum: EnumTypeWrapper, text: str, prefix: str) -> int:
     """The enum value for a kebab or full name; ValueError listing the choices."""
+    return _from_kebab(enum, text, prefix)
+
+
+# On every sign(): the lookup builds the enum's key list each time, a tenth of a
+# coalesced signature's client-side cost. Spellings are few; errors are not cached.
+@functools.lru_cache(maxsize=256)
+def _from_kebab(enum: EnumTypeWrapper, text: str, prefix: str) -> int:
     name = text.strip().upper().replace("-", "_")
     for candidate in (name, prefix + name):
         valid = candidate in enum.keys()  # noqa: SIM118 (an enum wrapper, not a dict)

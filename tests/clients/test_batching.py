@@ -120,7 +120,7 @@ def _queued_calls(gateway: Gateway, digests: list[bytes]) -> dict[int, object]:
         for t in threads:
             t.start()
         _wait_for(lambda: len(lane.waiting) == len(digests), "the queued callers")
-        signer._hand_on(lane, 1)  # the "request on the wire" finished
+        signer._hand_on(lane, [_Item(b"")], [b""])  # the "request on the wire" finished
         for t in threads:
             t.join(30)
         assert not any(t.is_alive() for t in threads)
@@ -228,12 +228,12 @@ def test_a_batch_finishing_beside_a_gatherer_leaves_it_its_batch() -> None:
     signer = CoalescingSigner(None, max_in_flight=2)  # type: ignore[arg-type]  # no call is made
     lane = signer._lane(names.key_ref(KEY), names.signature_algorithm(ALG))
     gatherer, queued = _Item(b"g" * 32), _Item(b"q" * 32)
-    with lane.cond:
+    with lane.lock:
         lane.in_flight, lane.gathering, lane.waiting = 2, gatherer, [queued]
-    signer._hand_on(lane, 1)  # the other request on the wire finished
+    signer._hand_on(lane, [_Item(b"o" * 32)], [b"sig"])  # the other request on the wire finished
     assert lane.gathering is gatherer and lane.waiting == [queued]
     assert lane.in_flight == 1  # the finished request's place is free; the gatherer keeps its own
-    with lane.cond:
+    with lane.lock:
         assert signer._take(lane) == [gatherer, queued]
 
 

@@ -7,6 +7,7 @@ side only fails loudly here instead of being silently misread.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import cast
 
@@ -133,6 +134,7 @@ def key_algorithm(info: KeyInfo) -> common_pb2.KeyAlgorithm:
     return common_pb2.KEY_ALGORITHM_UNSPECIFIED
 
 
+@functools.lru_cache(maxsize=1024)  # every Sign answers with it; descriptions are immutable
 def key_uri(info: KeyInfo, token_label: str | None) -> str:
     """An RFC 7512 URI that selects exactly this key (token label, label, id, type);
     empty for a key with neither CKA_LABEL nor CKA_ID, which no reference can select

@@ -43,11 +43,20 @@ class Policy:
         self._allow = {
             role: tuple(_method_name(p) for p in rc.allow) for role, rc in config.roles.items()
         }
+        # (role, method) -> allowed: every call asks, the answer never changes (a reload
+        # makes a new Policy). Methods are the server's registered ones, roles the
+        # configured ones, so the table stays small.
+        self._method_answers: dict[tuple[str, str], bool] = {}
 
     def allows_method(self, role: str, method: str) -> bool:
-        if _matches(ALWAYS_ALLOWED, method):
-            return True
-        return _matches(self._allow.get(role, ()), _method_name(method))
+        answer = self._method_answers.get((role, method))
+        if answer is None:
+            answer = _matches(ALWAYS_ALLOWED, method) or _matches(
+                self._allow.get(role, ()), _method_name(method)
+            )
+            if len(self._method_answers) < 4096:  # a caller's unknown names cannot grow it
+                self._method_answers[(role, method)] = answer
+        return answer
 
     @staticmethod
     def _resource_allowed(rules: tuple[ResourceRule, ...], role: str, name: str) -> bool:

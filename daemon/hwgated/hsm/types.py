@@ -7,6 +7,7 @@ session, so nothing above this package ever sees one.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -109,9 +110,10 @@ class KeyInfo:
     local: bool | None  # generated on the token (CKA_LOCAL)
     token_object: bool = True
 
-    @property
+    @functools.cached_property
     def ref(self) -> KeyRef:
-        """A reference that finds exactly this object (label + id + class)."""
+        """A reference that finds exactly this object (label + id + class); made once per
+        description (a KeyRef is immutable), not on every signature that uses it."""
         return KeyRef(
             label=self.label or None,
             id=bytes.fromhex(self.id_hex) if self.id_hex else None,

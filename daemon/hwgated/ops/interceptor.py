@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import time
 from collections.abc import AsyncIterator
@@ -38,6 +39,8 @@ def _code_name(context: Any, fallback: str) -> str:
         code = context.code()
     except Exception:
         return fallback
+    if code is None:  # nothing set: the usual case, without a walk through the enum
+        return fallback
     if isinstance(code, grpc.StatusCode):
         return code.name
     for known in grpc.StatusCode:
@@ -51,12 +54,22 @@ def _mechanism(request: Any) -> str:
     descriptor = getattr(request, "DESCRIPTOR", None)
     if descriptor is None:
         return ""
+    field = _mechanism_field(descriptor)
+    if field is None:
+        return ""
+    name, names = field
+    number = getattr(request, name)
+    return names.get(number) or str(number)
+
+
+@functools.lru_cache(maxsize=128)  # one entry per request type: the schema does not change
+def _mechanism_field(descriptor: Any) -> tuple[str, dict[int, str]] | None:
+    """The enum field naming a request's algorithm or mechanism, with its value names."""
     for name in ("algorithm", "mechanism"):
         field = descriptor.fields_by_name.get(name)
         if field is not None and field.enum_type is not None:
-            value = field.enum_type.values_by_number.get(getattr(request, name))
-            return value.name if value is not None else str(getattr(request, name))
-    return ""
+            return name, {v.number: v.name for v in field.enum_type.values}
+    return None
 
 
 class OpsLayer:

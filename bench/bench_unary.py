@@ -80,12 +80,13 @@ def wait_serving(target: str, service: str = "", timeout: float = 60.0) -> None:
         time.sleep(0.1)
 
 
-def hwgated_config(work: Path, paths: TestbedPaths, sock: Path) -> Path:
+def hwgated_config(work: Path, paths: TestbedPaths, sock: Path, readers: str = R0) -> Path:
+    work.mkdir(parents=True, exist_ok=True)
     config = work / "hwgated.toml"
     config.write_text(
         '[daemon]\nlog_level = "warning"\ngrace_period = 1\n'
         f'[[listen]]\nunix = "{sock}"\nmode = "0600"\nrole = "admin"\n'
-        f'[pcsc]\nreaders = ["{R0}"]\n'
+        f'[pcsc]\nreaders = ["{readers}"]\n'
         "[[hsm.token]]\n"
         f'name = "bench"\nmodule = "{SOFTHSM_MODULE}"\ntoken_label = "{TOKEN_LABEL}"\n'
         f'pin_file = "{paths.user_pin}"\nworkers = 2\nop_timeout = 30.0\n'
@@ -98,11 +99,62 @@ def hwgated_config(work: Path, paths: TestbedPaths, sock: Path) -> Path:
     return config
 
 
-def interleaved(series: dict[str, Callable[[], object]], rounds: int, chunk: int) -> dict:
-    """Per series: every call's ms, the per-round medians; rounds rotate the order."""
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU the processes *pids* have used (all their threads), from /proc."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def process_tree(pid: int) -> list[int]:
+    """*pid* and its children (hwgated's HSM workers), read when called."""
+    kids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            if ppid == str(pid):
+                kids.append(int(entry.name))
+    return [pid, *kids]
+
+
+def start_compare(
+    tree: Path, work: Path, paths: TestbedPaths, sock: Path
+) -> subprocess.Popen[bytes]:
+    """hwgated from checkout *tree*, as configured for this bench but with no reader."""
+    config = hwgated_config(work / "compare", paths, sock, readers="no reader: hwgated owns them")
+    tree = tree.resolve()
+    env = {**os.environ, "PYTHONPATH": f"{tree / 'daemon'}:{tree / 'clients'}"}
+    log = (work / "compare.log").open("wb")
+    return subprocess.Popen([sys.executable, "-m", "hwgated", "--config", str(config)],
+                            stdout=log, stderr=log, env=env)  # fmt: skip
+
+
+def interleaved(
+    series: dict[str, Callable[[], object]],
+    rounds: int,
+    chunk: int,
+    servers: dict[str, list[int]] | None = None,
+) -> dict:
+    """Per series: every call's ms, the per-round medians; rounds rotate the order.
+
+    With *servers* (series -> the server's pids), also the CPU per call of the
+    server processes and of this client process, summed over the series' rounds:
+    on 2 cores, what a serial call costs the machine bounds what it can take.
+    """
     names = list(series)
     samples: dict[str, list[float]] = {n: [] for n in names}
     per_round: dict[str, list[float]] = {n: [] for n in names}
+    servers = servers or {}
+    cpu = {n: [0.0, 0.0] for n in names}  # server, client seconds
+    me = [os.getpid()]
     for fn in series.values():  # warm-up: connections, caches, the workers' first call
         for _ in range(30):
             fn()
@@ -111,10 +163,14 @@ def interleaved(series: dict[str, Callable[[], object]], rounds: int, chunk: int
         for name in order:
             fn = series[name]
             times = []
+            pids = servers.get(name, [])
+            server0, client0 = cpu_seconds(pids), cpu_seconds(me)
             for _ in range(chunk):
                 t0 = time.perf_counter()
                 fn()
                 times.append((time.perf_counter() - t0) * 1000)
+            cpu[name][0] += cpu_seconds(pids) - server0
+            cpu[name][1] += cpu_seconds(me) - client0
             samples[name] += times
             per_round[name].append(statistics.median(times))
     return {
@@ -123,6 +179,8 @@ def interleaved(series: dict[str, Callable[[], object]], rounds: int, chunk: int
             "p99_ms": pct(samples[n], 0.99),
             "n": len(samples[n]),
             "round_medians_ms": per_round[n],
+            "server_cpu_us": 1e6 * cpu[n][0] / len(samples[n]) if n in servers else None,
+            "client_cpu_us": 1e6 * cpu[n][1] / len(samples[n]),
         }
         for n in names
     }
@@ -259,6 +317,10 @@ def main() -> int:
     parser.add_argument("--profile", type=Path,
                         help="py-spy the daemon while measuring: collapsed stacks in "
                         "DIR/hwgated.folded, top frames in DIR/hwgated.top.txt")  # fmt: skip
+    parser.add_argument("--compare-tree", type=Path,
+                        help="also hwgated from this checkout (e.g. the commit before a "
+                        "change): Health/Check and Sign, same run; it gets no reader "
+                        "(readers are exclusive)")  # fmt: skip
     parser.add_argument("--thread-rounds", type=int, default=4)
     parser.add_argument("--thread-seconds", type=float, default=2.0)
     args = parser.parse_args()
@@ -273,6 +335,10 @@ def main() -> int:
     config = hwgated_config(work, paths, sock)
     daemon = subprocess.Popen([sys.executable, "-m", "hwgated", "--config", str(config)],
                               stdout=log, stderr=log)  # fmt: skip
+    compare = compare_sock = None
+    if args.compare_tree:
+        compare_sock = work / "compare.sock"
+        compare = start_compare(args.compare_tree, work, paths, compare_sock)
     direct = None
     try:
         slots.insert(paths, 0, "alice")
@@ -301,12 +367,22 @@ def main() -> int:
             "direct_16": lambda: [d.transmit(SELECT_PIV) for _ in range(16)],
             "hwgate_transmit_16": lambda: card.Transmit(batch, timeout=30),
         }
+        hw_tree = process_tree(daemon.pid)
+        servers = {"bare_health": [bare.pid], "hwgate_health": hw_tree, "hwgate_sign": hw_tree,
+                   "hwgate_transmit_1": hw_tree, "hwgate_transmit_16": hw_tree}  # fmt: skip
+        if compare is not None:
+            wait_serving(f"unix:{compare_sock}", "hwgate.v1.HsmService")
+            old = hwgate.connect(f"unix://{compare_sock}")
+            old_check = health_pb2_grpc.HealthStub(old.channel).Check
+            series["compare_health"] = lambda: old_check(check, timeout=30)
+            series["compare_sign"] = lambda: old.sign("signer-p256", "ecdsa-sha256", digest=digest)
+            servers["compare_health"] = servers["compare_sign"] = process_tree(compare.pid)
         if args.keep:
             print(f"hwgated pid {daemon.pid}; bare pid {bare.pid}; Enter to measure", flush=True)
             sys.stdin.readline()
         spy = start_profile(args.profile, daemon.pid) if args.profile else None
         load_before = os.getloadavg()
-        measured = interleaved(series, args.rounds, args.chunk)
+        measured = interleaved(series, args.rounds, args.chunk, servers)
         if spy is not None:
             stop_profile(spy, args.profile)
         threads = bench_threads(client, args.thread_rounds, args.thread_seconds)
@@ -323,9 +399,10 @@ def main() -> int:
     finally:
         if direct is not None:
             direct.close()
-        for proc in (daemon, bare):
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(30)
+        for proc in (daemon, bare, compare):
+            if proc is not None:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(30)
         orchestrate.down(paths)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "unary.json").write_text(json.dumps(report, indent=2))
@@ -335,10 +412,13 @@ def main() -> int:
 
 def print_table(report: dict) -> None:
     print(f"\nserial calls, one client thread; {report['conditions']}")
-    print(f"{'series':22} {'median ms':>10} {'p99 ms':>8}  per-round medians")
+    print(f"{'series':22} {'median ms':>10} {'p99 ms':>8} {'server CPU':>11} {'client CPU':>11}"
+          "  per-round medians")  # fmt: skip
     for name, s in report["series"].items():
         rounds = " ".join(f"{x:.3f}" for x in s["round_medians_ms"])
-        print(f"{name:22} {s['median_ms']:10.3f} {s['p99_ms']:8.3f}  {rounds}")
+        server = "" if s["server_cpu_us"] is None else f"{s['server_cpu_us']:.0f} us"
+        print(f"{name:22} {s['median_ms']:10.3f} {s['p99_ms']:8.3f} {server:>11} "
+              f"{s['client_cpu_us']:8.0f} us  {rounds}")  # fmt: skip
     for name, b in report["batching"].items():
         print(f"{name}: {b['hwgate']} vs {b['baseline']}: {b['ratio']} {b['goal']} {b['verdict']}")
     for g in report["goals"]:

@@ -322,6 +322,18 @@ def unary_rows(unary: Any) -> list[Row]:
         rows.append(Row(f"unary: hwgated {what}, median", _ms(s), baseline,
                         f"{s['median_ms'] / bare:.2f}x bare, +{s['median_ms'] - bare:.3f} ms",
                         goal, verdict))  # fmt: skip
+    for name, what in (("compare_health", "Health/Check"), ("compare_sign", "Sign ECDSA P-256")):
+        if name in series:  # --compare-tree: the same calls to hwgated from another checkout
+            mine, old = series[name.replace("compare", "hwgate")], series[name]
+            rows.append(Row(f"unary: {what}, hwgated vs hwgated from --compare-tree (A/B)",
+                            _ms(mine), _ms(old), f"{mine['median_ms'] / old['median_ms']:.2f}x",
+                            "", ""))  # fmt: skip
+    cpu = [(n, s) for n, s in series.items() if s.get("client_cpu_us") is not None]
+    for name, s in cpu:
+        server = s.get("server_cpu_us")
+        rows.append(Row(f"unary: CPU per call, {name}",
+                        "" if server is None else f"server {server:.0f} us",
+                        f"client {s['client_cpu_us']:.0f} us", "", "", ""))  # fmt: skip
     for name, b in unary.get("batching", {}).items():
         rows.append(Row(f"batching: {name}", b["hwgate"], b["baseline"], b["ratio"],
                         b.get("goal", ""), b.get("verdict", "")))  # fmt: skip

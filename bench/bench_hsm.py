@@ -42,6 +42,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from bench.cpu import cpu_seconds, process_tree
+
 MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 P11KIT_CLIENT = "/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so"
 TOKEN_LABEL = "hwgate-testbed"
@@ -139,15 +141,16 @@ def _digests(algorithm: str, seed: int) -> list[bytes]:
     return [hashlib.sha256(f"{seed}-{i}".encode()).digest() for i in range(64)]
 
 
-def _timed(barrier: Any, seconds: float, step: Callable[[], int]) -> tuple[int, float]:
-    """Wait for every client, then run *step* (returns completions) for *seconds*."""
+def _timed(barrier: Any, seconds: float, step: Callable[[], int]) -> tuple[int, float, float]:
+    """Wait for every client, then run *step* (returns completions) for *seconds*:
+    (completions, seconds taken, this process's CPU seconds meanwhile, all threads)."""
     barrier.wait()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     end = start + seconds
     done = 0
     while time.perf_counter() < end:
         done += step()
-    return done, time.perf_counter() - start
+    return done, time.perf_counter() - start, time.process_time() - cpu
 
 
 def _pkcs11_signer(module: str, key: str, algorithm: str, pin: str) -> Callable[[bytes], bytes]:
@@ -253,7 +256,7 @@ def client_stream(args: dict[str, Any], barrier: Any, out: Any) -> None:
     )  # connect
     barrier.wait()
     responses = stub.SignStream(requests())
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     end = start + args["seconds"]
     done = errors = 0
     for response in responses:
@@ -268,7 +271,7 @@ def client_stream(args: dict[str, Any], barrier: Any, out: Any) -> None:
     stop.set()
     window.release()
     responses.cancel()
-    out.put((done if not errors else -errors, elapsed))
+    out.put((done if not errors else -errors, elapsed, time.process_time() - cpu))
 
 
 def _guarded(
@@ -286,7 +289,7 @@ def _guarded(
         with contextlib.suppress(ValueError):
             setup.release()  # if this client failed while setting up
         barrier.abort()
-        out.put((-1, f"{type(exc).__name__}: {exc}"))
+        out.put((-1, f"{type(exc).__name__}: {exc}", 0.0))
 
 
 class _Released:
@@ -305,8 +308,9 @@ class _Released:
 
 def run_clients(
     ctx: Ctx, target: Callable[..., None], clients: int, common: dict[str, Any]
-) -> float:
-    """Start *clients* processes, release them together; total completions per second."""
+) -> tuple[float, int, float]:
+    """Start *clients* processes, release them together: total completions per second,
+    the completions, and the CPU seconds the clients used while measured."""
     barrier = ctx.Barrier(clients)
     out = ctx.Queue()
     setup = ctx.Lock()
@@ -319,9 +323,10 @@ def run_clients(
     results = [out.get(timeout=120) for _ in procs]
     for proc in procs:
         proc.join(30)
-    if any(done < 0 for done, _ in results):
+    if any(done < 0 for done, _, _ in results):
         raise SystemExit(f"{target.__name__}: client errors {results}")
-    return sum(done / elapsed for done, elapsed in results)
+    rate = sum(done / elapsed for done, elapsed, _ in results)
+    return rate, sum(done for done, _, _ in results), sum(cpu for _, _, cpu in results)
 
 
 def _profile(
@@ -344,6 +349,10 @@ def _profile(
 def measure(args: argparse.Namespace) -> dict[str, dict[str, dict[str, list[float]]]]:
     ctx = multiprocessing.get_context("spawn")
     results: dict[str, dict[str, dict[str, list[float]]]] = {}
+    # key -> mode@clients -> [server CPU s, client CPU s, signatures] over every rep: what one
+    # signature costs each side, which on 2 cores bounds what the daemon can reach.
+    cpu: dict[str, dict[str, list[float]]] = {}
+    results["cpu"] = cpu  # type: ignore[assignment]
     with tempfile.TemporaryDirectory(prefix="bench-hsm-") as tmp:
         root = Path(tmp)
         token = provision(root / "testbed")
@@ -371,7 +380,17 @@ def measure(args: argparse.Namespace) -> dict[str, dict[str, dict[str, list[floa
                             **extra, "key": key, "algorithm": algorithm, "seconds": args.seconds
                         }  # fmt: skip
                         spy = _profile(args, daemon.pid, f"{key_name}-{mode}-{clients}", mode)
-                        rate = run_clients(ctx, fn, clients, common)
+                        server = {"direct": [], "p11kit": process_tree(p11kit.pid)}.get(
+                            mode, process_tree(daemon.pid)
+                        )
+                        server0 = cpu_seconds(server)
+                        rate, signed, client_cpu = run_clients(ctx, fn, clients, common)
+                        used = cpu.setdefault(key_name, {}).setdefault(
+                            f"{mode}@{clients}", [0.0, 0.0, 0.0]
+                        )
+                        used[0] += cpu_seconds(server) - server0
+                        used[1] += client_cpu
+                        used[2] += signed
                         if spy is not None:
                             spy.wait(60)
                         results.setdefault(key_name, {}).setdefault(f"{mode}@{clients}", []).append(
@@ -398,6 +417,15 @@ GOALS = [
 
 
 def report(results: dict[str, dict[str, dict[str, list[float]]]] | Any) -> dict[str, Any]:
+    cpu = results.pop("cpu", {})
+    per_signature = {
+        key: {
+            mode: {"server_us": 1e6 * s / n, "clients_us": 1e6 * c / n}
+            for mode, (s, c, n) in used.items()
+            if n
+        }
+        for key, used in cpu.items()
+    }
     medians = {
         key: {mode: statistics.median(rates) for mode, rates in modes.items()}
         for key, modes in results.items()
@@ -417,7 +445,12 @@ def report(results: dict[str, dict[str, dict[str, list[float]]]] | Any) -> dict[
         met = ratio >= wanted
         goals.append({"goal": text, "ratio": round(ratio, 2), "wanted": wanted, "met": met})
         print(f"  {text:45} {ratio:5.2f}x  {'met' if met else 'MISSED'}")
-    return {"medians": medians, "runs": results, "goals": goals}
+    print("\nCPU per signature (server = hwgated + its workers, or the p11-kit server)")
+    for key, costs in per_signature.items():
+        for mode, c in costs.items():
+            print(f"  {key:10} {mode:18} server {c['server_us']:7.0f} us  clients "
+                  f"{c['clients_us']:7.0f} us")  # fmt: skip
+    return {"medians": medians, "runs": results, "goals": goals, "cpu_per_signature": per_signature}
 
 
 def main() -> None:

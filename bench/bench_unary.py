@@ -48,6 +48,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import hwgate
 from bench.bench_card import SELECT_PIV, Direct, pct
+from bench.cpu import cpu_seconds, process_tree
 from hwgate.v1 import card_pb2, card_pb2_grpc
 from hwgate_testbed import orchestrate, slots
 from hwgate_testbed.paths import SOFTHSM_MODULE, TOKEN_LABEL, TestbedPaths, vpcd_reader
@@ -97,32 +98,6 @@ def hwgated_config(work: Path, paths: TestbedPaths, sock: Path, readers: str = R
         '[[policy.readers]]\npattern = "*"\nroles = ["admin"]\n'
     )
     return config
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU the processes *pids* have used (all their threads), from /proc."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
-    return total / os.sysconf("SC_CLK_TCK")
-
-
-def process_tree(pid: int) -> list[int]:
-    """*pid* and its children (hwgated's HSM workers), read when called."""
-    kids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
-            except (FileNotFoundError, ProcessLookupError):
-                continue
-            if ppid == str(pid):
-                kids.append(int(entry.name))
-    return [pid, *kids]
 
 
 def start_compare(

@@ -251,6 +251,11 @@ def hsm_rows(hsm: Any) -> list[Row]:
         rows.append(Row(f"goal: {text}", f"{mine:.0f}/s ({which})",
                         f"{base.replace('@', ' x')} {med[key][base]:.0f}/s", f"{ratio:.2f}x",
                         f">= {wanted}x", _verdict(ratio >= wanted)))  # fmt: skip
+    for key, costs in hsm.get("cpu_per_signature", {}).items():
+        for mode, c in costs.items():  # what bounds the rates on 2 cores
+            server = "" if mode.startswith("direct") else f"server {c['server_us']:.0f} us"
+            rows.append(Row(f"{key} {mode.replace('@', ', ')} clients: CPU per signature",
+                            server, f"clients {c['clients_us']:.0f} us", ""))  # fmt: skip
     return rows
 
 

@@ -25,6 +25,7 @@ from hwgated.pcsc.config import PcscConfig, ShareMode
 
 LOG_LEVELS = ("trace", "debug", "info", "warning", "error")  # trace: every APDU, redacted
 LOG_TARGETS = ("auto", "journal", "stderr")
+EVENT_LOOPS = ("auto", "uvloop", "asyncio")
 
 T = TypeVar("T")
 
@@ -64,6 +65,7 @@ class DaemonSettings:
     max_message_bytes: int = 1 << 20
     metrics: str | None = None
     log_target: str = "auto"  # auto: journald when stderr is the journal stream
+    event_loop: str = "auto"  # auto: uvloop when installed, else asyncio's (ops.eventloop)
 
 
 @dataclass(frozen=True)
@@ -327,9 +329,12 @@ def _daemon(t: _Table) -> DaemonSettings:
         max_message_bytes=t.take_int("max_message_bytes", 1 << 20, minimum=1024),
         metrics=t.take("metrics", str),
         log_target=t.take("log_target", str, "auto"),
+        event_loop=t.take("event_loop", str, "auto"),
     )
     if settings.log_target not in LOG_TARGETS:
         raise t.error("log_target", f"must be one of {', '.join(LOG_TARGETS)}")
+    if settings.event_loop not in EVENT_LOOPS:
+        raise t.error("event_loop", f"must be one of {', '.join(EVENT_LOOPS)}")
     if settings.max_message_bytes > 2**31 - 1:  # gRPC channel options are int32
         raise t.error("max_message_bytes", "must be < 2**31")
     if settings.metrics is not None:

@@ -8,7 +8,6 @@ distribution never imports (or depends on) the test bed.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 from pathlib import Path
@@ -62,10 +61,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     level = effective_level(args.log_level, config.daemon.log_level)
     setup_logging(level, config.daemon.log_target)
+    from hwgated.ops import eventloop
     from hwgated.server import serve
 
     try:
-        asyncio.run(serve(config, args.log_level))
+        eventloop.run(serve(config, args.log_level), config.daemon.event_loop)
     except (ListenerError, ConfigError, TokenConfigError) as exc:
         logging.getLogger("hwgated").error("%s", exc)
         return EXIT_CONFIG

@@ -35,6 +35,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from hwgated.auth import listeners
 from hwgated.config import ListenerConfig
@@ -93,10 +94,10 @@ class _Half(asyncio.Protocol):
         self._on_lost: asyncio.Future[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream transport (uvloop's implement asyncio.Transport without subclassing it).
+        self.transport = cast(asyncio.Transport, transport)
         if self._on_made is not None:
-            transport.pause_reading()  # nothing is read until the relay is linked
+            self.transport.pause_reading()  # nothing is read until the relay is linked
             self._on_made(self)
 
     def data_received(self, data: bytes) -> None:

@@ -16,7 +16,7 @@ import logging
 import multiprocessing.process
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from hwgated.hsm.errors import HsmUnavailable, HsmWorkerLost, HwgateError, error_from_wire
 from hwgated.hsm.wire import STARTUP_ID, FrameDecoder, encode
@@ -78,8 +78,8 @@ class WorkerChannel(asyncio.Protocol):
     # -- asyncio.Protocol --------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # A stream transport (uvloop's implement asyncio.Transport without subclassing it).
+        self._transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         # Everything a worker sends is untrusted data (vendor code runs there): a frame

@@ -25,6 +25,8 @@ from typing import Any
 
 import grpc
 
+from hwgated.ops import eventloop
+
 ECHO = "/bench.Echo/Echo"
 
 
@@ -93,7 +95,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4)
     args = parser.parse_args()
     if args.serve:
-        asyncio.run(serve(args.serve))
+        eventloop.run(serve(args.serve))  # the loop hwgated runs on (uvloop by default)
         return
     with tempfile.TemporaryDirectory() as tmp:
         child = subprocess.Popen(

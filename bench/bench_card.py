@@ -29,6 +29,7 @@ import grpc
 from smartcard import scard
 
 from bench.fanout_clients import RawWatcher, SubscriberProcesses, daemon_config
+from bench.procstat import rss_mb
 from hwgate.v1 import card_pb2, card_pb2_grpc
 from hwgate_testbed import orchestrate, slots
 from hwgate_testbed.paths import TestbedPaths, vpcd_reader
@@ -127,13 +128,6 @@ def subscribers_latency(
     for k, raw in enumerate(watcher.inserts[:inserts]):
         added += [(s[k] - raw) * 1000 for s in seen if len(s) > k]
     return {"subscribers": count, "added_ms": summary(added) if added else None, "rss_mb": rss}
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def main() -> int:

@@ -43,6 +43,7 @@ import grpc
 
 from bench.bench_card import summary
 from bench.fanout_clients import RawWatcher, SubscriberProcesses, daemon_config
+from bench.procstat import rss_mb
 from hwgate_testbed import orchestrate, slots
 from hwgate_testbed.paths import TestbedPaths, vpcd_reader
 
@@ -52,13 +53,6 @@ RESULTS = ROOT / "bench" / "results"
 GOAL_P99_MS = 50.0
 GOAL_RSS_MB = 50.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def cpu_s(pid: int) -> float:

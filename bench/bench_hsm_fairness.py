@@ -29,7 +29,7 @@ from typing import Any
 import grpc
 
 from bench.bench_hsm import provision, start_hwgated
-from bench.harness import rss_mb
+from bench.procstat import rss_mb
 from hwgate.v1 import common_pb2, hsm_pb2, hsm_pb2_grpc
 
 RESULTS = Path(__file__).resolve().parent / "results" / "hsm_fairness.json"

@@ -48,7 +48,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import hwgate
 from bench.bench_card import SELECT_PIV, Direct, pct
-from bench.cpu import cpu_seconds, process_tree
+from bench.procstat import cpu_seconds, process_tree
 from hwgate.v1 import card_pb2, card_pb2_grpc
 from hwgate_testbed import orchestrate, slots
 from hwgate_testbed.paths import SOFTHSM_MODULE, TOKEN_LABEL, TestbedPaths, vpcd_reader

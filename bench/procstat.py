@@ -1,4 +1,5 @@
-"""CPU used by processes, from /proc: what a call or a signature costs each side.
+"""What processes use, from /proc: CPU (what a call or a signature costs each side)
+and resident memory.
 
 On a 2-core machine a serial call's latency and a loaded server's rate are both
 mostly CPU; these let a benchmark state what bounds a goal in microseconds.
@@ -42,3 +43,15 @@ def process_tree(pid: int) -> list[int]:
         tree.append(current)
         todo += parents.get(current, [])
     return tree
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of *pid* in MB (VmRSS), 0.0 once it has gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0

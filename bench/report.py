@@ -514,10 +514,14 @@ def build(machine_info: dict[str, str], runs: list[dict[str, object]]) -> tuple[
             " processes' own clocks, per delivered event (`bench_fanout.py`).",
             "- HSM: every client is its own process; clients start together on a barrier and "
             "count completions for the same window; medians of the repetitions, [min..max] "
-            "spread (`bench_hsm.py`).",
+            "spread; CPU per signature: each client's own CPU for its measured window (all "
+            "threads), the server's (hwgated with its HSM workers, or p11-kit's server with its "
+            "per-connection children) from /proc around the run (`bench_hsm.py`).",
             "- Unary (#21): serial calls from one client thread to a bare grpc.aio server "
             "(health servicer only, Unix socket, own process) and to hwgated, by the same client "
-            "code, interleaved in rounds; medians of every call (`bench_unary.py`).",
+            "code, interleaved in rounds; medians of every call; CPU per call of the server "
+            "(hwgated with its HSM workers) and of the client, from /proc per series "
+            "(`bench_unary.py`; `--compare-tree DIR` adds hwgated from another checkout).",
             "- Start-up: exec to first health answer / READY=1 on a datagram NOTIFY_SOCKET; "
             "RSS from /proc (`bench_daemon.py`).", ""]  # fmt: skip
     return "\n".join(doc), text_table(rows) + f"\n\ngoals met: {passed} of {len(goals)}"

@@ -252,8 +252,8 @@ async def _sign_spread(
 
 
 def slices(inputs: list[bytes], workers: int) -> list[list[bytes]]:
-    """*inputs* cut into worker round trips: at most SLICE each, and at least one
-    per worker while each keeps MIN_SLICE inputs, in even pieces.
+    """*inputs* cut into worker round trips of equal size: an even share per worker
+    (rounded up), but at least MIN_SLICE and at most SLICE inputs; the last may be short.
 
     A batch of 8 used to go to one worker as one slice while the other idled: a
     coalesced batch of 8 threads' signatures took 8 signing times instead of 4.

@@ -10,6 +10,7 @@ documented in the README (and docs/config-schema.md).
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import math
 import os
@@ -335,6 +336,9 @@ def _daemon(t: _Table) -> DaemonSettings:
         raise t.error("log_target", f"must be one of {', '.join(LOG_TARGETS)}")
     if settings.event_loop not in EVENT_LOOPS:
         raise t.error("event_loop", f"must be one of {', '.join(EVENT_LOOPS)}")
+    if settings.event_loop == "uvloop" and importlib.util.find_spec("uvloop") is None:
+        # Here, not at the loop's start: --check-config tells it, and no traceback.
+        raise t.error("event_loop", "is uvloop, but uvloop is not installed")
     if settings.max_message_bytes > 2**31 - 1:  # gRPC channel options are int32
         raise t.error("max_message_bytes", "must be < 2**31")
     if settings.metrics is not None:

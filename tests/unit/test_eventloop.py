@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -34,3 +35,21 @@ def test_an_unknown_event_loop_is_a_config_error(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="event_loop"):
         load_config(path)
+
+
+def test_an_explicit_uvloop_that_is_not_installed_is_a_config_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # uvloop is installed here (a dependency): its absence is simulated at the lookup.
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "uvloop" else real(name, *a)
+    )
+    path = tmp_path / "hwgated.toml"
+    path.write_text(
+        '[daemon]\nevent_loop = "uvloop"\n'
+        f'[[listen]]\nunix = "{tmp_path}/s.sock"\nmode = "0600"\nrole = "admin"\n'
+    )
+    with pytest.raises(ConfigError, match="uvloop is not installed"):
+        load_config(path)
+    assert eventloop.chosen("auto") == "asyncio"  # auto falls back instead

@@ -23,7 +23,8 @@ T = TypeVar("T")
 
 def chosen(setting: str) -> str:
     """``"uvloop"`` or ``"asyncio"`` for the ``event_loop`` setting; "auto" picks uvloop
-    when it can be imported. An explicit "uvloop" that is missing is an error at start."""
+    when it can be imported. An explicit "uvloop" that is missing is refused by the
+    config loader (hwgated.config), before anything starts."""
     if setting == "auto":
         return "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
     return setting

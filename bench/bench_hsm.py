@@ -346,13 +346,16 @@ def _profile(
 # -- the run -------------------------------------------------------------------------
 
 
-def measure(args: argparse.Namespace) -> dict[str, dict[str, dict[str, list[float]]]]:
+Rates = dict[str, dict[str, list[float]]]  # key -> mode@clients -> rate per rep
+# key -> mode@clients -> [server CPU s, client CPU s, signatures] over every rep: what one
+# signature costs each side, which on 2 cores bounds what the daemon can reach.
+Cpu = dict[str, dict[str, list[float]]]
+
+
+def measure(args: argparse.Namespace) -> tuple[Rates, Cpu]:
     ctx = multiprocessing.get_context("spawn")
-    results: dict[str, dict[str, dict[str, list[float]]]] = {}
-    # key -> mode@clients -> [server CPU s, client CPU s, signatures] over every rep: what one
-    # signature costs each side, which on 2 cores bounds what the daemon can reach.
-    cpu: dict[str, dict[str, list[float]]] = {}
-    results["cpu"] = cpu  # type: ignore[assignment]
+    results: Rates = {}
+    cpu: Cpu = {}
     with tempfile.TemporaryDirectory(prefix="bench-hsm-") as tmp:
         root = Path(tmp)
         token = provision(root / "testbed")
@@ -380,9 +383,8 @@ def measure(args: argparse.Namespace) -> dict[str, dict[str, dict[str, list[floa
                             **extra, "key": key, "algorithm": algorithm, "seconds": args.seconds
                         }  # fmt: skip
                         spy = _profile(args, daemon.pid, f"{key_name}-{mode}-{clients}", mode)
-                        server = {"direct": [], "p11kit": process_tree(p11kit.pid)}.get(
-                            mode, process_tree(daemon.pid)
-                        )
+                        owner = p11kit if mode == "p11kit" else daemon
+                        server = [] if mode == "direct" else process_tree(owner.pid)
                         server0 = cpu_seconds(server)
                         rate, signed, client_cpu = run_clients(ctx, fn, clients, common)
                         used = cpu.setdefault(key_name, {}).setdefault(
@@ -405,7 +407,7 @@ def measure(args: argparse.Namespace) -> dict[str, dict[str, dict[str, list[floa
             p11kit.terminate()
             daemon.wait(30)
             p11kit.wait(30)
-    return results
+    return results, cpu
 
 
 # (key, hwgate modes that count, baseline, wanted ratio, text): issue #21's goals 4, 5.
@@ -416,8 +418,8 @@ GOALS = [
 ]
 
 
-def report(results: dict[str, dict[str, dict[str, list[float]]]] | Any) -> dict[str, Any]:
-    cpu = results.pop("cpu", {})
+def report(results: Rates | Any, cpu: Cpu | None = None) -> dict[str, Any]:
+    cpu = cpu or {}
     per_signature = {
         key: {
             mode: {"server_us": 1e6 * s / n, "clients_us": 1e6 * c / n}
@@ -460,8 +462,8 @@ def main() -> None:
     parser.add_argument("--profile", help="directory for py-spy profiles of the daemon")
     parser.add_argument("--only", nargs="*", help="modes to run, e.g. p11kit@8 hwgate-stream@8")
     args = parser.parse_args()
-    results = measure(args)
-    summary = report(results)
+    results, cpu = measure(args)
+    summary = report(results, cpu)
     summary["settings"] = {"seconds": args.seconds, "reps": args.reps, "window": WINDOW,
                            "cpus": os.cpu_count()}  # fmt: skip
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -310,7 +310,7 @@ def main() -> int:
     config = hwgated_config(work, paths, sock)
     daemon = subprocess.Popen([sys.executable, "-m", "hwgated", "--config", str(config)],
                               stdout=log, stderr=log)  # fmt: skip
-    compare = compare_sock = None
+    compare = compare_sock = old = None
     if args.compare_tree:
         compare_sock = work / "compare.sock"
         compare = start_compare(args.compare_tree, work, paths, compare_sock)
@@ -370,6 +370,8 @@ def main() -> int:
             "batching_runs": threads["runs"],
         }  # fmt: skip
         client.close()
+        if old is not None:
+            old.close()
         bare_channel.close()
     finally:
         if direct is not None:
